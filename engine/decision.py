@@ -1,0 +1,114 @@
+"""The Decision: an immutable record of one credit decision and why it was made.
+
+Money fields are ``Decimal`` in the policy currency (``currency``), serialised to JSON as
+strings (``"12500.00"``) so no reader turns them into binary floats. Percentages
+(``deposit_pct``) are 0-100. Terms are days.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+Outcome = Literal["approve", "refer", "decline"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Reason(_Frozen):
+    """Why: stable ``code``, human ``message``, the ``rule_id`` and ``stage`` that produced it."""
+
+    code: str
+    message: str
+    rule_id: str
+    stage: str
+
+
+class Escalation(_Frozen):
+    """For a referred order: the approval ``level`` required, the ``chain`` of levels that may
+    decide it (required level first, then every level above), the ``sla_hours`` of the
+    required level and the ``basis`` amount that chose it."""
+
+    level: str
+    chain: list[str]
+    sla_hours: int
+    basis: str
+    basis_amount: Decimal
+
+
+class TrailEntry(_Frozen):
+    """One rule's evaluation: ``rule_id``, ``stage``, ``matched``, the values its condition
+    read (``reads``: path → value, money and decimals as strings) and its ``effect``
+    (``points +40``, ``deposit 30%``, ``term capped at 0 days``, ``refer``, ``decline``), or
+    None when it did not match."""
+
+    rule_id: str
+    stage: str
+    description: str
+    matched: bool
+    reads: dict[str, Any]
+    effect: str | None
+
+
+class PolicyRef(_Frozen):
+    id: str
+    version: str
+    sha256: str
+
+
+class Trail(_Frozen):
+    """The full audit trail: the validated ``inputs`` (defaults filled), the ``derived``
+    values, any ``notes`` (e.g. zero-divisor fallbacks) and one entry per rule in policy
+    order (``rules``)."""
+
+    inputs: dict[str, Any]
+    derived: dict[str, Any]
+    notes: list[str]
+    rules: list[TrailEntry]
+
+
+class Decision(_Frozen):
+    """Outcome and conditions for one order.
+
+    - ``outcome``: approve / refer / decline (severity decline > refer > approve).
+    - ``score`` (points), ``tier`` (approval tier name).
+    - ``deposit_pct`` (0-100, two decimals) and ``deposit_amount`` (currency, rounded up to the
+      minor unit); ``approved_payment_term_days``. None on a decline.
+    - ``credit_limit``, ``exposure_after``, ``available_credit`` (after this order:
+      limit - exposure_after; negative when over the limit).
+    - ``reasons``: decline reasons, then referral reasons, then condition reasons (deposit,
+      term), then scorecard reasons (largest shortfall first).
+    - ``escalation``: required level and chain for a refer, else None.
+    """
+
+    decision_id: str
+    outcome: Outcome
+    score: int
+    tier: str
+    currency: str
+    order_amount: Decimal
+    deposit_pct: Decimal | None
+    deposit_amount: Decimal | None
+    requested_payment_term_days: int | None
+    approved_payment_term_days: int | None
+    credit_limit: Decimal | None
+    exposure_after: Decimal | None
+    available_credit: Decimal | None
+    reasons: list[Reason]
+    escalation: Escalation | None
+    trail: Trail
+    policy: PolicyRef
+    engine_version: str
+    evaluated_at: datetime
+    order_id: str | None = None
+    customer_id: str | None = None
+
+    def comparable(self) -> dict[str, Any]:
+        """The decision as JSON-ready data without ``decision_id`` and ``evaluated_at``: equal
+        for the same request under the same policy (used by replay and determinism tests)."""
+        return self.model_dump(mode="json", exclude={"decision_id", "evaluated_at"})

@@ -1,0 +1,198 @@
+"""Load a policy YAML file into plain Python values plus a table of source positions.
+
+PyYAML composes the node tree (``yaml.compose`` with the safe loader, so no Python object
+tags are honoured) and this module builds the values itself so that:
+
+- every mapping key, sequence item and scalar keeps its line/column (``Document.pos``);
+- decimal numbers stay exact (``Decimal``, never ``float``);
+- duplicate keys, anchors/aliases to non-scalars and non-finite numbers are errors instead
+  of being silently accepted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rules.errors import PolicyError, PolicyErrors
+
+MAX_POLICY_BYTES = 20 * 1024 * 1024
+
+Path_ = tuple  # a location inside the document: keys and indexes from the root
+
+
+@dataclass(frozen=True)
+class Pos:
+    """1-based line and column of a node; ``quoted`` tells whether a scalar was quoted, so
+    that offsets inside expression strings can be mapped to columns."""
+
+    line: int
+    column: int
+    quoted: bool = False
+    block: bool = False
+
+
+@dataclass
+class Document:
+    """A loaded YAML file: ``data`` (dicts, lists, str, int, Decimal, bool, None),
+    ``pos`` mapping location tuples to ``Pos`` (the key's position for mapping entries, the
+    value's position under the suffix ``("=",)``), ``sha256`` of the raw bytes and ``file``."""
+
+    file: str
+    data: Any
+    pos: dict[tuple, Pos] = field(default_factory=dict)
+    sha256: str = ""
+    text: str = ""
+
+    def at(self, path: tuple) -> Pos:
+        """Best position for ``path``: the node itself, else its nearest ancestor."""
+        p = tuple(path)
+        while p:
+            if p in self.pos:
+                return self.pos[p]
+            p = p[:-1]
+        return self.pos.get((), Pos(1, 1))
+
+    def value_at(self, path: tuple) -> Pos:
+        """Position of the value at ``path`` (for expression offsets), else ``at(path)``."""
+        return self.pos.get(tuple(path) + ("=",)) or self.at(path)
+
+    def error(self, path: tuple, code: str, message: str, offset: int | None = None) -> PolicyError:
+        """A ``PolicyError`` positioned at ``path``; ``offset`` is a 0-based character offset
+        inside the scalar value (expressions), mapped to a column where the scalar is on one
+        line."""
+        if offset is None:
+            p = self.at(path)
+            return PolicyError(self.file, p.line, p.column, code, message)
+        p = self.value_at(path)
+        if p.block:
+            return PolicyError(self.file, p.line + 1, 1, code, message)
+        return PolicyError(self.file, p.line, p.column + offset + (1 if p.quoted else 0), code, message)
+
+
+def _mark(node: yaml.Node, quoted: bool = False, block: bool = False) -> Pos:
+    return Pos(node.start_mark.line + 1, node.start_mark.column + 1, quoted, block)
+
+
+class _Builder:
+    def __init__(self, doc: Document):
+        self.doc = doc
+        self.errors: list[PolicyError] = []
+        self.resolver = yaml.SafeLoader
+
+    def err(self, node: yaml.Node, code: str, message: str) -> None:
+        m = _mark(node)
+        self.errors.append(PolicyError(self.doc.file, m.line, m.column, code, message))
+
+    def build(self, node: yaml.Node, path: tuple) -> Any:
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.err(key_node, "invalid_key", "a key must be a plain name")
+                    continue
+                key = key_node.value
+                if key == "<<":
+                    self.err(key_node, "unsupported_yaml", "merge keys (<<) are not supported; write the values out")
+                    continue
+                if key in out:
+                    first = self.doc.pos[path + (key,)]
+                    self.err(key_node, "duplicate_key",
+                             f"{key!r} appears twice in this mapping (first at line {first.line})")
+                    continue
+                self.doc.pos[path + (key,)] = _mark(key_node)
+                self.doc.pos[path + (key, "=")] = self._value_mark(value_node)
+                out[key] = self.build(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            items = []
+            for i, item in enumerate(node.value):
+                self.doc.pos[path + (i,)] = _mark(item)
+                self.doc.pos[path + (i, "=")] = self._value_mark(item)
+                items.append(self.build(item, path + (i,)))
+            return items
+        return self.scalar(node)
+
+    @staticmethod
+    def _value_mark(node: yaml.Node) -> Pos:
+        style = getattr(node, "style", None)
+        return _mark(node, quoted=style in ("'", '"'), block=style in ("|", ">"))
+
+    def scalar(self, node: yaml.ScalarNode) -> Any:
+        tag = node.tag
+        value = node.value
+        if tag == "tag:yaml.org,2002:null":
+            return None
+        if tag == "tag:yaml.org,2002:bool":
+            return value.lower() in ("yes", "true", "on", "y")
+        if tag == "tag:yaml.org,2002:int":
+            try:
+                return yaml.constructor.SafeConstructor().construct_yaml_int(node)
+            except (ValueError, yaml.YAMLError):
+                self.err(node, "invalid_number", f"cannot read integer {value!r}")
+                return None
+        if tag == "tag:yaml.org,2002:float":
+            try:
+                dec = Decimal(value.replace("_", ""))
+            except InvalidOperation:
+                dec = None
+            if dec is None or not dec.is_finite():
+                self.err(node, "invalid_number", f"{value!r} is not a finite decimal number")
+                return None
+            return dec
+        if tag == "tag:yaml.org,2002:str":
+            return value
+        self.err(node, "unsupported_yaml", f"YAML tag {tag!r} is not supported in a policy")
+        return None
+
+
+def load_text(text: str, file: str = "<policy>") -> Document:
+    """Parse YAML ``text`` into a ``Document``. Raises ``PolicyErrors`` (codes
+    ``yaml_syntax``, ``duplicate_key``, ``invalid_number``, ``unsupported_yaml``,
+    ``empty_policy``) with positions."""
+    doc = Document(file=file, data=None, text=text,
+                   sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise PolicyErrors([PolicyError(file, line, col, "yaml_syntax", str(exc.problem or exc))]) from None
+    except yaml.YAMLError as exc:  # pragma: no cover - composer errors are marked
+        raise PolicyErrors([PolicyError(file, 1, 1, "yaml_syntax", str(exc))]) from None
+    if node is None:
+        raise PolicyErrors([PolicyError(file, 1, 1, "empty_policy", "the file holds no policy")])
+    doc.pos[()] = _mark(node)
+    builder = _Builder(doc)
+    doc.data = builder.build(node, ())
+    if builder.errors:
+        raise PolicyErrors(builder.errors)
+    return doc
+
+
+def load_file(path: str | Path) -> Document:
+    """Read and parse a policy file (UTF-8, at most 20 MiB). The ``file`` shown in errors is
+    the path as given. Raises ``PolicyErrors`` (``file_not_found``, ``not_utf8``, ``too_large``
+    and the codes of ``load_text``)."""
+    p = Path(path)
+    name = str(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise PolicyErrors([PolicyError(name, 1, 1, "file_not_found", f"no such file: {name}")]) from None
+    except OSError as exc:
+        raise PolicyErrors([PolicyError(name, 1, 1, "file_unreadable", str(exc))]) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyErrors([PolicyError(name, 1, 1, "too_large", f"policy is over {MAX_POLICY_BYTES} bytes")])
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PolicyErrors([PolicyError(name, 1, 1, "not_utf8", f"file is not UTF-8: {exc}")]) from None
+    doc = load_text(text, name)
+    doc.sha256 = hashlib.sha256(raw).hexdigest()
+    return doc
