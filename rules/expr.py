@@ -429,7 +429,13 @@ class Checker:
                         "divisor with if_zero_divisor), then compare that value here",
                         node.pos,
                     )
-        return combine(node.op, lt, rt, node.pos, self.err)
+        result = combine(node.op, lt, rt, node.pos, self.err)
+        fractional = any(isinstance(side, Lit) and isinstance(side.value, Decimal)
+                         and side.value != side.value.to_integral_value()
+                         for side in (node.left, node.right))
+        if result is not None and result.kind == "int" and fractional:
+            return Type("decimal")  # days + 0.5 is not a whole number
+        return result
 
     def compare(self, node: Cmp) -> None:
         lt, rt = self.visit(node.left), self.visit(node.right)

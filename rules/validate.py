@@ -66,13 +66,40 @@ def check(doc: Document) -> Policy:
     try:
         spec = PolicySpec.model_validate(data)
     except ValidationError as exc:
-        raise PolicyErrors(_structure_errors(doc, exc)) from None
+        structural = _structure_errors(doc, exc)
+        # An unknown key (usually a typo) should not hide the meaning errors elsewhere:
+        # drop the unknown keys, and if the rest is well-formed check its meaning too.
+        if not all(e["type"] == "extra_forbidden" for e in exc.errors()):
+            raise PolicyErrors(structural) from None
+        for e in exc.errors():
+            _drop(data, e["loc"])
+        try:
+            spec = PolicySpec.model_validate(data)
+        except ValidationError:  # pragma: no cover - only unknown keys were reported
+            raise PolicyErrors(structural) from None
+        try:
+            _Semantics(doc, spec).run()
+        except PolicyErrors as more:
+            raise PolicyErrors(structural + more.errors) from None
+        raise PolicyErrors(structural) from None
     return _Semantics(doc, spec).run()
 
 
+def _drop(data: Any, loc: tuple) -> None:
+    """Remove the key at ``loc`` from nested dicts/lists (copying dicts on the way)."""
+    node = data
+    for part in loc[:-1]:
+        node = node[part]
+    if isinstance(node, dict):
+        node.pop(loc[-1], None)
+
+
 def _normalise(data: dict) -> dict:
-    """Short forms: ``inputs: {order.amount: money}`` means ``{type: money}``."""
-    out = dict(data)
+    """Short forms: ``inputs: {order.amount: money}`` means ``{type: money}``. Returns a
+    deep copy, so the document's own data is never changed."""
+    import copy
+
+    out = copy.deepcopy(data)
     inputs = out.get("inputs")
     if isinstance(inputs, dict):
         out["inputs"] = {k: ({"type": v} if isinstance(v, str) else v) for k, v in inputs.items()}
@@ -255,7 +282,7 @@ class _Semantics:
         elif not isinstance(value, str):
             bad = f"default must be text, got {value!r}"
         if bad:
-            self.err(where, "invalid_default", bad)
+            self.err(where, "invalid_default", bad, offset=0)
         return value
 
     def parse(self, where: tuple, text: Any) -> ex.Node | None:
@@ -293,6 +320,7 @@ class _Semantics:
                 self.err(where, "missing_zero_divisor_result",
                          f"{name!r} divides by a field: state its value for a zero divisor "
                          "with if_zero_divisor (e.g. a limit of 0 means no credit)")
+                self.symbols[name] = ex.Type("decimal")  # keep checking rules that use it
                 continue
             t = checked.type
             if checked.divides and t.kind == "int":
@@ -471,13 +499,13 @@ class _Semantics:
             if b.in_ is None or b.from_ is not None or b.below is not None:
                 self.err(bw, "invalid_bin", f"{f.field!r} is {t}: give each bin an 'in' list")
                 return None
-            for v in b.in_:
+            for k, v in enumerate(b.in_):
                 if v not in domain or (t.kind == "bool") != isinstance(v, bool):
-                    self.err(bw + ("in",), "unknown_enum_value", f"{v!r} is not one of {domain}"
+                    self.err(bw + ("in", k), "unknown_enum_value", f"{v!r} is not one of {domain}"
                              + ex.suggest(str(v), [str(d) for d in domain]))
                     return None
                 if v in seen:
-                    self.err(bw + ("in",), "bin_overlap", f"{v!r} is already in bin {seen[v] + 1}")
+                    self.err(bw + ("in", k), "bin_overlap", f"{v!r} is already in bin {seen[v] + 1}")
                     return None
                 seen[v] = j
             lits = tuple(ex.Lit(0, v) for v in b.in_)
