@@ -78,7 +78,9 @@ def _fact(compiled: CompiledPolicy, group: Group, env: dict[str, Any]) -> dict[s
     fact: dict[str, int | str] = {}
     for path in group.fields:
         try:
-            fact[compiled.keys[path]] = encode(symbols[path], env[path], compiled.policy.minor_units)
+            fact[compiled.keys[path]] = encode(
+                symbols[path], env[path], compiled.policy.minor_units
+            )
         except ValueError as exc:
             raise EvaluationError("value_range", f"{path}: {exc}") from None
     for term in group.terms:
@@ -123,7 +125,7 @@ def evaluate(
         env = {**inputs, **derived}
         matched = set(_match(compiled, "s1", env))
         scoring = score_and_tier(policy, matched)
-        env.update(scoring.stage_two_values())
+        env.update(scoring.stage_two_values(policy.minor_units))
         matched |= _match(compiled, "s2", env)
         runtime = _runtime(compiled)
         return build_decision(

@@ -67,14 +67,24 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
     ``identifiers`` holds ``order.id``/``customer.id`` when given. Raises ``InputErrors``."""
     errors: list[InputError] = []
     if not isinstance(request, dict):
-        raise InputErrors([InputError("", "invalid_request", "a request is a JSON object "
-                                      "with groups such as 'order' and 'customer'")])
+        raise InputErrors(
+            [
+                InputError(
+                    "",
+                    "invalid_request",
+                    "a request is a JSON object with groups such as 'order' and 'customer'",
+                )
+            ]
+        )
     flat: dict[str, Any] = {}
     groups = {p.split(".")[0] for p in policy.inputs} | {"order", "customer"}
     for group, body in request.items():
         if group not in groups:
-            errors.append(InputError(group, "unknown_field", f"unknown group {group!r}; "
-                                     f"expected {sorted(groups)}"))
+            errors.append(
+                InputError(
+                    group, "unknown_field", f"unknown group {group!r}; expected {sorted(groups)}"
+                )
+            )
             continue
         if not isinstance(body, dict):
             errors.append(InputError(group, "invalid_type", f"{group!r} must be an object"))
@@ -86,15 +96,22 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
         if path in flat:
             v = flat.pop(path)
             if v is not None and (not isinstance(v, str) or not 0 < len(v) <= 200):
-                errors.append(InputError(path, "invalid_type", "an identifier is text of 1 to 200 characters"))
+                errors.append(
+                    InputError(path, "invalid_type", "an identifier is text of 1 to 200 characters")
+                )
             elif v is not None:
                 identifiers[path] = v
     if "order.currency" in flat:
         cur = flat.pop("order.currency")
         if cur is not None and cur != policy.currency:
-            errors.append(InputError("order.currency", "currency_mismatch",
-                                     f"this policy decides in {policy.currency}, the order is in "
-                                     f"{cur!r}; convert it first"))
+            errors.append(
+                InputError(
+                    "order.currency",
+                    "currency_mismatch",
+                    f"this policy decides in {policy.currency}, the order is in "
+                    f"{cur!r}; convert it first",
+                )
+            )
     values: dict[str, Any] = {}
     for path, spec in policy.inputs.items():
         raw = flat.pop(path, None)
@@ -113,7 +130,9 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
 
         close = difflib.get_close_matches(path, list(policy.inputs), n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        errors.append(InputError(path, "unknown_field", f"the policy declares no input {path!r}{hint}"))
+        errors.append(
+            InputError(path, "unknown_field", f"the policy declares no input {path!r}{hint}")
+        )
     if errors:
         raise InputErrors(errors)
     return values, identifiers
@@ -143,8 +162,11 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
     if isinstance(raw, bool):
         raise fail("invalid_type", f"expected a number, got {raw!r}")
     if isinstance(raw, float):
-        raise fail("inexact_number", "binary floating point is not exact: send the number as "
-                   "a string (\"10000.10\") or parse JSON with exact decimals")
+        raise fail(
+            "inexact_number",
+            "binary floating point is not exact: send the number as "
+            'a string ("10000.10") or parse JSON with exact decimals',
+        )
     if isinstance(raw, int):
         value = Decimal(raw)
     elif isinstance(raw, Decimal):

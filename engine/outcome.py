@@ -35,20 +35,27 @@ def jsonable(v: Any) -> Any:
     return str(v) if isinstance(v, Decimal) else v
 
 
-def _deposit(policy: Policy, env: dict[str, Any], scoring: Scoring,
-             deposit_rules: list[Rule]) -> tuple[Decimal, Decimal]:
+def _deposit(
+    policy: Policy, env: dict[str, Any], scoring: Scoring, deposit_rules: list[Rule]
+) -> tuple[Decimal, Decimal, list[Rule]]:
+    """(deposit_pct, deposit_amount, the rules that raised it above the tier's deposit)."""
     amount = env["order.amount"]
     unit = Decimal(1).scaleb(-policy.minor_units)
-    candidates = [amount * scoring.tier.deposit_pct / 100]
+    base = amount * scoring.tier.deposit_pct / 100
+    candidates = [base]
+    raising = []
     for r in deposit_rules:
         if "deposit_pct" in r.effect:
-            candidates.append(amount * r.effect["deposit_pct"] / 100)
+            c = amount * r.effect["deposit_pct"] / 100
         else:
-            candidates.append(value(r.effect["deposit_amount"], env))
+            c = value(r.effect["deposit_amount"], env)
+        candidates.append(c)
+        if c > base:
+            raising.append(r)
     dep = min(max(max(candidates), Decimal(0)), amount)
     dep = dep.quantize(unit, rounding=decimal.ROUND_CEILING)
     pct = (dep * 100 / amount).quantize(Decimal("0.01"), rounding=decimal.ROUND_HALF_EVEN)
-    return pct, dep
+    return pct, dep, raising
 
 
 def _effect(rule: Rule, env: dict[str, Any]) -> str:
@@ -74,14 +81,29 @@ def _escalation(policy: Policy, env: dict[str, Any], referrals: list[Rule]) -> E
         if r.effect.get("min_level"):
             idx = max(idx, names.index(r.effect["min_level"]))
     level = policy.levels[idx]
-    return Escalation(level=level.level, chain=names[idx:], sla_hours=level.sla_hours,
-                      basis=policy.escalation_basis, basis_amount=basis)
+    return Escalation(
+        level=level.level,
+        chain=names[idx:],
+        sla_hours=level.sla_hours,
+        basis=policy.escalation_basis,
+        basis_amount=basis,
+    )
 
 
-def build_decision(*, policy: Policy, inputs: dict[str, Any], derived: dict[str, Any],
-                   notes: list[str], env: dict[str, Any], matched: frozenset[str],
-                   scoring: Scoring, identifiers: dict[str, str], decision_id: str,
-                   evaluated_at: datetime, engine_version: str) -> Decision:
+def build_decision(
+    *,
+    policy: Policy,
+    inputs: dict[str, Any],
+    derived: dict[str, Any],
+    notes: list[str],
+    env: dict[str, Any],
+    matched: frozenset[str],
+    scoring: Scoring,
+    identifiers: dict[str, str],
+    decision_id: str,
+    evaluated_at: datetime,
+    engine_version: str,
+) -> Decision:
     """Assemble the immutable ``Decision`` (see module docstring for the rules applied)."""
     hit = [r for r in policy.rules if r.id in matched]
     by_stage: dict[str, list[Rule]] = {}
@@ -92,9 +114,13 @@ def build_decision(*, policy: Policy, inputs: dict[str, Any], derived: dict[str,
     deposits = by_stage.get("deposit", [])
     caps = by_stage.get("term", [])
 
-    reasons: list[Reason] = [Reason(code=r.reason_code, message=r.description, rule_id=r.id,
-                                    stage=r.stage) for r in knockouts + referrals]
-    cap = min([scoring.tier.max_payment_term_days] + [r.effect["max_payment_term_days"] for r in caps])
+    reasons: list[Reason] = [
+        Reason(code=r.reason_code, message=r.description, rule_id=r.id, stage=r.stage)
+        for r in knockouts + referrals
+    ]
+    cap = min(
+        [scoring.tier.max_payment_term_days] + [r.effect["max_payment_term_days"] for r in caps]
+    )
     requested = env.get("order.payment_term_days")
     approved_term = cap if requested is None else min(requested, cap)
     term_referral = False
@@ -102,20 +128,45 @@ def build_decision(*, policy: Policy, inputs: dict[str, Any], derived: dict[str,
         msg = f"requested payment term {requested} days exceeds the cap of {cap} days"
         if policy.over_cap == "refer":
             term_referral = True
-            reasons.append(Reason(code=policy.over_cap_reason_code, message=msg,
-                                  rule_id="terms.over_cap", stage="term"))
-    condition_reasons = [Reason(code=r.reason_code, message=r.description, rule_id=r.id,
-                                stage=r.stage) for r in deposits + caps]
+            reasons.append(
+                Reason(
+                    code=policy.over_cap_reason_code,
+                    message=msg,
+                    rule_id="terms.over_cap",
+                    stage="term",
+                )
+            )
+    deposit_pct, deposit_amount, raising = _deposit(policy, env, scoring, deposits)
+    # Condition reasons name only rules that changed the conditions: a deposit rule that
+    # raised the deposit above the tier's, a term rule whose cap is below the request.
+    binding_caps = [
+        r for r in caps if requested is None or r.effect["max_payment_term_days"] < requested
+    ]
+    condition_reasons = [
+        Reason(code=r.reason_code, message=r.description, rule_id=r.id, stage=r.stage)
+        for r in raising + binding_caps
+    ]
     if requested is not None and requested > cap and policy.over_cap == "cap":
-        condition_reasons.append(Reason(code=policy.over_cap_reason_code,
-                                        message=f"payment term capped from {requested} to {cap} days",
-                                        rule_id="terms.over_cap", stage="term"))
-    reasons += condition_reasons
+        condition_reasons.append(
+            Reason(
+                code=policy.over_cap_reason_code,
+                message=f"payment term capped from {requested} to {cap} days",
+                rule_id="terms.over_cap",
+                stage="term",
+            )
+        )
+    if not knockouts:  # a decline has no conditions to explain
+        reasons += condition_reasons
     for fr in scoring.reasons:
         rule = policy.rule(fr.bin_id)
-        reasons.append(Reason(code=fr.factor.reason_code,
-                              message=f"{rule.description} ({fr.points} of {fr.factor.best_points} points)",
-                              rule_id=fr.bin_id, stage="scorecard"))
+        reasons.append(
+            Reason(
+                code=fr.factor.reason_code,
+                message=f"{rule.description} ({fr.points} of {fr.factor.best_points} points)",
+                rule_id=fr.bin_id,
+                stage="scorecard",
+            )
+        )
 
     if knockouts:
         outcome = "decline"
@@ -123,7 +174,6 @@ def build_decision(*, policy: Policy, inputs: dict[str, Any], derived: dict[str,
         outcome = "refer"
     else:
         outcome = "approve"
-    deposit_pct, deposit_amount = _deposit(policy, env, scoring, deposits)
     if outcome == "decline":
         deposit_pct = deposit_amount = approved_term = None
 
@@ -137,11 +187,17 @@ def build_decision(*, policy: Policy, inputs: dict[str, Any], derived: dict[str,
         inputs={k: jsonable(v) for k, v in inputs.items()},
         derived={k: jsonable(v) for k, v in derived.items()},
         notes=list(notes),
-        rules=[TrailEntry(rule_id=r.id, stage=r.stage, description=r.description,
-                          matched=r.id in matched,
-                          reads={p: jsonable(env[p]) for p in r.reads},
-                          effect=_effect(r, env) if r.id in matched else None)
-               for r in policy.rules],
+        rules=[
+            TrailEntry(
+                rule_id=r.id,
+                stage=r.stage,
+                description=r.description,
+                matched=r.id in matched,
+                reads={p: jsonable(env[p]) for p in r.reads},
+                effect=_effect(r, env) if r.id in matched else None,
+            )
+            for r in policy.rules
+        ],
     )
     return Decision(
         decision_id=decision_id,

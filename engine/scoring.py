@@ -42,14 +42,17 @@ class Scoring:
     factors: tuple[FactorResult, ...]
     reasons: tuple[FactorResult, ...]
 
-    def stage_two_values(self) -> dict[str, Any]:
-        """Values stage-two rules may read: score, tier and the tier's parameters."""
+    def stage_two_values(self, minor_units: int) -> dict[str, Any]:
+        """Values stage-two rules may read: score, tier and the tier's parameters (the
+        auto-approve amount in the currency's minor unit, e.g. ``5000.00``)."""
         return {
             "score": self.score,
             "tier": self.tier.tier,
             "tier_max_payment_term_days": self.tier.max_payment_term_days,
             "tier_deposit_pct": Decimal(self.tier.deposit_pct),
-            "tier_auto_approve_up_to": Decimal(self.tier.auto_approve_up_to),
+            "tier_auto_approve_up_to": Decimal(self.tier.auto_approve_up_to).quantize(
+                Decimal(1).scaleb(-minor_units)
+            ),
         }
 
 

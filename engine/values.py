@@ -5,9 +5,11 @@ input), never in the engine. Rounding rules (README "Numbers and rounding"):
 
 - derived money values: to the currency's minor unit, half-even (sums and differences of
   inputs are exact anyway);
-- derived decimal values (ratios such as utilisation): to 6 places, half-even, then
-  clamped to ±10**12 so that they always fit the engine (a ratio that large only arises
-  from a near-zero divisor and compares the same way with every policy literal);
+- derived decimal values (ratios such as utilisation): *not rounded* — a quotient is
+  carried at 60 significant digits, so a threshold such as ``utilisation > 2`` sees
+  2.0000000001 as above 2 (the compiler encodes such values exactly for the engine). They
+  are clamped to ±10**12 so that they always fit the engine (a ratio that large only arises
+  from a near-zero divisor and compares the same way with every smaller policy literal);
 - derived int values: exact;
 - a division by zero takes the derived value's ``if_zero_divisor`` (stated in the policy).
 """
@@ -21,8 +23,11 @@ from typing import Any
 from rules import expr as ex
 from rules.policy import DerivedDef, Policy
 
-CONTEXT = decimal.Context(prec=60, rounding=decimal.ROUND_HALF_EVEN,
-                          traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow])
+CONTEXT = decimal.Context(
+    prec=60,
+    rounding=decimal.ROUND_HALF_EVEN,
+    traps=[decimal.InvalidOperation, decimal.DivisionByZero, decimal.Overflow],
+)
 DECIMAL_PLACES = 6
 DECIMAL_CLAMP = Decimal(10) ** 12
 
@@ -62,8 +67,11 @@ def quantize(kind: str, v: Decimal, minor_units: int) -> Any:
         return v.quantize(Decimal(1).scaleb(-minor_units), context=CONTEXT)
     if kind == "int":
         return int(v)
-    q = v.quantize(Decimal(1).scaleb(-DECIMAL_PLACES), context=CONTEXT)
-    return max(-DECIMAL_CLAMP, min(DECIMAL_CLAMP, q))
+    v = CONTEXT.plus(v)  # at most 60 significant digits
+    v = max(-DECIMAL_CLAMP, min(DECIMAL_CLAMP, v))
+    if v == v.to_integral_value() and v.as_tuple().exponent < 0:
+        v = v.quantize(Decimal(1))  # 2.000 -> 2: same value, shorter trail
+    return CONTEXT.plus(v)  # also turns -0 into 0
 
 
 def derive(policy: Policy, inputs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:

@@ -10,11 +10,15 @@ tier that stage one produces:
 Exactness. durable_rules compares strings with numbers wrongly, rejects some floats and
 caps integers, so every value crosses into the engine as an exact integer or a string:
 
-- money as integer minor units (EUR cents), ``int`` as is, ``decimal`` in millionths
-  (derived decimals are rounded half-even to 6 places before they reach the engine),
-  ``bool`` as 1/0, enums and strings as text;
+- money as integer minor units (EUR cents), ``int`` as is, ``bool`` as 1/0, enums and
+  strings as text;
+- ``decimal`` on a half-millionth grid: ``2 * floor(v * 10**6) + (0 if v * 10**6 is whole
+  else 1)``. A decimal input (at most 6 places) lands on an even number; a derived ratio
+  such as utilisation, carried unrounded, lands on the odd number between the two
+  millionths around it, so ``utilisation > 2`` is true for 2.0000000001 and false for
+  exactly 2 — no rounding ever moves a value across a policy threshold;
 - a field compared with a literal is compared in the field's units; a literal with more
-  decimals than the field has is turned into the equivalent integer bound
+  decimals than a money/int field has is turned into the equivalent integer bound
   (``x > 100.005`` with cents becomes ``cents > 10000``), so boundaries stay exact;
 - anything else (two fields, arithmetic such as ``order.amount > customer.credit_limit * 1.1``)
   becomes a *term*: the evaluator computes ``sign(left - right)`` exactly in ``Decimal`` and the
@@ -34,6 +38,7 @@ from rules import expr as ex
 from rules.policy import STAGE_ONE, Policy
 
 DECIMAL_PLACES = 6
+DECIMAL_LIMIT = Decimal(10) ** 12  # derived decimals are clamped to this magnitude
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 _DR_OP = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "!=": "$neq"}
@@ -95,6 +100,9 @@ def encode(t: ex.Type, value: Any, minor_units: int) -> int | str:
         return str(value)
     places = scale_of(t, minor_units)
     scaled = Decimal(value).scaleb(places)
+    if t.kind == "decimal":
+        floor = math.floor(scaled)
+        return 2 * floor + (0 if scaled == floor else 1)
     if scaled != scaled.to_integral_value():
         raise ValueError(f"{value} has more than {places} decimal places")
     return int(scaled)
@@ -175,8 +183,10 @@ class _CondCompiler:
             return {key: 1 if truth else 0}
         if isinstance(node, ex.In):
             neg = node.negated != negate
-            parts = [self.compile(ex.Cmp(node.pos, "!=" if neg else "==", node.operand, lit))
-                     for lit in node.items]
+            parts = [
+                self.compile(ex.Cmp(node.pos, "!=" if neg else "==", node.operand, lit))
+                for lit in node.items
+            ]
             if len(parts) == 1:
                 return parts[0]
             return {"$and" if neg else "$or": parts}
@@ -218,6 +228,10 @@ class _CondCompiler:
             return _cmp(op, key, str(value))
         places = scale_of(t, self.policy.minor_units)
         scaled = Decimal(value).scaleb(places)
+        if t.kind == "decimal":
+            if scaled != scaled.to_integral_value() or abs(value) >= DECIMAL_LIMIT:
+                return None  # between grid points or beyond the clamp: exact term
+            return _cmp(op, key, 2 * int(scaled))
         if scaled == scaled.to_integral_value():
             return _cmp(op, key, int(scaled))
         if op in ("==", "!="):

@@ -211,7 +211,11 @@ class _Builder:
                 return Not(pos, self.build(node.operand))
             if isinstance(node.op, ast.USub):
                 inner = self.build(node.operand)
-                if isinstance(inner, Lit) and isinstance(inner.value, (int, Decimal)) and not isinstance(inner.value, bool):
+                if (
+                    isinstance(inner, Lit)
+                    and isinstance(inner.value, (int, Decimal))
+                    and not isinstance(inner.value, bool)
+                ):
                     return Lit(pos, -inner.value)
                 return Neg(pos, inner)
             if isinstance(node.op, ast.UAdd):
@@ -235,7 +239,9 @@ class _Builder:
         if isinstance(node, (ast.List, ast.Tuple, ast.Set)):
             raise ExprError("unsupported", "a list may only follow 'in' or 'not in'", pos)
         if isinstance(node, ast.Call):
-            raise ExprError("unsupported", "function calls are not part of the policy language", pos)
+            raise ExprError(
+                "unsupported", "function calls are not part of the policy language", pos
+            )
         raise ExprError(
             "unsupported",
             f"'{ast.get_source_segment(self.text, node) or type(node).__name__}' is not part "
@@ -294,10 +300,16 @@ class _Builder:
                 for elt in comparator.elts:
                     lit = self.build(elt)
                     if not isinstance(lit, Lit):
-                        raise ExprError("unsupported", "a list after 'in' holds only literal values", self.off(elt))
+                        raise ExprError(
+                            "unsupported",
+                            "a list after 'in' holds only literal values",
+                            self.off(elt),
+                        )
                     lits.append(lit)
                 if not lits:
-                    raise ExprError("unsupported", "the list after 'in' is empty", self.off(comparator))
+                    raise ExprError(
+                        "unsupported", "the list after 'in' is empty", self.off(comparator)
+                    )
                 items.append(In(pos, left, tuple(lits), isinstance(op, ast.NotIn)))
                 left = None  # type: ignore[assignment]
                 continue
@@ -305,7 +317,9 @@ class _Builder:
             if sym is None:
                 raise ExprError("unsupported", "use == != < <= > >= in or not in to compare", pos)
             if left is None:
-                raise ExprError("unsupported", "'in [...]' cannot be chained with another comparison", pos)
+                raise ExprError(
+                    "unsupported", "'in [...]' cannot be chained with another comparison", pos
+                )
             right = self.build(comparator)
             items.append(Cmp(pos, sym, left, right))
             left = right
@@ -353,13 +367,19 @@ class Checker:
     def check_condition(self, node: Node) -> Checked:
         t = self.visit(node)
         if t is not None and t.kind != "bool":
-            self.err("not_a_condition", f"a condition must be true or false, this is a {t}", node.pos)
+            self.err(
+                "not_a_condition", f"a condition must be true or false, this is a {t}", node.pos
+            )
         return Checked(Type("bool"), self.fields, self.divides)
 
     def check_value(self, node: Node) -> Checked:
         t = self.visit(node)
         if t == LIT_NUMBER:
-            t = Type("decimal") if isinstance(getattr(node, "value", None), Decimal) else Type("int")
+            t = (
+                Type("decimal")
+                if isinstance(getattr(node, "value", None), Decimal)
+                else Type("int")
+            )
         return Checked(t or Type("decimal"), self.fields, self.divides)
 
     # visit returns None when an error was already reported for the subtree
@@ -374,8 +394,12 @@ class Checker:
         if isinstance(node, Field):
             t = self.symbols.get(node.path)
             if t is None:
-                self.err("unknown_field", f"{node.path!r} is not a declared input or derived value"
-                         + suggest(node.path, self.symbols), node.pos)
+                self.err(
+                    "unknown_field",
+                    f"{node.path!r} is not a declared input or derived value"
+                    + suggest(node.path, self.symbols),
+                    node.pos,
+                )
                 return None
             if node.path not in self.fields:
                 self.fields.append(node.path)
@@ -430,9 +454,12 @@ class Checker:
                         node.pos,
                     )
         result = combine(node.op, lt, rt, node.pos, self.err)
-        fractional = any(isinstance(side, Lit) and isinstance(side.value, Decimal)
-                         and side.value != side.value.to_integral_value()
-                         for side in (node.left, node.right))
+        fractional = any(
+            isinstance(side, Lit)
+            and isinstance(side.value, Decimal)
+            and side.value != side.value.to_integral_value()
+            for side in (node.left, node.right)
+        )
         if result is not None and result.kind == "int" and fractional:
             return Type("decimal")  # days + 0.5 is not a whole number
         return result
@@ -441,7 +468,12 @@ class Checker:
         lt, rt = self.visit(node.left), self.visit(node.right)
         if lt is None or rt is None:
             return
-        if lt == LIT_NUMBER and rt == LIT_NUMBER or lt.kind.startswith("literal") and rt.kind.startswith("literal"):
+        if (
+            lt == LIT_NUMBER
+            and rt == LIT_NUMBER
+            or lt.kind.startswith("literal")
+            and rt.kind.startswith("literal")
+        ):
             self.err("type_mismatch", "compares two constants; compare a field", node.pos)
             return
         if not compatible(lt, rt):
@@ -454,8 +486,12 @@ class Checker:
             return
         for t, other in ((lt, node.right), (rt, node.left)):
             if t.kind == "enum" and isinstance(other, Lit) and other.value not in t.values:
-                self.err("unknown_enum_value", f"{other.value!r} is not one of {list(t.values)}"
-                         + suggest(str(other.value), set(t.values)), other.pos)
+                self.err(
+                    "unknown_enum_value",
+                    f"{other.value!r} is not one of {list(t.values)}"
+                    + suggest(str(other.value), set(t.values)),
+                    other.pos,
+                )
 
     def membership(self, node: In) -> None:
         t = self.visit(node.operand)
@@ -471,8 +507,12 @@ class Checker:
             if not compatible(t, lt):
                 self.err("type_mismatch", f"list value {lit.value!r} does not fit {t}", lit.pos)
             elif t.kind == "enum" and lit.value not in t.values:
-                self.err("unknown_enum_value", f"{lit.value!r} is not one of {list(t.values)}"
-                         + suggest(str(lit.value), set(t.values)), lit.pos)
+                self.err(
+                    "unknown_enum_value",
+                    f"{lit.value!r} is not one of {list(t.values)}"
+                    + suggest(str(lit.value), set(t.values)),
+                    lit.pos,
+                )
 
 
 def compatible(a: Type, b: Type) -> bool:

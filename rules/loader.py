@@ -72,7 +72,9 @@ class Document:
         p = self.value_at(path)
         if p.block:
             return PolicyError(self.file, p.line + 1, 1, code, message)
-        return PolicyError(self.file, p.line, p.column + offset + (1 if p.quoted else 0), code, message)
+        return PolicyError(
+            self.file, p.line, p.column + offset + (1 if p.quoted else 0), code, message
+        )
 
 
 def _mark(node: yaml.Node, quoted: bool = False, block: bool = False) -> Pos:
@@ -98,12 +100,19 @@ class _Builder:
                     continue
                 key = key_node.value
                 if key == "<<":
-                    self.err(key_node, "unsupported_yaml", "merge keys (<<) are not supported; write the values out")
+                    self.err(
+                        key_node,
+                        "unsupported_yaml",
+                        "merge keys (<<) are not supported; write the values out",
+                    )
                     continue
                 if key in out:
                     first = self.doc.pos[path + (key,)]
-                    self.err(key_node, "duplicate_key",
-                             f"{key!r} appears twice in this mapping (first at line {first.line})")
+                    self.err(
+                        key_node,
+                        "duplicate_key",
+                        f"{key!r} appears twice in this mapping (first at line {first.line})",
+                    )
                     continue
                 self.doc.pos[path + (key,)] = _mark(key_node)
                 self.doc.pos[path + (key, "=")] = self._value_mark(value_node)
@@ -155,14 +164,17 @@ def load_text(text: str, file: str = "<policy>") -> Document:
     """Parse YAML ``text`` into a ``Document``. Raises ``PolicyErrors`` (codes
     ``yaml_syntax``, ``duplicate_key``, ``invalid_number``, ``unsupported_yaml``,
     ``empty_policy``) with positions."""
-    doc = Document(file=file, data=None, text=text,
-                   sha256=hashlib.sha256(text.encode("utf-8")).hexdigest())
+    doc = Document(
+        file=file, data=None, text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest()
+    )
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        raise PolicyErrors([PolicyError(file, line, col, "yaml_syntax", str(exc.problem or exc))]) from None
+        raise PolicyErrors(
+            [PolicyError(file, line, col, "yaml_syntax", str(exc.problem or exc))]
+        ) from None
     except yaml.YAMLError as exc:  # pragma: no cover - composer errors are marked
         raise PolicyErrors([PolicyError(file, 1, 1, "yaml_syntax", str(exc))]) from None
     if node is None:
@@ -184,15 +196,21 @@ def load_file(path: str | Path) -> Document:
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise PolicyErrors([PolicyError(name, 1, 1, "file_not_found", f"no such file: {name}")]) from None
+        raise PolicyErrors(
+            [PolicyError(name, 1, 1, "file_not_found", f"no such file: {name}")]
+        ) from None
     except OSError as exc:
         raise PolicyErrors([PolicyError(name, 1, 1, "file_unreadable", str(exc))]) from None
     if len(raw) > MAX_POLICY_BYTES:
-        raise PolicyErrors([PolicyError(name, 1, 1, "too_large", f"policy is over {MAX_POLICY_BYTES} bytes")])
+        raise PolicyErrors(
+            [PolicyError(name, 1, 1, "too_large", f"policy is over {MAX_POLICY_BYTES} bytes")]
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise PolicyErrors([PolicyError(name, 1, 1, "not_utf8", f"file is not UTF-8: {exc}")]) from None
+        raise PolicyErrors(
+            [PolicyError(name, 1, 1, "not_utf8", f"file is not UTF-8: {exc}")]
+        ) from None
     doc = load_text(text, name)
     doc.sha256 = hashlib.sha256(raw).hexdigest()
     return doc

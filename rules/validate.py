@@ -179,8 +179,11 @@ class _Semantics:
     def run(self) -> Policy:
         spec = self.spec
         if spec.currency not in list_currencies():
-            self.err(("currency",), "unknown_currency",
-                     f"{spec.currency!r} is not an ISO 4217 currency code")
+            self.err(
+                ("currency",),
+                "unknown_currency",
+                f"{spec.currency!r} is not an ISO 4217 currency code",
+            )
             minor = 2
         else:
             minor = get_currency_precision(spec.currency)
@@ -200,14 +203,28 @@ class _Semantics:
         order = {"knockout": 0, "scorecard": 1, "deposit": 2, "term": 3, "referral": 4}
         rules = sorted(self.rules, key=lambda r: order[r.stage])  # stable: file order kept
         return Policy(
-            id=spec.policy, version=spec.version, currency=spec.currency, minor_units=minor,
-            description=spec.description, sha256=self.doc.sha256, file=self.doc.file,
-            inputs=self.inputs, derived=tuple(derived), rules=tuple(rules),
-            base_points=spec.scorecard.base_points, max_reasons=spec.scorecard.max_reasons,
-            factors=tuple(factors), min_score=lo, max_score=hi, tiers=tuple(tiers),
-            over_cap=spec.terms.over_cap, over_cap_reason_code=spec.terms.over_cap_reason_code,
-            escalation_basis=spec.escalation.basis, levels=tuple(levels),
-            symbols=dict(self.symbols), source=self.doc.text,
+            id=spec.policy,
+            version=spec.version,
+            currency=spec.currency,
+            minor_units=minor,
+            description=spec.description,
+            sha256=self.doc.sha256,
+            file=self.doc.file,
+            inputs=self.inputs,
+            derived=tuple(derived),
+            rules=tuple(rules),
+            base_points=spec.scorecard.base_points,
+            max_reasons=spec.scorecard.max_reasons,
+            factors=tuple(factors),
+            min_score=lo,
+            max_score=hi,
+            tiers=tuple(tiers),
+            over_cap=spec.terms.over_cap,
+            over_cap_reason_code=spec.terms.over_cap_reason_code,
+            escalation_basis=spec.escalation.basis,
+            levels=tuple(levels),
+            symbols=dict(self.symbols),
+            source=self.doc.text,
         )
 
     # -- inputs and derived values ------------------------------------------------------
@@ -218,13 +235,19 @@ class _Semantics:
         for path, spec in self.spec.inputs.items():
             where = ("inputs", path)
             if not re.match(INPUT_PATH, path):
-                self.err(where, "invalid_name",
-                         f"input {path!r} must be group.name in lower case, e.g. order.amount")
+                self.err(
+                    where,
+                    "invalid_name",
+                    f"input {path!r} must be group.name in lower case, e.g. order.amount",
+                )
                 continue
             if path in RESERVED_INPUTS:
-                self.err(where, "reserved_name",
-                         f"{path!r} is reserved: the request's currency is checked against "
-                         "the policy currency")
+                self.err(
+                    where,
+                    "reserved_name",
+                    f"{path!r} is reserved: the request's currency is checked against "
+                    "the policy currency",
+                )
                 continue
             try:
                 t = ex.parse_type(spec.type)
@@ -239,8 +262,9 @@ class _Semantics:
                 self.err(where, "invalid_bound", f"min/max apply to numbers, {path!r} is {t}")
             if spec.min is not None and spec.max is not None and spec.min > spec.max:
                 self.err(where + ("max",), "invalid_bound", "max is below min")
-            self.inputs[path] = InputDef(path, t, optional, default, spec.min, spec.max,
-                                         spec.sensitive, spec.description)
+            self.inputs[path] = InputDef(
+                path, t, optional, default, spec.min, spec.max, spec.sensitive, spec.description
+            )
             self.symbols[path] = t
         self.check_standard_inputs()
 
@@ -248,11 +272,17 @@ class _Semantics:
         """Inputs the decision itself reads must have the right types."""
         amount = self.inputs.get("order.amount")
         if amount is None or amount.type.kind != "money" or amount.optional:
-            self.err(("inputs",), "missing_input",
-                     "every policy declares order.amount as a required money input (deposits "
-                     "and the decision are computed from it)")
-        standard = {"order.payment_term_days": "int", "customer.credit_limit": "money",
-                    "customer.exposure": "money"}
+            self.err(
+                ("inputs",),
+                "missing_input",
+                "every policy declares order.amount as a required money input (deposits "
+                "and the decision are computed from it)",
+            )
+        standard = {
+            "order.payment_term_days": "int",
+            "customer.credit_limit": "money",
+            "customer.exposure": "money",
+        }
         for path, kind in standard.items():
             d = self.inputs.get(path)
             if d is not None and d.type.kind != kind:
@@ -263,9 +293,15 @@ class _Semantics:
         if value is None:
             bad = "a default cannot be empty (null): give a value of the field's type"
         elif t.kind == "bool":
-            bad = None if isinstance(value, bool) else f"default must be true or false, got {value!r}"
+            bad = (
+                None if isinstance(value, bool) else f"default must be true or false, got {value!r}"
+            )
         elif t.kind == "int":
-            bad = None if isinstance(value, int) and not isinstance(value, bool) else f"default must be a whole number, got {value!r}"
+            bad = (
+                None
+                if isinstance(value, int) and not isinstance(value, bool)
+                else f"default must be a whole number, got {value!r}"
+            )
         elif t.numeric:
             if isinstance(value, bool) or not isinstance(value, (int, Decimal)):
                 bad = f"default must be a number, got {value!r}"
@@ -312,22 +348,35 @@ class _Semantics:
             if checker.errors:
                 continue
             if checked.type.kind not in ("money", "int", "decimal"):
-                self.err(where + ("expr",), "type_mismatch",
-                         f"a derived value must be a number, got {checked.type}; put "
-                         "conditions in a rule's 'when'")
+                self.err(
+                    where + ("expr",),
+                    "type_mismatch",
+                    f"a derived value must be a number, got {checked.type}; put "
+                    "conditions in a rule's 'when'",
+                )
                 continue
             if checked.divides and spec.if_zero_divisor is None:
-                self.err(where, "missing_zero_divisor_result",
-                         f"{name!r} divides by a field: state its value for a zero divisor "
-                         "with if_zero_divisor (e.g. a limit of 0 means no credit)")
+                self.err(
+                    where,
+                    "missing_zero_divisor_result",
+                    f"{name!r} divides by a field: state its value for a zero divisor "
+                    "with if_zero_divisor (e.g. a limit of 0 means no credit)",
+                )
                 self.symbols[name] = ex.Type("decimal")  # keep checking rules that use it
                 continue
             t = checked.type
             if checked.divides and t.kind == "int":
                 t = ex.Type("decimal")
             self.symbols[name] = t
-            out.append(DerivedDef(name, node, t, spec.if_zero_divisor if checked.divides else None,
-                                  spec.description))
+            out.append(
+                DerivedDef(
+                    name,
+                    node,
+                    t,
+                    spec.if_zero_divisor if checked.divides else None,
+                    spec.description,
+                )
+            )
         return out
 
     # -- rules ---------------------------------------------------------------------------
@@ -335,12 +384,16 @@ class _Semantics:
     def claim_id(self, rule_id: str, where: tuple) -> bool:
         if rule_id in self.ids:
             first = self.doc.at(self.ids[rule_id])
-            self.err(where, "duplicate_id", f"rule id {rule_id!r} is already used at line {first.line}")
+            self.err(
+                where, "duplicate_id", f"rule id {rule_id!r} is already used at line {first.line}"
+            )
             return False
         self.ids[rule_id] = where
         return True
 
-    def condition(self, where: tuple, when: Any, stage_two: bool) -> tuple[ex.Node | None, tuple, bool]:
+    def condition(
+        self, where: tuple, when: Any, stage_two: bool
+    ) -> tuple[ex.Node | None, tuple, bool]:
         """Parse and check a ``when``; returns (node or None for always, reads, ok)."""
         if when is True:
             return None, (), True
@@ -357,14 +410,22 @@ class _Semantics:
             if e.code == "unknown_field" and not stage_two:
                 name = msg.split("'")[1] if "'" in msg else ""
                 if name in STAGE_TWO_SYMBOLS:
-                    msg = (f"{name!r} is not known yet: knock-outs and scorecard bins run "
-                           "before the score and tier exist")
+                    msg = (
+                        f"{name!r} is not known yet: knock-outs and scorecard bins run "
+                        "before the score and tier exist"
+                    )
             self.err(where, e.code, msg, e.offset)
             ok = False
         return node, tuple(checked.fields), ok
 
-    def check_rules(self, base: tuple, specs: list, stage: str, stage_two: bool,
-                    levels: list[Level] | None = None) -> None:
+    def check_rules(
+        self,
+        base: tuple,
+        specs: list,
+        stage: str,
+        stage_two: bool,
+        levels: list[Level] | None = None,
+    ) -> None:
         level_names = [lv.level for lv in levels or []]
         for i, spec in enumerate(specs):
             where = base + (i,)
@@ -375,25 +436,34 @@ class _Semantics:
                 effect, extra_ok = self.deposit_effect(where, spec)
                 ok = ok and extra_ok
                 if "deposit_amount" in effect:
-                    reads = tuple(dict.fromkeys(reads + tuple(ex.fields_of(effect["deposit_amount"]))))
+                    reads = tuple(
+                        dict.fromkeys(reads + tuple(ex.fields_of(effect["deposit_amount"])))
+                    )
             elif stage == "term":
                 effect = {"max_payment_term_days": spec.max_payment_term_days}
             elif stage == "referral":
                 if spec.min_level is not None and spec.min_level not in level_names:
-                    self.err(where + ("min_level",), "unknown_level",
-                             f"{spec.min_level!r} is not an escalation level"
-                             + ex.suggest(spec.min_level, level_names))
+                    self.err(
+                        where + ("min_level",),
+                        "unknown_level",
+                        f"{spec.min_level!r} is not an escalation level"
+                        + ex.suggest(spec.min_level, level_names),
+                    )
                     ok = False
                 effect = {"min_level": spec.min_level}
             if ok:
-                self.rules.append(Rule(spec.id, stage, spec.description, spec.reason_code,
-                                       node, reads, effect))
+                self.rules.append(
+                    Rule(spec.id, stage, spec.description, spec.reason_code, node, reads, effect)
+                )
 
     def deposit_effect(self, where: tuple, spec) -> tuple[dict, bool]:
         has_pct, has_amt = spec.deposit_pct is not None, spec.deposit_amount is not None
         if has_pct == has_amt:
-            self.err(where, "deposit_effect",
-                     "a deposit rule needs exactly one of deposit_pct or deposit_amount")
+            self.err(
+                where,
+                "deposit_effect",
+                "a deposit rule needs exactly one of deposit_pct or deposit_amount",
+            )
             return {}, False
         if has_pct:
             return {"deposit_pct": spec.deposit_pct}, True
@@ -407,8 +477,11 @@ class _Semantics:
         if checker.errors:
             return {}, False
         if checked.type.kind != "money":
-            self.err(where + ("deposit_amount",), "type_mismatch",
-                     f"deposit_amount must be money, got {checked.type}")
+            self.err(
+                where + ("deposit_amount",),
+                "type_mismatch",
+                f"deposit_amount must be money, got {checked.type}",
+            )
             return {}, False
         return {"deposit_amount": node}, True
 
@@ -423,9 +496,12 @@ class _Semantics:
             self.claim_id(f.id, where + ("id",))
             t = self.symbols.get(f.field)
             if t is None:
-                self.err(where + ("field",), "unknown_field",
-                         f"{f.field!r} is not a declared input or derived value"
-                         + ex.suggest(f.field, self.symbols))
+                self.err(
+                    where + ("field",),
+                    "unknown_field",
+                    f"{f.field!r} is not a declared input or derived value"
+                    + ex.suggest(f.field, self.symbols),
+                )
                 continue
             bins = self.factor_bins(where, f, t)
             if bins is None:
@@ -435,14 +511,31 @@ class _Semantics:
                 bin_id = f"{f.id}.{j + 1}"
                 ids.append(bin_id)
                 label = b.label or _bin_label(b)
-                self.rules.append(Rule(bin_id, "scorecard", f"{f.description}: {label}",
-                                       f.reason_code, cond, (f.field,),
-                                       {"factor": f.id, "points": b.points, "bin": label}))
+                self.rules.append(
+                    Rule(
+                        bin_id,
+                        "scorecard",
+                        f"{f.description}: {label}",
+                        f.reason_code,
+                        cond,
+                        (f.field,),
+                        {"factor": f.id, "points": b.points, "bin": label},
+                    )
+                )
             points = [b.points for b in f.bins]
             lo += min(points)
             hi += max(points)
-            factors.append(Factor(f.id, f.description, f.reason_code, f.field, tuple(ids),
-                                  max(points), min(points)))
+            factors.append(
+                Factor(
+                    f.id,
+                    f.description,
+                    f.reason_code,
+                    f.field,
+                    tuple(ids),
+                    max(points),
+                    min(points),
+                )
+            )
         return factors, lo, hi
 
     def factor_bins(self, where: tuple, f, t: ex.Type):
@@ -456,21 +549,32 @@ class _Semantics:
                     self.err(bw, "invalid_bin", f"{f.field!r} is a number: use from/below, not in")
                     return None
                 if j == 0 and b.from_ is not None:
-                    self.err(bw, "bin_gap", f"the first bin must have no 'from' so that values "
-                             f"below {b.from_} score too")
+                    self.err(
+                        bw,
+                        "bin_gap",
+                        f"the first bin must have no 'from' so that values "
+                        f"below {b.from_} score too",
+                    )
                     return None
                 if j > 0 and b.from_ != prev_below:
-                    self.err(bw, "bin_gap" if b.from_ is None or b.from_ > prev_below else "bin_overlap",
-                             f"bin starts at {b.from_} but the previous bin ends below {prev_below}: "
-                             "bins must follow each other without gaps or overlaps")
+                    self.err(
+                        bw,
+                        "bin_gap" if b.from_ is None or b.from_ > prev_below else "bin_overlap",
+                        f"bin starts at {b.from_} but the previous bin ends below {prev_below}: "
+                        "bins must follow each other without gaps or overlaps",
+                    )
                     return None
                 last = j == len(f.bins) - 1
                 if not last and b.below is None:
                     self.err(bw, "bin_overlap", "only the last bin may be open-ended (no 'below')")
                     return None
                 if last and b.below is not None:
-                    self.err(bw, "bin_gap", f"the last bin must have no 'below' so that values "
-                             f"of {b.below} and above score too")
+                    self.err(
+                        bw,
+                        "bin_gap",
+                        f"the last bin must have no 'below' so that values "
+                        f"of {b.below} and above score too",
+                    )
                     return None
                 if b.from_ is not None and b.below is not None and b.below <= b.from_:
                     self.err(bw, "bin_overlap", "'below' must be greater than 'from'")
@@ -480,7 +584,13 @@ class _Semantics:
                     parts.append(ex.Cmp(0, ">=", fld, ex.Lit(0, b.from_)))
                 if b.below is not None:
                     parts.append(ex.Cmp(0, "<", fld, ex.Lit(0, b.below)))
-                cond = None if not parts else parts[0] if len(parts) == 1 else ex.BoolOp(0, "and", tuple(parts))
+                cond = (
+                    None
+                    if not parts
+                    else parts[0]
+                    if len(parts) == 1
+                    else ex.BoolOp(0, "and", tuple(parts))
+                )
                 out.append((cond, b))
                 prev_below = b.below
             return out
@@ -490,8 +600,11 @@ class _Semantics:
         elif t.kind == "bool":
             domain = [True, False]
         else:
-            self.err(where + ("field",), "invalid_bin",
-                     f"{f.field!r} is {t}: a factor needs a number, enum or bool field")
+            self.err(
+                where + ("field",),
+                "invalid_bin",
+                f"{f.field!r} is {t}: a factor needs a number, enum or bool field",
+            )
             return None
         seen: dict[Any, int] = {}
         for j, b in enumerate(f.bins):
@@ -501,11 +614,17 @@ class _Semantics:
                 return None
             for k, v in enumerate(b.in_):
                 if v not in domain or (t.kind == "bool") != isinstance(v, bool):
-                    self.err(bw + ("in", k), "unknown_enum_value", f"{v!r} is not one of {domain}"
-                             + ex.suggest(str(v), [str(d) for d in domain]))
+                    self.err(
+                        bw + ("in", k),
+                        "unknown_enum_value",
+                        f"{v!r} is not one of {domain}"
+                        + ex.suggest(str(v), [str(d) for d in domain]),
+                    )
                     return None
                 if v in seen:
-                    self.err(bw + ("in", k), "bin_overlap", f"{v!r} is already in bin {seen[v] + 1}")
+                    self.err(
+                        bw + ("in", k), "bin_overlap", f"{v!r} is already in bin {seen[v] + 1}"
+                    )
                     return None
                 seen[v] = j
             lits = tuple(ex.Lit(0, v) for v in b.in_)
@@ -525,12 +644,28 @@ class _Semantics:
                 self.err(where + ("tier",), "duplicate_id", f"tier {t.tier!r} is defined twice")
             names.add(t.tier)
             if t.min_score > t.max_score:
-                self.err(where, "tier_range", f"min_score {t.min_score} is above max_score {t.max_score}")
-            if t.auto_approve_up_to != t.auto_approve_up_to.quantize(Decimal(1).scaleb(-self.minor)):
-                self.err(where + ("auto_approve_up_to",), "invalid_value",
-                         f"more decimals than {self.spec.currency} has ({self.minor})")
-            tiers.append(Tier(t.tier, t.min_score, t.max_score, t.max_payment_term_days,
-                              t.deposit_pct, t.auto_approve_up_to, t.description))
+                self.err(
+                    where, "tier_range", f"min_score {t.min_score} is above max_score {t.max_score}"
+                )
+            if t.auto_approve_up_to != t.auto_approve_up_to.quantize(
+                Decimal(1).scaleb(-self.minor)
+            ):
+                self.err(
+                    where + ("auto_approve_up_to",),
+                    "invalid_value",
+                    f"more decimals than {self.spec.currency} has ({self.minor})",
+                )
+            tiers.append(
+                Tier(
+                    t.tier,
+                    t.min_score,
+                    t.max_score,
+                    t.max_payment_term_days,
+                    t.deposit_pct,
+                    t.auto_approve_up_to,
+                    t.description,
+                )
+            )
         if any(e.code == "tier_range" for e in self.errors):
             return tiers
         order = sorted(range(len(tiers)), key=lambda k: tiers[k].min_score)
@@ -538,29 +673,41 @@ class _Semantics:
         for k in order:
             t = tiers[k]
             if t.min_score > expect and expect <= hi:
-                self.err(("tiers", k, "min_score"), "tier_gap",
-                         f"scores {expect}..{min(t.min_score - 1, hi)} fall in no tier "
-                         f"(scores run from {lo} to {hi})")
+                self.err(
+                    ("tiers", k, "min_score"),
+                    "tier_gap",
+                    f"scores {expect}..{min(t.min_score - 1, hi)} fall in no tier "
+                    f"(scores run from {lo} to {hi})",
+                )
             elif t.min_score < expect and k != order[0]:
-                self.err(("tiers", k, "min_score"), "tier_overlap",
-                         f"tier {t.tier!r} starts at {t.min_score}, inside the previous band "
-                         f"(which ends at {expect - 1})")
+                self.err(
+                    ("tiers", k, "min_score"),
+                    "tier_overlap",
+                    f"tier {t.tier!r} starts at {t.min_score}, inside the previous band "
+                    f"(which ends at {expect - 1})",
+                )
             expect = max(expect, t.max_score + 1)
         first = tiers[order[0]]
         if first.min_score > lo:
             pass  # reported as a gap above
         if expect <= hi:
-            self.err(("tiers",), "tier_gap", f"scores {expect}..{hi} fall in no tier "
-                     f"(scores run from {lo} to {hi})")
+            self.err(
+                ("tiers",),
+                "tier_gap",
+                f"scores {expect}..{hi} fall in no tier (scores run from {lo} to {hi})",
+            )
         return tiers
 
     def check_escalation(self) -> list[Level]:
         esc = self.spec.escalation
         basis_t = self.symbols.get(esc.basis)
         if basis_t is None or basis_t.kind != "money":
-            self.err(("escalation", "basis"), "invalid_basis",
-                     f"escalation basis {esc.basis!r} must be a money input or derived value"
-                     + (ex.suggest(esc.basis, self.symbols) if basis_t is None else ""))
+            self.err(
+                ("escalation", "basis"),
+                "invalid_basis",
+                f"escalation basis {esc.basis!r} must be a money input or derived value"
+                + (ex.suggest(esc.basis, self.symbols) if basis_t is None else ""),
+            )
         levels = []
         prev = None
         seen = set()
@@ -571,15 +718,21 @@ class _Semantics:
             seen.add(lv.level)
             last = i == len(esc.levels) - 1
             if lv.up_to is None and not last:
-                self.err(where, "escalation_order",
-                         "only the last (highest) level may have no up_to")
+                self.err(
+                    where, "escalation_order", "only the last (highest) level may have no up_to"
+                )
             if lv.up_to is not None and last:
-                self.err(where + ("up_to",), "escalation_open_end",
-                         "the last level must have no up_to: someone must be able to decide "
-                         "any amount")
+                self.err(
+                    where + ("up_to",),
+                    "escalation_open_end",
+                    "the last level must have no up_to: someone must be able to decide any amount",
+                )
             if lv.up_to is not None and prev is not None and lv.up_to <= prev:
-                self.err(where + ("up_to",), "escalation_order",
-                         f"up_to {lv.up_to} must be above the previous level's {prev}")
+                self.err(
+                    where + ("up_to",),
+                    "escalation_order",
+                    f"up_to {lv.up_to} must be above the previous level's {prev}",
+                )
             if lv.up_to is not None:
                 prev = lv.up_to
             levels.append(Level(lv.level, lv.up_to, lv.sla_hours, lv.description))
@@ -587,13 +740,15 @@ class _Semantics:
 
     def stage_two_symbols(self, tiers: list[Tier]) -> None:
         names = tuple(dict.fromkeys(t.tier for t in tiers))
-        self.symbols.update({
-            "score": ex.Type("int"),
-            "tier": ex.Type("enum", names),
-            "tier_max_payment_term_days": ex.Type("int"),
-            "tier_deposit_pct": ex.Type("decimal"),
-            "tier_auto_approve_up_to": ex.Type("money"),
-        })
+        self.symbols.update(
+            {
+                "score": ex.Type("int"),
+                "tier": ex.Type("enum", names),
+                "tier_max_payment_term_days": ex.Type("int"),
+                "tier_deposit_pct": ex.Type("decimal"),
+                "tier_auto_approve_up_to": ex.Type("money"),
+            }
+        )
 
 
 def _bin_label(b) -> str:

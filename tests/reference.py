@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from babel.numbers import get_currency_precision
 
-CTX = decimal.Context(prec=80)
+CTX = decimal.Context(prec=60)  # the documented precision of quotients
 _CMP = {ast.Eq: operator.eq, ast.NotEq: operator.ne, ast.Lt: operator.lt, ast.LtE: operator.le,
         ast.Gt: operator.gt, ast.GtE: operator.ge}
 
@@ -139,9 +139,8 @@ class Ref:
                 v = v.quantize(Decimal(1).scaleb(-self.minor), rounding=decimal.ROUND_HALF_EVEN)
             elif kind == "int":
                 v = int(v)
-            else:
-                v = v.quantize(Decimal("0.000001"), rounding=decimal.ROUND_HALF_EVEN, context=CTX)
-                v = max(-(Decimal(10) ** 12), min(Decimal(10) ** 12, v))
+            else:  # decimals are carried unrounded (60 digits), clamped to +-10**12
+                v = max(-(Decimal(10) ** 12), min(Decimal(10) ** 12, CTX.plus(v)))
             out[name] = env[name] = v
         return out
 

@@ -53,7 +53,7 @@ def test_missing_file_is_a_positioned_error(tmp_path):
 def test_shipped_policy_is_valid():
     policy = load_policy(Path(__file__).parent.parent / "policies.yaml")
     assert policy.currency == "EUR" and policy.minor_units == 2
-    assert (policy.min_score, policy.max_score) == (100, 500)
+    assert (policy.min_score, policy.max_score) == (60, 500)
 
 
 def test_every_documented_error_code_has_a_case():
