@@ -42,7 +42,7 @@ LABELS = ("good", "bad")
 MAX_LISTED_ERRORS = 10
 # Reasons that stop an automatic approval: knock-outs, referrals and a term over the cap
 # (term rules that merely cap the term are conditions, not blockers).
-_BLOCKING_STAGES = ("knockout", "referral")
+_BLOCKING_STAGES = ("knockout", "decline", "referral")
 _OVER_CAP_RULE = "terms.over_cap"
 
 

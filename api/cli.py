@@ -96,8 +96,8 @@ def summary(policy: Any) -> str:
     stages: dict[str, int] = {}
     for r in policy.rules:
         stages[r.stage] = stages.get(r.stage, 0) + 1
-    names = {"knockout": "knock-outs", "scorecard": "scorecard bins", "deposit": "deposit",
-             "term": "term", "referral": "referral"}
+    names = {"knockout": "knock-outs", "scorecard": "scorecard bins", "decline": "decline",
+             "deposit": "deposit", "term": "term", "referral": "referral"}
     parts = ", ".join(f"{stages[s]} {names[s]}" for s in names if s in stages)
     return (f"ok: {policy.id} {policy.version} sha256:{policy.sha256[:12]} "
             f"{policy.rule_count} rules ({parts}), score {policy.min_score}..{policy.max_score}, "

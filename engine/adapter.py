@@ -183,7 +183,7 @@ ATOM_OP_BUDGET: Final = 7
 ATOM_FIELD_BUDGET: Final = 64
 CHUNK_FIELD_BUDGET: Final = 128
 ATOM_NODE_BUDGET: Final = 128
-CHUNK_NODE_BUDGET: Final = 256
+CHUNK_NODE_BUDGET: Final = 10**6
 
 GUARD: Final = "cg__fact"
 PRIMER: Final = "cg__prime"

@@ -2,7 +2,7 @@
 
 Hit policies (README "Decision logic"):
 
-- knock-outs: any match declines (collect: every matched knock-out is a reason);
+- knock-outs and decline rules: any match declines (collect: every match is a reason);
 - scorecard: exactly one bin per factor (unique), points summed;
 - tiers: the one band containing the score (unique);
 - deposits: the largest of the tier's ``deposit_pct`` and every matching rule (max);
@@ -60,7 +60,7 @@ def _deposit(
 
 def _effect(rule: Rule, env: dict[str, Any]) -> str:
     e = rule.effect
-    if rule.stage == "knockout":
+    if rule.stage in ("knockout", "decline"):
         return "decline"
     if rule.stage == "scorecard":
         return f"points +{e['points']}"
@@ -109,7 +109,7 @@ def build_decision(
     by_stage: dict[str, list[Rule]] = {}
     for r in hit:
         by_stage.setdefault(r.stage, []).append(r)
-    knockouts = by_stage.get("knockout", [])
+    knockouts = by_stage.get("knockout", []) + by_stage.get("decline", [])
     referrals = by_stage.get("referral", [])
     deposits = by_stage.get("deposit", [])
     caps = by_stage.get("term", [])

@@ -14,7 +14,7 @@ from rules.expr import Node, Type
 
 # Stages, in evaluation and trail order. Stage 1 rules see inputs and derived values;
 # stage 2 rules also see the score, the tier and the tier's parameters.
-STAGES = ("knockout", "scorecard", "deposit", "term", "referral")
+STAGES = ("knockout", "scorecard", "decline", "deposit", "term", "referral")
 STAGE_ONE = ("knockout", "scorecard")
 
 # Values known only after the scorecard, readable by deposits, terms and referrals.
@@ -60,7 +60,7 @@ class Rule:
     """One rule of one stage. ``cond`` is the condition tree (None = always), ``reads`` the
     fields it reads, ``effect`` the stage-specific effect:
 
-    - knockout: ``{}`` (decline)
+    - knockout, decline: ``{}`` (decline)
     - scorecard bin: ``{"factor": id, "points": int, "bin": label}``
     - deposit: ``{"deposit_pct": Decimal}`` or ``{"deposit_amount": Node}``
     - term: ``{"max_payment_term_days": int}``

@@ -149,6 +149,7 @@ class PolicySpec(_Strict):
     knockouts: list[RuleSpec] = []
     scorecard: ScorecardSpec
     tiers: list[TierSpec] = Field(min_length=1)
+    declines: list[RuleSpec] = []
     deposits: list[DepositRuleSpec] = []
     terms: TermsSpec
     referrals: list[ReferralRuleSpec] = []

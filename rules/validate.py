@@ -26,6 +26,7 @@ from rules.errors import PolicyError, PolicyErrors
 from rules.loader import Document, load_file, load_text
 from rules.policy import (
     STAGE_TWO_SYMBOLS,
+    STAGES,
     DerivedDef,
     Factor,
     InputDef,
@@ -195,12 +196,13 @@ class _Semantics:
         tiers = self.check_tiers(lo, hi)
         levels = self.check_escalation()
         self.stage_two_symbols(tiers)
+        self.check_rules(("declines",), spec.declines, "decline", stage_two=True)
         self.check_rules(("deposits",), spec.deposits, "deposit", stage_two=True)
         self.check_rules(("terms", "rules"), spec.terms.rules, "term", stage_two=True)
         self.check_rules(("referrals",), spec.referrals, "referral", stage_two=True, levels=levels)
         if self.errors:
             raise PolicyErrors(self.errors)
-        order = {"knockout": 0, "scorecard": 1, "deposit": 2, "term": 3, "referral": 4}
+        order = {stage: i for i, stage in enumerate(STAGES)}
         rules = sorted(self.rules, key=lambda r: order[r.stage])  # stable: file order kept
         return Policy(
             id=spec.policy,

@@ -203,7 +203,7 @@ class Ref:
             "tier_deposit_pct": Decimal(tier["deposit_pct"]),
             "tier_auto_approve_up_to": Decimal(tier["auto_approve_up_to"]),
         })
-        for section in ("deposits", "referrals"):
+        for section in ("declines", "deposits", "referrals"):
             for r in self.doc.get(section) or []:
                 if self.holds(r["when"], env):
                     matched.add(r["id"])
