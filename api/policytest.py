@@ -1,6 +1,6 @@
 """Run a policy's own test cases (``POLICY.tests.yaml``) and measure rule coverage.
 
-The file format is described in docs/policy-language.md ("Policy tests")::
+The file format is described in README.md ("Policy tests")::
 
     cases:
       - name: prime customer, small order

@@ -51,6 +51,8 @@ class Type:
         return self.kind in NUMERIC
 
     def __str__(self) -> str:
+        if self.kind == "literal_string":
+            return "text"
         if self.kind == "enum":
             return f"enum[{', '.join(self.values)}]"
         return self.kind

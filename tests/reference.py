@@ -2,7 +2,7 @@
 
 Deliberately independent of ``rules/`` and ``engine/``: it reads the policy YAML with
 PyYAML, walks Python's ``ast`` of each condition directly and computes everything in plain
-``Decimal`` arithmetic, following the semantics written in docs/policy-language.md. The
+``Decimal`` arithmetic, following the semantics written in README.md (policy language). The
 property test compares it with the compiled durable_rules rulesets.
 """
 

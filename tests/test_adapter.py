@@ -112,8 +112,14 @@ def raw_match(rules: dict[str, Any], fact: dict[str, Any]) -> set[str]:
     }
     definition["_all"] = {"all": [{"m": {"raw__all": 1}}], "run": lambda c: None}
     _raw_host.register_rulesets({name: definition})
-    _raw_host.assert_fact(name, {**fact, "raw__all": 1, "sid": "1"})
-    _raw_host.delete_state(name, "1")
+    ruleset = _raw_host.get_ruleset(name)
+    try:
+        _raw_host.assert_fact(name, {**fact, "raw__all": 1, "sid": "1"})
+        _raw_host.delete_state(name, "1")
+    finally:
+        del _raw_host._ruleset_directory[name]
+        _raw_host._ruleset_list.remove(ruleset)
+        dre.delete_ruleset(ruleset._handle)
     return set(fired)
 
 
@@ -353,10 +359,12 @@ def test_adapter_refuses_arithmetic_and_survives(adapter_engine, op, adapter_reg
         with pytest.raises(EngineError) as err:
             adapter_engine.register(key(), {"r": cond})
         assert err.value.code == "engine_expr"
-    for cond in ({"$l": {"a": 1}}, {"$m": "a"}, {"$gt": {"x": {"$m": "a"}}}):
+        assert "arithmetic" in str(err.value)
+    for cond in (arith, {"$l": {"a": 1}}, {"$m": "a"}, {"$gt": {"x": {"$m": "a"}}}):
         with pytest.raises(EngineError) as err:
             adapter_engine.register(key(), {"r": cond})
         assert err.value.code == "engine_expr"
+        assert "arithmetic" in str(err.value)
     h = adapter_reg({"r": {"$gt": {"x": 0}}})
     assert adapter_engine.match(h, {"x": 1, "a": 1, "b": 0}) == {"r"}
 
@@ -414,6 +422,7 @@ def test_adapter_refuses_existence_tests(adapter_engine, cond):
     with pytest.raises(EngineError) as err:
         adapter_engine.register(key(), {"r": cond})
     assert err.value.code == "engine_expr"
+    assert "state object" in str(err.value)
 
 
 def test_every_internal_rule_carries_the_guard(adapter_engine, adapter_reg):
@@ -587,6 +596,7 @@ def test_raw_engine_reports_unhandled_facts():
     host.register_rulesets({name: {"r": {"all": [{"m": {"f": 1}}], "run": lambda c: None}}})
     with pytest.raises(durable.MessageNotHandledException):
         host.assert_fact(name, {"f": 2, "sid": "1"})
+    # no action ran in that session: it is deliberately not deleted here (see the test above)
 
 
 def test_adapter_fact_matching_nothing_is_empty_thousands_of_times(adapter_engine, adapter_reg):
@@ -695,6 +705,36 @@ def test_release_during_concurrent_matches_is_all_or_nothing(adapter_engine):
         assert set(outcomes) == {True, "engine_released"}, set(outcomes)
 
 
+def test_forked_child_matches_even_if_the_lock_was_held_at_fork():
+    res = _python(
+        """
+import os, threading
+import engine.adapter as A
+
+eng = A.get_engine()
+h = eng.register("fork", {"a": {"f": 1}, "b": {"$gt": {"f": 5}}})
+held, go = threading.Event(), threading.Event()
+
+def holder():
+    with A._LOCK:
+        held.set()
+        go.wait()
+
+t = threading.Thread(target=holder)
+t.start()
+held.wait()
+pid = os.fork()
+if pid == 0:
+    os._exit(0 if eng.match(h, {"f": 1}) == {"a"} and eng.match(h, {"f": 6}) == {"b"} else 3)
+go.set()
+t.join()
+print("child", os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]), sorted(eng.match(h, {"f": 1})))
+""",
+        timeout=30,
+    )
+    assert not res.timed_out and res.stdout.split() == ["child", "0", "['a']"], res
+
+
 # ---------------------------------------------------------------------------------------
 # 10. size limits
 # ---------------------------------------------------------------------------------------
@@ -770,15 +810,27 @@ def test_adapter_5000_mixed_rules_exact(adapter_engine, adapter_reg):
 def test_adapter_or_with_100_alternatives(adapter_engine, adapter_reg):
     h = adapter_reg(
         {
-            "all_true": {"$or": [{"$gt": {f"f{i}": -1}} for i in range(100)]},
+            "all_true": {"$or": [{"$gt": {f"f{i % 10}": -1 - i}} for i in range(100)]},
             "member": {"$or": [{"c": f"v{i}"} for i in range(100)]},
             "ints": {"$or": [{"n": i} for i in range(100)]},
         }
     )
-    fact = {f"f{i}": 0 for i in range(100)} | {"c": "v99", "n": 0}
+    fact = {f"f{i}": 0 for i in range(10)} | {"c": "v99", "n": 0}
     assert adapter_engine.match(h, fact) == {"all_true", "member", "ints"}
-    fact = {f"f{i}": -1 for i in range(100)} | {"f57": 0, "c": "v100", "n": 100}
+    fact = {f"f{i}": -1000 for i in range(10)} | {"f7": -97, "c": "v100", "n": 100}
     assert adapter_engine.match(h, fact) == {"all_true"}
+    fact = {f"f{i}": -1000 for i in range(10)} | {"f7": -99, "c": "v1", "n": 1}
+    assert adapter_engine.match(h, fact) == {"member", "ints"}
+
+
+def test_adapter_many_membership_rules_true_at_once(adapter_engine, adapter_reg):
+    # ``x in [...]`` compiles to an $or of equalities: at most one is true, so it costs one
+    # stack entry; 300 such rules all true at once must still be chunked
+    rules = {f"m{i}": {"$or": [{f"c{i}": v} for v in ("a", "b")]} for i in range(300)}
+    h = adapter_reg(rules)
+    assert adapter_engine.match(h, {f"c{i}": "ab"[i % 2] for i in range(300)}) == set(rules)
+    fact = {f"c{i}": "abz"[i % 3] for i in range(300)}
+    assert adapter_engine.match(h, fact) == {f"m{i}" for i in range(300) if i % 3 != 2}
 
 
 def test_adapter_big_conditions_are_split_exactly(adapter_engine, adapter_reg):

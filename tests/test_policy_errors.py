@@ -57,8 +57,8 @@ def test_shipped_policy_is_valid():
 
 
 def test_every_documented_error_code_has_a_case():
-    docs = (Path(__file__).parent.parent / "docs" / "policy-language.md").read_text()
-    table = docs.split("## Policy errors", 1)[1].split("##", 1)[0]
+    docs = (Path(__file__).parent.parent / "README.md").read_text()
+    table = docs.split("### Policy errors", 1)[1].split("###", 1)[0]
     import re
 
     documented = set(re.findall(r"`([a-z_]+)`", table)) - {"deposit_pct", "deposit_amount"}
