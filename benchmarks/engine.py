@@ -907,8 +907,8 @@ def main(argv: Iterable[str] | None = None) -> int:
     args = ap.parse_args(list(argv) if argv is not None else None)
 
     # (label, rules, requests): counts keep a full run within a few minutes on 2 cores
-    plan = [("policies.yaml", 0, 2000), ("generated-100", 100, 2000),
-            ("generated-1000", 1000, 1000), ("generated-5000", 5000, 300)]
+    plan = [("policies.yaml", 0, 2000), ("generated-100", 100, 5000),
+            ("generated-1000", 1000, 2000), ("generated-5000", 5000, 500)]
     if args.quick:
         plan = [(label, k, max(20, n // 20)) for label, k, n in plan]
 

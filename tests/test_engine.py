@@ -141,7 +141,6 @@ def test_all_input_errors_are_reported_at_once(shipped):
     got = {(e.path, e.code) for e in info.value.errors}
     assert got == {("order.amount", "invalid_type"), ("customer.risk_class", "invalid_value"),
                    ("customer.credit_limit", "missing")}
-    assert "did you mean" in str(InputErrors([])) or True  # message shape checked below
 
 
 def test_unknown_field_suggests_the_declared_one(shipped):
@@ -177,7 +176,9 @@ def test_same_request_same_decision_and_trail(shipped):
 
 def test_decision_is_immutable(shipped):
     d = evaluate(shipped, request())
-    with pytest.raises(Exception):  # pydantic ValidationError for frozen models
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError):
         d.outcome = "approve"  # type: ignore[misc]
 
 
