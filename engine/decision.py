@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
 
 Outcome = Literal["approve", "refer", "decline"]
 
@@ -41,11 +41,15 @@ class Escalation(_Frozen):
     basis_amount: Decimal
 
 
-class TrailEntry(_Frozen):
+class TrailEntry(NamedTuple):
     """One rule's evaluation: ``rule_id``, ``stage``, ``matched``, the values its condition
     read (``reads``: path → value, money and decimals as strings) and its ``effect``
-    (``points +40``, ``deposit 30%``, ``term capped at 0 days``, ``refer``, ``decline``), or
-    None when it did not match."""
+    (``points +40``, ``deposit at least 30%``, ``payment term capped at 0 days``,
+    ``refer``, ``decline``), or None when it did not match.
+
+    An immutable named tuple rather than a pydantic model: a decision carries one per rule,
+    and validating thousands of models per decision dominated evaluation time (see
+    benchmarks/README.md). In JSON each entry is an object with these six keys."""
 
     rule_id: str
     stage: str
@@ -53,6 +57,21 @@ class TrailEntry(_Frozen):
     matched: bool
     reads: dict[str, Any]
     effect: str | None
+
+
+def _rows_in(rows: list[Any]) -> tuple[TrailEntry, ...]:
+    return tuple(r if isinstance(r, TrailEntry) else TrailEntry(**r) for r in rows)
+
+
+def _rows_out(rows: tuple[TrailEntry, ...]) -> list[dict[str, Any]]:
+    return [r._asdict() for r in rows]
+
+
+TrailRows = Annotated[
+    list[Any],
+    AfterValidator(_rows_in),
+    PlainSerializer(_rows_out, return_type=list[dict[str, Any]]),
+]
 
 
 class PolicyRef(_Frozen):
@@ -69,7 +88,7 @@ class Trail(_Frozen):
     inputs: dict[str, Any]
     derived: dict[str, Any]
     notes: list[str]
-    rules: list[TrailEntry]
+    rules: TrailRows
 
 
 class Decision(_Frozen):

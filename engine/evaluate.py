@@ -23,7 +23,7 @@ from engine.inputs import InputErrors, validate_request
 from engine.outcome import build_decision
 from engine.scoring import score_and_tier
 from engine.values import derive, sign, value
-from rules.compile import CompiledPolicy, Group, compile_policy, encode
+from rules.compile import CompiledPolicy, Group, compile_policy
 from rules.validate import load_policy
 
 __all__ = ["EvaluationError", "InputErrors", "evaluate", "load", "engine_version"]
@@ -74,14 +74,11 @@ def _runtime(compiled: CompiledPolicy) -> dict[str, Any]:
 
 
 def _fact(compiled: CompiledPolicy, group: Group, env: dict[str, Any]) -> dict[str, int | str]:
-    symbols = compiled.policy.symbols
     fact: dict[str, int | str] = {}
-    for path in group.fields:
+    for path, key, enc in group.encoders:
         try:
-            fact[compiled.keys[path]] = encode(
-                symbols[path], env[path], compiled.policy.minor_units
-            )
-        except ValueError as exc:
+            fact[key] = enc(env[path])
+        except (ValueError, ArithmeticError) as exc:
             raise EvaluationError("value_range", f"{path}: {exc}") from None
     for term in group.terms:
         if term.kind == "sign":

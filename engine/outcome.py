@@ -183,18 +183,19 @@ def build_decision(
     exposure_after = exposure + amount if exposure is not None else None
     available = limit - exposure_after if limit is not None and exposure_after is not None else None
 
+    shown = {k: jsonable(v) for k, v in env.items()}
     trail = Trail(
-        inputs={k: jsonable(v) for k, v in inputs.items()},
-        derived={k: jsonable(v) for k, v in derived.items()},
+        inputs={k: shown[k] for k in inputs},
+        derived={k: shown[k] for k in derived},
         notes=list(notes),
         rules=[
             TrailEntry(
-                rule_id=r.id,
-                stage=r.stage,
-                description=r.description,
-                matched=r.id in matched,
-                reads={p: jsonable(env[p]) for p in r.reads},
-                effect=_effect(r, env) if r.id in matched else None,
+                r.id,
+                r.stage,
+                r.description,
+                r.id in matched,
+                {p: shown[p] for p in r.reads},
+                _effect(r, env) if r.id in matched else None,
             )
             for r in policy.rules
         ],

@@ -86,7 +86,9 @@ def parse_type(text: str) -> Type:
 
 @dataclass(frozen=True)
 class Node:
-    pos: int  # 0-based character offset in the source string
+    # 0-based character offset in the source string; not part of equality, so the same
+    # expression written in two rules compares (and hashes) equal.
+    pos: int = field(compare=False)
 
 
 @dataclass(frozen=True)

@@ -139,11 +139,12 @@ class Policy:
     symbols: dict[str, Type]
     source: str = ""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_by_id", {r.id: r for r in self.rules})
+
     def rule(self, rule_id: str) -> Rule:
-        for r in self.rules:
-            if r.id == rule_id:
-                return r
-        raise KeyError(rule_id)
+        """The rule with id ``rule_id`` (raises ``KeyError``)."""
+        return self._by_id[rule_id]  # type: ignore[attr-defined]
 
     @property
     def rule_count(self) -> int:
