@@ -160,6 +160,19 @@ class _Builder:
         return None
 
 
+def _compose(text: str) -> yaml.Node | None:
+    """Compose with LibYAML's safe loader when PyYAML has it (about 10x faster on large
+    policies); on a syntax error, compose again with the pure-Python safe loader, whose
+    error messages and positions are more precise."""
+    fast = getattr(yaml, "CSafeLoader", None)
+    if fast is not None:
+        try:
+            return yaml.compose(text, Loader=fast)
+        except yaml.YAMLError:
+            pass
+    return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
 def load_text(text: str, file: str = "<policy>") -> Document:
     """Parse YAML ``text`` into a ``Document``. Raises ``PolicyErrors`` (codes
     ``yaml_syntax``, ``duplicate_key``, ``invalid_number``, ``unsupported_yaml``,
@@ -168,7 +181,7 @@ def load_text(text: str, file: str = "<policy>") -> Document:
         file=file, data=None, text=text, sha256=hashlib.sha256(text.encode("utf-8")).hexdigest()
     )
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = _compose(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)

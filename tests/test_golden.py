@@ -39,6 +39,9 @@ import pytest
 
 from rules.loader import load_file
 
+# Also run under Python 3.12 by scripts/test (the Docker image's Python).
+pytestmark = pytest.mark.smoke
+
 ROOT = Path(__file__).resolve().parents[1]
 CASES = sorted((ROOT / "tests" / "cases" / "decisions").glob("*.yaml"))
 REQUIRED = ("outcome", "score", "tier", "deposit_pct", "deposit_amount",

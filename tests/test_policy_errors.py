@@ -12,6 +12,9 @@ import yaml
 from rules.errors import PolicyErrors
 from rules.validate import load_policy, load_policy_text
 
+# Also run under Python 3.12 by scripts/test (the Docker image's Python).
+pytestmark = pytest.mark.smoke
+
 CASES_DIR = Path(__file__).parent / "cases" / "policy_errors"
 BASE = (CASES_DIR / "base.yaml").read_text()
 CASES = yaml.safe_load((CASES_DIR / "cases.yaml").read_text())
