@@ -23,7 +23,6 @@ import sys
 from collections.abc import Iterable
 from decimal import Decimal
 from enum import StrEnum
-from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -66,8 +65,11 @@ def _fail(code: int, *lines: str) -> NoReturn:
 
 def _policy_errors(exc: PolicyErrors) -> NoReturn:
     n = len(exc.errors)
-    _fail(EXIT_POLICY, *(str(e) for e in exc.errors),
-          f"{n} error{'s' if n != 1 else ''} in the policy; nothing was evaluated")
+    _fail(
+        EXIT_POLICY,
+        *(str(e) for e in exc.errors),
+        f"{n} error{'s' if n != 1 else ''} in the policy; nothing was evaluated",
+    )
 
 
 def _load_compiled(policy: str) -> Any:
@@ -96,19 +98,28 @@ def summary(policy: Any) -> str:
     stages: dict[str, int] = {}
     for r in policy.rules:
         stages[r.stage] = stages.get(r.stage, 0) + 1
-    names = {"knockout": "knock-outs", "scorecard": "scorecard bins", "decline": "decline",
-             "deposit": "deposit", "term": "term", "referral": "referral"}
+    names = {
+        "knockout": "knock-outs",
+        "scorecard": "scorecard bins",
+        "decline": "decline",
+        "deposit": "deposit",
+        "term": "term",
+        "referral": "referral",
+    }
     parts = ", ".join(f"{stages[s]} {names[s]}" for s in names if s in stages)
-    return (f"ok: {policy.id} {policy.version} sha256:{policy.sha256[:12]} "
-            f"{policy.rule_count} rules ({parts}), score {policy.min_score}..{policy.max_score}, "
-            f"{len(policy.tiers)} tiers ({', '.join(t.tier for t in policy.tiers)}), "
-            f"currency {policy.currency}")
+    return (
+        f"ok: {policy.id} {policy.version} sha256:{policy.sha256[:12]} "
+        f"{policy.rule_count} rules ({parts}), score {policy.min_score}..{policy.max_score}, "
+        f"{len(policy.tiers)} tiers ({', '.join(t.tier for t in policy.tiers)}), "
+        f"currency {policy.currency}"
+    )
 
 
 @app.command()
 def validate(
-    policy: Annotated[str, typer.Argument(metavar="POLICY",
-                                          help="Policy YAML file.")] = "policies.yaml",
+    policy: Annotated[
+        str, typer.Argument(metavar="POLICY", help="Policy YAML file.")
+    ] = "policies.yaml",
 ) -> None:
     """Check a policy file: print every error as file:line:col: code: message (exit 1), or a
     one-line summary (exit 0)."""
@@ -123,36 +134,47 @@ def validate(
     typer.echo(summary(p))
 
 
-def _reject_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not a number: send amounts as strings such as \"12500.00\"")
-
-
 def read_request(source: str) -> Any:
     """Read a JSON request from the file ``source`` (``-`` = stdin), numbers with a fraction as
     exact ``Decimal`` (never float). Exits 2 if it cannot be read or is not JSON."""
+    from engine.inputs import MAX_REQUEST_BYTES, InputErrors, parse_request_json
+
     name = "<stdin>" if source == "-" else source
     try:
-        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        if source == "-":
+            data = sys.stdin.buffer.read(MAX_REQUEST_BYTES + 1)
+        else:
+            with open(source, "rb") as f:
+                data = f.read(MAX_REQUEST_BYTES + 1)
     except OSError as exc:
         _fail(EXIT_INPUT, f"{name}: cannot read the request: {exc.strerror or exc}")
-    except UnicodeDecodeError as exc:
-        _fail(EXIT_INPUT, f"{name}: the request is not UTF-8 text: {exc}")
     try:
-        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+        json.loads(data)  # a syntax error is reported as file:line:column
     except json.JSONDecodeError as exc:
         _fail(EXIT_INPUT, f"{name}:{exc.lineno}:{exc.colno}: invalid_json: {exc.msg}")
-    except ValueError as exc:
-        _fail(EXIT_INPUT, f"{name}: invalid_json: {exc}")
+    except (ValueError, RecursionError):
+        pass  # size, encoding, depth: reported by the strict parser below
+    try:
+        return parse_request_json(data, name)
+    except InputErrors as exc:
+        _fail(EXIT_INPUT, *(f"{e.message.replace(': ', ': invalid_json: ', 1)}"
+                            for e in exc.errors))
 
 
 @app.command()
 def decide(
-    request: Annotated[str, typer.Argument(
-        metavar="REQUEST.json", help="Request JSON file, or - to read it from stdin.")],
-    policy: Annotated[str, typer.Option("--policy", "-p", help="Policy YAML file.")
-                      ] = "policies.yaml",
-    fmt: Annotated[OutputFormat, typer.Option(
-        "--format", "-f", help="json (the full Decision) or text (readable).")
+    request: Annotated[
+        str,
+        typer.Argument(
+            metavar="REQUEST.json", help="Request JSON file, or - to read it from stdin."
+        ),
+    ],
+    policy: Annotated[
+        str, typer.Option("--policy", "-p", help="Policy YAML file.")
+    ] = "policies.yaml",
+    fmt: Annotated[
+        OutputFormat,
+        typer.Option("--format", "-f", help="json (the full Decision) or text (readable)."),
     ] = OutputFormat.json,
 ) -> None:
     """Decide one order request: approve, refer or decline, with conditions, reasons,
@@ -165,14 +187,19 @@ def decide(
     except engine.InputErrors as exc:
         name = "<stdin>" if request == "-" else request
         n = len(exc.errors)
-        _fail(EXIT_INPUT,
-              f"{name}: the request does not fit policy {compiled.policy.id} "
-              f"{compiled.policy.version} ({n} problem{'s' if n != 1 else ''}); "
-              "no decision was made:",
-              *(f"  {e.path or '(request)'}: {e.code}: {e.message}" for e in exc.errors))
+        _fail(
+            EXIT_INPUT,
+            f"{name}: the request does not fit policy {compiled.policy.id} "
+            f"{compiled.policy.version} ({n} problem{'s' if n != 1 else ''}); "
+            "no decision was made:",
+            *(f"  {e.path or '(request)'}: {e.code}: {e.message}" for e in exc.errors),
+        )
     except engine.EvaluationError as exc:
-        _fail(EXIT_NO_DECISION, f"no decision was made: {exc.code}: {exc.message}",
-              "treat the order as not approved (refer it to a person or retry)")
+        _fail(
+            EXIT_NO_DECISION,
+            f"no decision was made: {exc.code}: {exc.message}",
+            "treat the order as not approved (refer it to a person or retry)",
+        )
     if fmt is OutputFormat.json:
         typer.echo(json.dumps(decision.model_dump(mode="json"), indent=2, ensure_ascii=False))
     else:
@@ -275,13 +302,20 @@ def _section(title: str, values: dict[str, Any]) -> Iterable[str]:
 
 @app.command("test")
 def test_policy(
-    policy: Annotated[str, typer.Argument(metavar="POLICY",
-                                          help="Policy YAML file.")] = "policies.yaml",
-    tests: Annotated[str | None, typer.Option(
-        "--tests", help="Tests file (default: POLICY.tests.yaml beside the policy).")] = None,
-    require_full_coverage: Annotated[bool, typer.Option(
-        "--require-full-coverage",
-        help="Also fail (exit 1) unless every rule is matched by some case.")] = False,
+    policy: Annotated[
+        str, typer.Argument(metavar="POLICY", help="Policy YAML file.")
+    ] = "policies.yaml",
+    tests: Annotated[
+        str | None,
+        typer.Option("--tests", help="Tests file (default: POLICY.tests.yaml beside the policy)."),
+    ] = None,
+    require_full_coverage: Annotated[
+        bool,
+        typer.Option(
+            "--require-full-coverage",
+            help="Also fail (exit 1) unless every rule is matched by some case.",
+        ),
+    ] = False,
 ) -> None:
     """Run the policy's test cases (POLICY.tests.yaml): PASS/FAIL per case with the differing
     fields, then rule coverage. Exit 1 if any case fails."""
@@ -294,28 +328,40 @@ def test_policy(
         report = run_policy_tests(compiled, tests_file, evaluate=engine.evaluate)
     except PolicyErrors as exc:
         n = len(exc.errors)
-        _fail(EXIT_POLICY, *(str(e) for e in exc.errors),
-              f"{n} error{'s' if n != 1 else ''} in the tests file; no case was run")
+        _fail(
+            EXIT_POLICY,
+            *(str(e) for e in exc.errors),
+            f"{n} error{'s' if n != 1 else ''} in the tests file; no case was run",
+        )
     typer.echo(render(report))
     if not report.passed:
         _fail(EXIT_POLICY, f"FAILED: {len(report.failed)} of {len(report.results)} cases")
     if require_full_coverage and not report.coverage.full:
-        _fail(EXIT_POLICY, f"FAILED: rule coverage is {report.coverage.percent} %, "
-                           "--require-full-coverage needs 100 %")
+        _fail(
+            EXIT_POLICY,
+            f"FAILED: rule coverage is {report.coverage.percent} %, "
+            "--require-full-coverage needs 100 %",
+        )
 
 
 @app.command()
 def backtest(
     policy: Annotated[str, typer.Argument(help="Policy YAML file.")],
     data: Annotated[str, typer.Argument(help="Labelled dataset (german.data or JSON lines).")],
-    fmt: Annotated[DatasetFormat | None, typer.Option(
-        "--format", "-f",
-        help="Dataset format; default from the file name (german.data, *.jsonl, *.ndjson).")
+    fmt: Annotated[
+        DatasetFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="Dataset format; default from the file name (german.data, *.jsonl, *.ndjson).",
+        ),
     ] = None,
-    limit: Annotated[int | None, typer.Option(
-        "--limit", min=1, help="Use only the first N rows.")] = None,
-    progress: Annotated[bool, typer.Option(
-        "--progress/--no-progress", help="Show a progress bar on stderr.")] = True,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=1, help="Use only the first N rows.")
+    ] = None,
+    progress: Annotated[
+        bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
+    ] = True,
 ) -> None:
     """Replay a labelled dataset through a policy and report how its decisions compare with
     the outcomes (good/bad) in the data. Exit 2 if the data cannot be read."""

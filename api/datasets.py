@@ -76,9 +76,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
+
+from engine.inputs import InputErrors, parse_request_json
 
 __all__ = ["DatasetError", "FORMATS", "GERMAN_COLUMNS", "detect_format", "german_request",
            "read_dataset"]
@@ -238,9 +239,15 @@ def _read_jsonl(path: str) -> Iterator[tuple[dict, str]]:
         if not line.strip():
             continue
         try:
-            item = json.loads(line, parse_float=Decimal)
+            json.loads(line)  # for the column of a syntax error
         except json.JSONDecodeError as exc:
             raise DatasetError(path, n, f"invalid JSON: {exc.msg}", column=exc.colno) from None
+        except (ValueError, RecursionError):
+            pass  # reported by the strict parser below
+        try:
+            item = parse_request_json(line, "row")
+        except InputErrors as exc:
+            raise DatasetError(path, n, f"invalid JSON: {exc.errors[0].message}") from None
         if not isinstance(item, dict) or set(item) != {"request", "label"}:
             keys = sorted(item) if isinstance(item, dict) else type(item).__name__
             raise DatasetError(path, n, 'expected an object with exactly the keys "request" '

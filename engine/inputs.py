@@ -36,7 +36,7 @@ MAX_INT = 10**15
 MAX_DECIMAL = Decimal(10) ** 12
 DECIMAL_PLACES = 6
 IDENTIFIERS = ("order.id", "customer.id")
-_NUMBER = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)$")
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,11 @@ class InputError:
     message: str
 
     def __str__(self) -> str:
-        return f"{self.path}: {self.code}: {self.message}"
+        return (
+            f"{self.path}: {self.code}: {self.message}"
+            if self.path
+            else (f"{self.code}: {self.message}")
+        )
 
 
 class InputErrors(ValueError):
@@ -95,11 +99,17 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
     for path in IDENTIFIERS:
         if path in flat:
             v = flat.pop(path)
-            if v is not None and (not isinstance(v, str) or not 0 < len(v) <= 200):
+            if v is None:
+                continue
+            if not isinstance(v, str) or not 0 < len(v) <= 200 or not _clean_text(v):
                 errors.append(
-                    InputError(path, "invalid_type", "an identifier is text of 1 to 200 characters")
+                    InputError(
+                        path,
+                        "invalid_type",
+                        "an identifier is text of 1 to 200 printable characters",
+                    )
                 )
-            elif v is not None:
+            else:
                 identifiers[path] = v
     if "order.currency" in flat:
         cur = flat.pop("order.currency")
@@ -114,7 +124,21 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
             )
     values: dict[str, Any] = {}
     for path, spec in policy.inputs.items():
+        present = path in flat
         raw = flat.pop(path, None)
+        if present and raw is None:
+            # null is not "use the default": an ERP sending null for "unknown blacklist
+            # status" must not get "not blacklisted" (fail closed).
+            errors.append(
+                InputError(
+                    path,
+                    "null_value",
+                    "null is not a value: send the "
+                    + str(spec.type)
+                    + (" or leave the field out to use its default" if spec.optional else ""),
+                )
+            )
+            continue
         if raw is None:
             if spec.optional:
                 values[path] = spec.default
@@ -128,7 +152,8 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
     for path in flat:
         import difflib
 
-        close = difflib.get_close_matches(path, list(policy.inputs), n=1, cutoff=0.7)
+        known = [*policy.inputs, *IDENTIFIERS, "order.currency"]
+        close = difflib.get_close_matches(path, known, n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         errors.append(
             InputError(path, "unknown_field", f"the policy declares no input {path!r}{hint}")
@@ -136,6 +161,96 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
     if errors:
         raise InputErrors(errors)
     return values, identifiers
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """``repr`` cut to ``limit`` characters, for messages about untrusted input."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _clean_text(text: str) -> bool:
+    """True for text without control characters that encodes as UTF-8 (no lone
+    surrogates), so it can be stored, printed and compared safely."""
+    if any(ord(c) < 32 or 127 <= ord(c) < 160 for c in text):
+        return False
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+MAX_REQUEST_BYTES = 1024 * 1024
+MAX_JSON_DEPTH = 32
+
+
+def _depth(text: str) -> int:
+    """Deepest bracket nesting of JSON text, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_request_json(data: bytes | str, source: str = "request") -> Any:
+    """Parse request JSON exactly and strictly; raise ``InputErrors`` (code ``invalid_json``)
+    with the position for anything else.
+
+    - numbers with a fraction become ``Decimal`` (never binary floats);
+    - ``NaN``/``Infinity``, duplicate keys, nesting deeper than 32 levels, more than
+      1 MiB and non-UTF-8 bytes are errors.
+    """
+    import json
+
+    def fail(msg: str) -> InputErrors:
+        return InputErrors([InputError("", "invalid_json", f"{source}: {msg}")])
+
+    if isinstance(data, bytes):
+        if len(data) > MAX_REQUEST_BYTES:
+            raise fail(f"larger than {MAX_REQUEST_BYTES} bytes")
+        try:
+            data = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise fail(f"not UTF-8 ({exc.reason} at byte {exc.start})") from None
+    elif len(data) > MAX_REQUEST_BYTES:
+        raise fail(f"larger than {MAX_REQUEST_BYTES} bytes")
+    if _depth(data) > MAX_JSON_DEPTH:  # before the recursive parser can overflow
+        raise fail(f"nested deeper than {MAX_JSON_DEPTH} levels")
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in items:
+            if key in out:
+                raise ValueError(f"duplicate key {_short(key)}")
+            out[key] = value
+        return out
+
+    def constant(name: str) -> Any:
+        raise ValueError(f"{name} is not a number")
+
+    try:
+        return json.loads(
+            data, parse_float=Decimal, parse_constant=constant, object_pairs_hook=pairs
+        )
+    except json.JSONDecodeError as exc:
+        raise fail(f"line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except (ValueError, RecursionError) as exc:
+        raise fail(str(exc)) from None
 
 
 def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
@@ -157,10 +272,12 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
             raise fail("invalid_value", f"{raw!r} is not one of {list(t.values)}")
         if len(raw) > 1000:
             raise fail("too_long", "text longer than 1000 characters")
+        if not _clean_text(raw):
+            raise fail("invalid_value", "text with control characters or invalid Unicode")
         return raw
     # numbers
     if isinstance(raw, bool):
-        raise fail("invalid_type", f"expected a number, got {raw!r}")
+        raise fail("invalid_type", f"expected a number, got {_short(raw)}")
     if isinstance(raw, float):
         raise fail(
             "inexact_number",
@@ -171,9 +288,9 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
         value = Decimal(raw)
     elif isinstance(raw, Decimal):
         value = raw
-    elif isinstance(raw, str) and _NUMBER.match(raw.strip()) and len(raw) <= 40:
+    elif isinstance(raw, str) and len(raw) <= 40 and _NUMBER.fullmatch(raw):
         try:
-            value = Decimal(raw.strip())
+            value = Decimal(raw)
         except InvalidOperation:  # pragma: no cover - regex guards it
             raise fail("invalid_type", f"not a number: {raw!r}") from None
     else:
@@ -197,5 +314,5 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
     if t.kind == "int":
         return int(value)
     if t.kind == "money":
-        return value.quantize(Decimal(1).scaleb(-minor_units))
+        return value.quantize(Decimal(1).scaleb(-minor_units)) + 0  # -0.00 -> 0.00
     return value + 0  # turns -0 into 0; keeps the digits as sent

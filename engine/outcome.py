@@ -26,7 +26,7 @@ from typing import Any
 
 from engine.decision import Decision, Escalation, PolicyRef, Reason, Trail, TrailEntry
 from engine.scoring import Scoring
-from engine.values import value
+from engine.values import CONTEXT, value
 from rules.policy import Policy, Rule
 
 
@@ -38,7 +38,15 @@ def jsonable(v: Any) -> Any:
 def _deposit(
     policy: Policy, env: dict[str, Any], scoring: Scoring, deposit_rules: list[Rule]
 ) -> tuple[Decimal, Decimal, list[Rule]]:
-    """(deposit_pct, deposit_amount, the rules that raised it above the tier's deposit)."""
+    """(deposit_pct, deposit_amount, the rules that raised it above the tier's deposit).
+    Computed at 60 significant digits (``engine.values.CONTEXT``), rounded once at the end."""
+    with decimal.localcontext(CONTEXT):
+        return _deposit_exact(policy, env, scoring, deposit_rules)
+
+
+def _deposit_exact(
+    policy: Policy, env: dict[str, Any], scoring: Scoring, deposit_rules: list[Rule]
+) -> tuple[Decimal, Decimal, list[Rule]]:
     amount = env["order.amount"]
     unit = Decimal(1).scaleb(-policy.minor_units)
     base = amount * scoring.tier.deposit_pct / 100
@@ -58,16 +66,18 @@ def _deposit(
     return pct, dep, raising
 
 
-def _effect(rule: Rule, env: dict[str, Any]) -> str:
+def _effect(rule: Rule, env: dict[str, Any], minor_units: int) -> str:
     e = rule.effect
     if rule.stage in ("knockout", "decline"):
         return "decline"
     if rule.stage == "scorecard":
-        return f"points +{e['points']}"
+        return f"points {e['points']:+d}"
     if rule.stage == "deposit":
         if "deposit_pct" in e:
             return f"deposit at least {e['deposit_pct']}%"
-        return f"deposit at least {value(e['deposit_amount'], env)}"
+        amount = value(e["deposit_amount"], env)
+        unit = Decimal(1).scaleb(-minor_units)
+        return f"deposit at least {amount.quantize(unit, rounding=decimal.ROUND_CEILING)}"
     if rule.stage == "term":
         return f"payment term capped at {e['max_payment_term_days']} days"
     return "refer" + (f" (at least {e['min_level']})" if e.get("min_level") else "")
@@ -195,7 +205,7 @@ def build_decision(
                 r.description,
                 r.id in matched,
                 {p: shown[p] for p in r.reads},
-                _effect(r, env) if r.id in matched else None,
+                _effect(r, env, policy.minor_units) if r.id in matched else None,
             )
             for r in policy.rules
         ],

@@ -66,6 +66,8 @@ def quantize(kind: str, v: Decimal, minor_units: int) -> Any:
     if kind == "money":
         return v.quantize(Decimal(1).scaleb(-minor_units), context=CONTEXT)
     if kind == "int":
+        if v != v.to_integral_value():  # the type checker rules this out; never truncate
+            raise ArithmeticError(f"whole-number value expected, got {v}")
         return int(v)
     v = CONTEXT.plus(v)  # at most 60 significant digits
     v = max(-DECIMAL_CLAMP, min(DECIMAL_CLAMP, v))

@@ -40,6 +40,7 @@ from rules.policy import STAGE_ONE, Policy
 
 DECIMAL_PLACES = 6
 DECIMAL_LIMIT = Decimal(10) ** 12  # derived decimals are clamped to this magnitude
+ENGINE_INT_LIMIT = 2**62  # literals this large (in engine units) become exact terms
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 _NEGATE = {"<": ">=", "<=": ">", ">": "<=", ">=": "<", "==": "!=", "!=": "=="}
 _DR_OP = {"<": "$lt", "<=": "$lte", ">": "$gt", ">=": "$gte", "!=": "$neq"}
@@ -67,7 +68,8 @@ class Group:
     fields: list[str] = field(default_factory=list)
     term_index: dict[tuple, str] = field(default_factory=dict, repr=False)
     encoders: list[tuple[str, str, Callable[[Any], int | str]]] = field(
-        default_factory=list, repr=False)  # (path, engine key, encoder) per field
+        default_factory=list, repr=False
+    )  # (path, engine key, encoder) per field
 
 
 @dataclass
@@ -150,8 +152,9 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         group.rules[rule.id] = True if rule.cond is None else compiler.compile(rule.cond)
     for g in groups.values():
         g.fields = sorted({p for p in _fields_in(g, keys)})
-        g.encoders = [(p, keys[p], encoder(policy.symbols[p], policy.minor_units))
-                      for p in g.fields]
+        g.encoders = [
+            (p, keys[p], encoder(policy.symbols[p], policy.minor_units)) for p in g.fields
+        ]
     return CompiledPolicy(policy, f"cg_{policy.sha256[:16]}", keys, groups, frozenset(never))
 
 
@@ -262,6 +265,8 @@ class _CondCompiler:
             if scaled != scaled.to_integral_value() or abs(value) >= DECIMAL_LIMIT:
                 return None  # between grid points or beyond the clamp: exact term
             return _cmp(op, key, 2 * int(scaled))
+        if abs(scaled) >= ENGINE_INT_LIMIT:
+            return None  # beyond the engine's int64: an exact term instead
         if scaled == scaled.to_integral_value():
             return _cmp(op, key, int(scaled))
         if op in ("==", "!="):

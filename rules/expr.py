@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -53,12 +54,27 @@ class Type:
     def __str__(self) -> str:
         if self.kind == "literal_string":
             return "text"
+        if self.kind == "fraction":
+            return "number"
         if self.kind == "enum":
             return f"enum[{', '.join(self.values)}]"
         return self.kind
 
 
-LIT_NUMBER = Type("number")  # type of a numeric literal: fits money, int and decimal
+LIT_NUMBER = Type("number")  # a whole-number literal: fits money, int and decimal
+LIT_FRACTION = Type("fraction")  # a literal that may have a fraction (2.5, 1/2)
+
+
+def is_lit(t: Type) -> bool:
+    """Whether ``t`` is the type of a numeric literal (or of arithmetic on literals)."""
+    return t in (LIT_NUMBER, LIT_FRACTION)
+
+
+def is_num(t: Type) -> bool:
+    """Whether ``t`` is numeric: a numeric field type or a numeric literal."""
+    return t.numeric or is_lit(t)
+
+
 LIT_STRING = Type("literal_string")
 
 
@@ -69,9 +85,15 @@ def parse_type(text: str) -> Type:
     if t in ("money", "int", "decimal", "bool", "string"):
         return Type(t)
     if t.startswith("enum[") and t.endswith("]"):
-        values = tuple(v.strip().strip("'\"") for v in t[5:-1].split(",") if v.strip())
+        values = tuple(v.strip() for v in t[5:-1].split(",") if v.strip())
         if not values:
             raise ValueError("an enum needs at least one value: enum[low, medium, high]")
+        bad = [v for v in values if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,64}", v)]
+        if bad:
+            raise ValueError(
+                f"enum values are names of letters, digits and _ . + - "
+                f"(no quotes, spaces or commas): {bad[0]!r}"
+            )
         if len(set(values)) != len(values):
             raise ValueError(f"enum values repeat: {t}")
         return Type("enum", values)
@@ -170,6 +192,7 @@ _CMP = {
 _ARITH = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _BOOL_NAMES = {"true": True, "True": True, "false": False, "False": False}
 MAX_LENGTH = 2000
+MAX_DEPTH = 40
 
 
 def _offset(text: str, node: ast.AST) -> int:
@@ -194,18 +217,38 @@ def parse(text: str) -> Node:
         tree = ast.parse(text.strip("\n"), mode="eval")
     except SyntaxError as exc:
         col = (exc.offset or 1) - 1
-        raise ExprError("syntax", f"cannot parse: {exc.msg}", col) from None
+        hint = ""
+        if re.search(r"(?<![=!<>])=(?!=)", text):
+            hint = " (use == to compare, not =)"
+        raise ExprError("syntax", f"cannot parse: {exc.msg}{hint}", col) from None
+    except (RecursionError, MemoryError):
+        raise ExprError("too_complex", "expression is nested too deeply", 0) from None
     return _Builder(text).build(tree.body)
 
 
 class _Builder:
     def __init__(self, text: str):
         self.text = text
+        self.depth = 0
 
     def off(self, node: ast.AST) -> int:
         return _offset(self.text, node)
 
     def build(self, node: ast.AST) -> Node:
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise ExprError(
+                    "too_complex",
+                    f"expression nests deeper than {MAX_DEPTH} levels; split it into "
+                    "derived values or several rules",
+                    self.off(node),
+                )
+            return self._build(node)
+        finally:
+            self.depth -= 1
+
+    def _build(self, node: ast.AST) -> Node:
         pos = self.off(node)
         if isinstance(node, ast.BoolOp):
             op = "and" if isinstance(node.op, ast.And) else "or"
@@ -294,6 +337,10 @@ class _Builder:
         left = self.build(node.left)
         for op, comparator in zip(node.ops, node.comparators, strict=True):
             if isinstance(op, (ast.In, ast.NotIn)):
+                if left is None:
+                    raise ExprError(
+                        "unsupported", "'in [...]' cannot be chained with another comparison", pos
+                    )
                 if not isinstance(comparator, (ast.List, ast.Tuple, ast.Set)):
                     raise ExprError(
                         "unsupported",
@@ -379,11 +426,9 @@ class Checker:
     def check_value(self, node: Node) -> Checked:
         t = self.visit(node)
         if t == LIT_NUMBER:
-            t = (
-                Type("decimal")
-                if isinstance(getattr(node, "value", None), Decimal)
-                else Type("int")
-            )
+            t = Type("int")
+        elif t == LIT_FRACTION:
+            t = Type("decimal")
         return Checked(t or Type("decimal"), self.fields, self.divides)
 
     # visit returns None when an error was already reported for the subtree
@@ -392,8 +437,10 @@ class Checker:
             v = node.value
             if isinstance(v, bool):
                 return Type("bool")
-            if isinstance(v, (int, Decimal)):
+            if isinstance(v, int):
                 return LIT_NUMBER
+            if isinstance(v, Decimal):
+                return LIT_NUMBER if v == v.to_integral_value() else LIT_FRACTION
             return LIT_STRING
         if isinstance(node, Field):
             t = self.symbols.get(node.path)
@@ -410,7 +457,7 @@ class Checker:
             return t
         if isinstance(node, Neg):
             t = self.visit(node.operand)
-            if t is not None and not (t.numeric or t == LIT_NUMBER):
+            if t is not None and not is_num(t):
                 self.err("type_mismatch", f"'-' needs a number, got {t}", node.pos)
                 return None
             return t
@@ -441,7 +488,7 @@ class Checker:
         if lt is None or rt is None:
             return None
         for t, side in ((lt, node.left), (rt, node.right)):
-            if not (t.numeric or t == LIT_NUMBER):
+            if not is_num(t):
                 self.err("type_mismatch", f"'{node.op}' needs numbers, got {t}", side.pos)
                 return None
         if node.op == "/":
@@ -457,24 +504,15 @@ class Checker:
                         "divisor with if_zero_divisor), then compare that value here",
                         node.pos,
                     )
-        result = combine(node.op, lt, rt, node.pos, self.err)
-        fractional = any(
-            isinstance(side, Lit)
-            and isinstance(side.value, Decimal)
-            and side.value != side.value.to_integral_value()
-            for side in (node.left, node.right)
-        )
-        if result is not None and result.kind == "int" and fractional:
-            return Type("decimal")  # days + 0.5 is not a whole number
-        return result
+        return combine(node.op, lt, rt, node.pos, self.err)
 
     def compare(self, node: Cmp) -> None:
         lt, rt = self.visit(node.left), self.visit(node.right)
         if lt is None or rt is None:
             return
         if (
-            lt == LIT_NUMBER
-            and rt == LIT_NUMBER
+            is_lit(lt)
+            and is_lit(rt)
             or lt.kind.startswith("literal")
             and rt.kind.startswith("literal")
         ):
@@ -483,9 +521,7 @@ class Checker:
         if not compatible(lt, rt):
             self.err("type_mismatch", f"cannot compare {lt} with {rt}", node.pos)
             return
-        if node.op not in ("==", "!=") and not (
-            (lt.numeric or lt == LIT_NUMBER) and (rt.numeric or rt == LIT_NUMBER)
-        ):
+        if node.op not in ("==", "!=") and not (is_num(lt) and is_num(rt)):
             self.err("type_mismatch", f"'{node.op}' needs numbers, got {lt} and {rt}", node.pos)
             return
         for t, other in ((lt, node.right), (rt, node.left)):
@@ -528,10 +564,8 @@ def compatible(a: Type, b: Type) -> bool:
         return True
     if a.kind == "bool" and b.kind == "bool":
         return True
-    na = a.numeric or a == LIT_NUMBER
-    nb = b.numeric or b == LIT_NUMBER
-    if na and nb:
-        if a == LIT_NUMBER or b == LIT_NUMBER:
+    if is_num(a) and is_num(b):
+        if is_lit(a) or is_lit(b):
             return True
         return (a.kind == "money") == (b.kind == "money")
     return False
@@ -539,28 +573,29 @@ def compatible(a: Type, b: Type) -> bool:
 
 def combine(op: str, lt: Type, rt: Type, pos: int, err) -> Type | None:
     """Result type of ``lt op rt`` for numbers (see module docstring); reports mixing
-    errors through ``err(code, message, pos)``."""
-    if lt == LIT_NUMBER and rt == LIT_NUMBER:
+    errors through ``err(code, message, pos)``. A whole number stays ``int`` only when
+    nothing in it can have a fraction (``days + 1`` is int, ``days + 0.5`` and ``days / 2``
+    are decimal)."""
+    if is_lit(lt) and is_lit(rt):
+        if op == "/" or LIT_FRACTION in (lt, rt):
+            return LIT_FRACTION
         return LIT_NUMBER
     money = (lt.kind == "money", rt.kind == "money")
+    fraction = LIT_FRACTION in (lt, rt) or "decimal" in (lt.kind, rt.kind)
     if op in "+-":
-        if any(money) and not all(money) and LIT_NUMBER not in (lt, rt):
+        if any(money) and not all(money) and not (is_lit(lt) or is_lit(rt)):
             err("type_mismatch", f"cannot {'add' if op == '+' else 'subtract'} {lt} and {rt}", pos)
             return None
         if any(money):
             return Type("money")
-        if lt.kind == "decimal" or rt.kind == "decimal":
-            return Type("decimal")
-        return Type("int") if LIT_NUMBER not in (lt, rt) else (lt if lt != LIT_NUMBER else rt)
+        return Type("decimal") if fraction else Type("int")
     if op == "*":
         if all(money):
             err("type_mismatch", "cannot multiply money by money", pos)
             return None
         if any(money):
             return Type("money")
-        if lt.kind == "int" and rt.kind == "int":
-            return Type("int")
-        return Type("decimal")
+        return Type("decimal") if fraction else Type("int")
     # division
     if money[1] and not money[0]:
         err("type_mismatch", f"cannot divide {lt} by money", pos)

@@ -12,6 +12,7 @@ tags are honoured) and this module builds the values itself so that:
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -77,6 +78,18 @@ class Document:
         )
 
 
+_PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
+_PLAIN_DECIMAL = re.compile(r"^[-+]?([0-9][0-9_]*)?\.?[0-9_]*([eE][-+]?[0-9]+)?$")
+_MAP_TAG = "tag:yaml.org,2002:map"
+_SEQ_TAG = "tag:yaml.org,2002:seq"
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """``repr`` of a value cut to ``limit`` characters for error messages."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _mark(node: yaml.Node, quoted: bool = False, block: bool = False) -> Pos:
     return Pos(node.start_mark.line + 1, node.start_mark.column + 1, quoted, block)
 
@@ -85,13 +98,32 @@ class _Builder:
     def __init__(self, doc: Document):
         self.doc = doc
         self.errors: list[PolicyError] = []
-        self.resolver = yaml.SafeLoader
+        self.seen: set[int] = set()
 
     def err(self, node: yaml.Node, code: str, message: str) -> None:
         m = _mark(node)
         self.errors.append(PolicyError(self.doc.file, m.line, m.column, code, message))
 
     def build(self, node: yaml.Node, path: tuple) -> Any:
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            # An alias makes the composer share one node; building it again for every
+            # reference is how "billion laughs" files blow up. Policies need no aliases.
+            if id(node) in self.seen:
+                self.err(
+                    node,
+                    "unsupported_yaml",
+                    "anchors and aliases (&name / *name) are not supported; write it out",
+                )
+                return None
+            self.seen.add(id(node))
+            default_tag = _MAP_TAG if isinstance(node, yaml.MappingNode) else _SEQ_TAG
+            if node.tag != default_tag:
+                self.err(
+                    node,
+                    "unsupported_yaml",
+                    f"YAML tag {_short(node.tag)} is not supported in a policy",
+                )
+                return None
         if isinstance(node, yaml.MappingNode):
             out: dict[str, Any] = {}
             for key_node, value_node in node.value:
@@ -138,20 +170,36 @@ class _Builder:
         if tag == "tag:yaml.org,2002:null":
             return None
         if tag == "tag:yaml.org,2002:bool":
-            return value.lower() in ("yes", "true", "on", "y")
+            # YAML 1.2 booleans only: yes/no/on/off/y/n stay text, so `when: no` is an error
+            # ("unknown field no") instead of silently disabling a rule.
+            if value.lower() in ("true", "false"):
+                return value.lower() == "true"
+            return value
         if tag == "tag:yaml.org,2002:int":
-            try:
-                return yaml.constructor.SafeConstructor().construct_yaml_int(node)
-            except (ValueError, yaml.YAMLError):
-                self.err(node, "invalid_number", f"cannot read integer {value!r}")
+            # Plain decimal integers only: YAML 1.1 reads 030 as octal 24, 0x10 as 16 and
+            # 1:00:00 as 3600, which would silently change a policy's numbers.
+            if not _PLAIN_INT.match(value):
+                self.err(
+                    node,
+                    "invalid_number",
+                    f"{_short(value)} is not a plain decimal "
+                    "number (leading zeros, 0x, 0o, 0b and 1:00 forms are not allowed)",
+                )
                 return None
+            return int(value.replace("_", ""))
         if tag == "tag:yaml.org,2002:float":
-            try:
-                dec = Decimal(value.replace("_", ""))
-            except InvalidOperation:
-                dec = None
-            if dec is None or not dec.is_finite():
-                self.err(node, "invalid_number", f"{value!r} is not a finite decimal number")
+            dec = None
+            if _PLAIN_DECIMAL.match(value):
+                try:
+                    dec = Decimal(value.replace("_", ""))
+                except InvalidOperation:
+                    dec = None
+            if dec is None or not dec.is_finite() or abs(dec.adjusted()) > 30:
+                self.err(
+                    node,
+                    "invalid_number",
+                    f"{_short(value)} is not a finite decimal number of reasonable size",
+                )
                 return None
             return dec
         if tag == "tag:yaml.org,2002:str":
@@ -207,7 +255,8 @@ def load_file(path: str | Path) -> Document:
     p = Path(path)
     name = str(path)
     try:
-        raw = p.read_bytes()
+        with p.open("rb") as f:
+            raw = f.read(MAX_POLICY_BYTES + 1)  # never read more than the limit
     except FileNotFoundError:
         raise PolicyErrors(
             [PolicyError(name, 1, 1, "file_not_found", f"no such file: {name}")]

@@ -11,9 +11,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
 
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,79}$"
+MAX_AMOUNT = Decimal(10) ** 15  # money in a policy, as in requests (engine/inputs.py)
+MAX_NUMBER = Decimal(10) ** 15
 CODE_PATTERN = r"^[A-Z][A-Z0-9_]{0,59}$"
 
 
@@ -29,8 +31,8 @@ class InputSpec(_Strict):
     type: str
     default: Any = None
     description: str | None = None
-    min: Decimal | None = None
-    max: Decimal | None = None
+    min: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
+    max: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
     sensitive: bool = False
 
 
@@ -41,7 +43,7 @@ class DerivedSpec(_Strict):
 
     expr: str
     description: str | None = None
-    if_zero_divisor: Decimal | None = None
+    if_zero_divisor: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
 
 
 class RuleSpec(_Strict):
@@ -51,7 +53,7 @@ class RuleSpec(_Strict):
     id: str = Field(pattern=ID_PATTERN)
     description: str = Field(min_length=1)
     reason_code: str = Field(pattern=CODE_PATTERN)
-    when: str | bool
+    when: StrictStr | StrictBool  # 0 or "no" must not silently mean false
 
 
 class DepositRuleSpec(RuleSpec):
@@ -79,10 +81,10 @@ class BinSpec(_Strict):
     """One band of a scorecard factor: numeric ``from`` (inclusive) / ``below`` (exclusive),
     or ``in`` (a list of enum/bool values); ``points`` awarded."""
 
-    from_: Decimal | None = Field(default=None, alias="from")
-    below: Decimal | None = None
+    from_: Decimal | None = Field(default=None, alias="from", gt=-MAX_NUMBER, lt=MAX_NUMBER)
+    below: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
     in_: list[str | bool | int] | None = Field(default=None, alias="in")
-    points: int
+    points: int = Field(ge=-100_000, le=100_000)
     label: str | None = None
 
 
@@ -98,7 +100,7 @@ class ScorecardSpec(_Strict):
     """Additive scorecard: ``base_points`` plus one bin's points per factor. The
     ``max_reasons`` factors with the largest shortfall from their best bin give reason codes."""
 
-    base_points: int = 0
+    base_points: int = Field(default=0, ge=-1_000_000, le=1_000_000)
     max_reasons: int = Field(default=4, ge=0, le=20)
     factors: list[FactorSpec] = Field(min_length=1)
 
@@ -112,7 +114,7 @@ class TierSpec(_Strict):
     max_score: int
     max_payment_term_days: int = Field(ge=0, le=3650)
     deposit_pct: Decimal = Field(ge=0, le=100)
-    auto_approve_up_to: Decimal = Field(ge=0)
+    auto_approve_up_to: Decimal = Field(ge=0, lt=MAX_AMOUNT)
 
 
 class TermsSpec(_Strict):
@@ -130,7 +132,7 @@ class LevelSpec(_Strict):
 
     level: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     description: str | None = None
-    up_to: Decimal | None = Field(default=None, ge=0)
+    up_to: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT)
     sla_hours: int = Field(ge=1, le=24 * 90)
 
 

@@ -38,7 +38,7 @@ from rules.policy import (
 from rules.schema import PolicySpec
 
 INPUT_PATH = r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$"
-RESERVED_INPUTS = {"order.currency"}
+RESERVED_INPUTS = {"order.currency", "order.id", "customer.id"}
 _PYDANTIC_CODES = {
     "missing": "missing_field",
     "extra_forbidden": "unknown_field",
@@ -143,23 +143,42 @@ def _inner_model(annotation: Any) -> Any:
     return None
 
 
+_UNION_TAGS = {"str", "bool", "int", "decimal", "list", "dict"}
+
+
+def _where(loc: tuple) -> str:
+    """A location for people: ``knockouts #2 when`` (list positions 1-based)."""
+    return " ".join(f"#{p + 1}" if isinstance(p, int) else str(p) for p in loc) or "policy"
+
+
 def _structure_errors(doc: Document, exc: ValidationError) -> list[PolicyError]:
     errors = []
+    seen_locs: set[tuple] = set()
     for e in exc.errors():
         loc = tuple(p for p in e["loc"] if not (isinstance(p, str) and p.endswith("]")))
+        union = bool(loc) and loc[-1] in _UNION_TAGS
+        if union:
+            loc = loc[:-1]
+        if loc in seen_locs:
+            continue  # a union (text or true/false) reports once per member: keep one
+        seen_locs.add(loc)
         code = _PYDANTIC_CODES.get(e["type"], "invalid_value")
-        where = ".".join(str(p) for p in loc) or "policy"
+        where = _where(loc)
         if code == "unknown_field":
             allowed = _model_fields(PolicySpec, loc)
             msg = f"{loc[-1]!r} is not a known key here" + ex.suggest(str(loc[-1]), allowed)
             if allowed:
                 msg += f"; allowed: {', '.join(allowed)}"
         elif code == "missing_field":
-            msg = f"{where}: required key {loc[-1]!r} is missing"
+            msg = f"{_where(loc[:-1])}: required key {loc[-1]!r} is missing"
+        elif union and loc[-1] == "when":
+            msg = f"{where}: a condition is text (an expression) or true/false"
         else:
             msg = f"{where}: {e['msg']}"
-            if "input" in e and not isinstance(e["input"], (dict, list)):
-                msg += f" (got {e['input']!r})"
+        if code not in ("unknown_field", "missing_field") and "input" in e:
+            if not isinstance(e["input"], (dict, list)):
+                got = repr(e["input"])
+                msg += f" (got {got if len(got) <= 60 else got[:57] + '...'})"
         errors.append(doc.error(loc, code, msg))
     return errors
 
@@ -173,6 +192,7 @@ class _Semantics:
         self.inputs: dict[str, InputDef] = {}
         self.rules: list[Rule] = []
         self.ids: dict[str, tuple] = {}
+        self.unusable: set[str] = set()  # declared but broken: no follow-on errors for them
 
     def err(self, path: tuple, code: str, message: str, offset: int | None = None) -> None:
         self.errors.append(self.doc.error(path, code, message, offset))
@@ -247,7 +267,8 @@ class _Semantics:
                 self.err(
                     where,
                     "reserved_name",
-                    f"{path!r} is reserved: the request's currency is checked against "
+                    f"{path!r} is reserved: order.id and customer.id are recorded "
+                    "identifiers, never rule inputs, and order.currency is checked against "
                     "the policy currency",
                 )
                 continue
@@ -255,11 +276,12 @@ class _Semantics:
                 t = ex.parse_type(spec.type)
             except ValueError as e:
                 self.err(where + ("type",), "unknown_type", str(e))
+                self.unusable.add(path)
                 continue
             optional = "default" in spec.model_fields_set
             default = spec.default
             if optional:
-                default = self.coerce_default(where + ("default",), t, default)
+                default = self.coerce_default(where + ("default",), t, default, spec.min, spec.max)
             if (spec.min is not None or spec.max is not None) and not t.numeric:
                 self.err(where, "invalid_bound", f"min/max apply to numbers, {path!r} is {t}")
             if spec.min is not None and spec.max is not None and spec.min > spec.max:
@@ -290,7 +312,9 @@ class _Semantics:
             if d is not None and d.type.kind != kind:
                 self.err(("inputs", path), "type_mismatch", f"{path} must be {kind}, not {d.type}")
 
-    def coerce_default(self, where: tuple, t: ex.Type, value: Any) -> Any:
+    def coerce_default(
+        self, where: tuple, t: ex.Type, value: Any, spec_min=None, spec_max=None
+    ) -> Any:
         bad = None
         if value is None:
             bad = "a default cannot be empty (null): give a value of the field's type"
@@ -309,19 +333,36 @@ class _Semantics:
                 bad = f"default must be a number, got {value!r}"
             else:
                 value = Decimal(value)
-                if t.kind == "money":
-                    if value != round(value, self.minor):
-                        bad = f"default has more decimals than the currency allows ({self.minor})"
-                    else:
-                        value = value.quantize(Decimal(1).scaleb(-self.minor))
+                bad = self.default_range(t, value, spec_min, spec_max)
+                if not bad and t.kind == "money":
+                    value = value.quantize(Decimal(1).scaleb(-self.minor))
         elif t.kind == "enum":
             if value not in t.values:
                 bad = f"default {value!r} is not one of {list(t.values)}"
         elif not isinstance(value, str):
             bad = f"default must be text, got {value!r}"
+        if not bad and t.kind == "int":
+            bad = self.default_range(t, value, spec_min, spec_max)
         if bad:
             self.err(where, "invalid_default", bad, offset=0)
         return value
+
+    def default_range(self, t: ex.Type, value: Decimal, lo, hi) -> str | None:
+        """Defaults obey the same rules as request values (engine/inputs.py)."""
+        from rules.schema import MAX_NUMBER
+
+        value = Decimal(value)
+        places = {"money": self.minor, "int": 0, "decimal": 6}[t.kind]
+        limit = MAX_NUMBER if t.kind != "decimal" else Decimal(10) ** 12
+        if abs(value) >= limit:
+            return f"default {value} is beyond the supported range (±{limit:,})"
+        if value != round(value, places):
+            return f"default {value} has more than {places} decimal places"
+        if lo is not None and value < lo:
+            return f"default {value} is below the input's min {lo}"
+        if hi is not None and value > hi:
+            return f"default {value} is above the input's max {hi}"
+        return None
 
     def parse(self, where: tuple, text: Any) -> ex.Node | None:
         try:
@@ -409,8 +450,11 @@ class _Semantics:
         ok = True
         for e in checker.errors:
             msg = e.message
+            name = msg.split("'")[1] if "'" in msg else ""
+            if e.code == "unknown_field" and name in self.unusable:
+                ok = False
+                continue  # its declaration already has an error
             if e.code == "unknown_field" and not stage_two:
-                name = msg.split("'")[1] if "'" in msg else ""
                 if name in STAGE_TWO_SYMBOLS:
                     msg = (
                         f"{name!r} is not known yet: knock-outs and scorecard bins run "
@@ -497,6 +541,8 @@ class _Semantics:
             where = ("scorecard", "factors", i)
             self.claim_id(f.id, where + ("id",))
             t = self.symbols.get(f.field)
+            if t is None and f.field in self.unusable:
+                continue  # its declaration already has an error
             if t is None:
                 self.err(
                     where + ("field",),
@@ -511,6 +557,8 @@ class _Semantics:
             ids = []
             for j, (cond, b) in enumerate(bins):
                 bin_id = f"{f.id}.{j + 1}"
+                # a rule elsewhere may not take a bin's generated id (it would replace it)
+                self.claim_id(bin_id, where + ("bins", j))
                 ids.append(bin_id)
                 label = b.label or _bin_label(b)
                 self.rules.append(

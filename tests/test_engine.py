@@ -261,3 +261,85 @@ def test_large_policies_evaluate_every_rule(n, all_match):
     assert got == want
     assert len(d.trail.rules) >= n
     assert d.outcome == "refer"
+
+
+# -- regressions from adversarial testing --------------------------------------------------
+
+
+def test_null_is_not_the_default(shipped):
+    """An ERP sending null for "unknown" must not get the default (not insolvent)."""
+    with pytest.raises(InputErrors) as info:
+        evaluate(shipped, request(customer__insolvency=None))
+    assert [(e.path, e.code) for e in info.value.errors] == [("customer.insolvency", "null_value")]
+
+
+@pytest.mark.parametrize("raw", ["１２３", "١٢٣.٤٥", " 12500.00", "12500.00\n", "+1e3"])
+def test_numbers_are_plain_ascii_digits(shipped, raw):
+    with pytest.raises(InputErrors) as info:
+        evaluate(shipped, request(order__amount=raw))
+    assert [e.code for e in info.value.errors] == ["invalid_type"]
+
+
+@pytest.mark.parametrize("ident", ["SO-1\nOutcome  APPROVE", "\ud800", "x\x00y", ""])
+def test_identifiers_must_be_printable(shipped, ident):
+    with pytest.raises(InputErrors) as info:
+        evaluate(shipped, request(order__id=ident))
+    assert [(e.path, e.code) for e in info.value.errors] == [("order.id", "invalid_type")]
+
+
+def test_negative_zero_money_is_plain_zero(shipped):
+    d = evaluate(shipped, request(customer__exposure="-0.00"))
+    assert d.trail.inputs["customer.exposure"] == "0.00"
+
+
+def test_strict_request_json():
+    from engine.inputs import parse_request_json
+
+    for text, fragment in [
+        ('{"customer": {"blacklisted": true, "blacklisted": false}}', "duplicate key"),
+        ('{"order": {}, "order": {}}', "duplicate key"),
+        ('{"x": NaN}', "NaN is not a number"),
+        ("[" * 40 + "]" * 40, "nested deeper"),
+        (b'{"x": "\xff"}', "not UTF-8"),
+    ]:
+        with pytest.raises(InputErrors) as info:
+            parse_request_json(text)
+        assert fragment in str(info.value)
+    assert parse_request_json('{"a": 0.1}') == {"a": Decimal("0.1")}
+
+
+def test_whole_number_plus_a_fraction_is_not_truncated():
+    """`n + 1/2` is a decimal (90.5), so `> 90` declines; it once truncated to 90."""
+    text = BASE.replace(
+        "  utilisation: {expr",
+        "  half_over: {expr: customer.days_past_due + 1/2}\n  utilisation: {expr",
+    ).replace("when: customer.blacklisted\n", "when: half_over > 90\n")
+    compiled = compile_text(text)
+    assert compiled.policy.symbols["half_over"].kind == "decimal"
+    d = evaluate(compiled, {"order": {"amount": "1.00", "payment_term_days": 0},
+                            "customer": {"credit_limit": "100.00", "exposure": "0.00",
+                                         "risk_class": "low", "days_past_due": 90}})
+    assert d.trail.derived["half_over"] == "90.5"
+    assert d.outcome == "decline"
+
+
+def test_literals_beyond_the_engine_range_still_decide():
+    """A threshold of 10**20 does not fit the engine's int64: it becomes an exact term."""
+    text = BASE.replace("when: utilisation > 1", "when: order.amount > 100000000000000000000")
+    compiled = compile_text(text)
+    d = evaluate(compiled, {"order": {"amount": "999999999999.99", "payment_term_days": 0},
+                            "customer": {"credit_limit": "1.00", "exposure": "0.00",
+                                         "risk_class": "low"}})
+    assert "REF_OVER_LIMIT" not in matched(d)
+
+
+def test_deposit_is_exact_beyond_28_digits():
+    text = BASE.replace("deposit_pct: 50, auto_approve_up_to: 1000}",
+                        "deposit_pct: 10.000000000000000000000000001, auto_approve_up_to: 1000}")
+    compiled = compile_text(text)
+    d = evaluate(compiled, {"order": {"amount": "100000000000000.00", "payment_term_days": 0},
+                            "customer": {"credit_limit": "100000000000000.00",
+                                         "exposure": "0.00", "risk_class": "high",
+                                         "days_past_due": 5}})
+    assert d.tier == "B"
+    assert d.deposit_amount == Decimal("10000000000000.01")  # rounded up, never down

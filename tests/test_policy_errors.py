@@ -31,6 +31,7 @@ def test_policy_error_position(case):
     assert case["old"] in BASE, "the case must edit text that exists in base.yaml"
     text = case.get("whole") or BASE.replace(case["old"], case["new"], 1)
     text = text.replace(" LONG", " and utilisation > 1" * 120)
+    text = text.replace("when: NESTED", "when: " + "not " * 45 + "customer.blacklisted")
     with pytest.raises(PolicyErrors) as info:
         load_policy_text(text, "p.yaml")
     got = [f"{e.line}:{e.column}: {e.code}" for e in info.value.errors]
