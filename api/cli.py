@@ -6,10 +6,16 @@ Commands::
     creditgate decide REQUEST.json [--policy P] [--format json|text]
     creditgate test [POLICY] [--require-full-coverage]  run POLICY.tests.yaml
     creditgate backtest POLICY DATA [--format german|jsonl] [--limit N] [--no-progress]
+    creditgate serve [--host 127.0.0.1] [--port 8000]   run the HTTP API
+    creditgate db upgrade                               apply database migrations
+    creditgate keys create --role ROLE [--name N]       create an API key (printed once)
+    creditgate audit verify                             check the decision log (exit 1 broken)
 
 Exit codes (all commands): 0 success; 1 policy errors (or a failing policy test, or a
 broken tests file); 2 the request or data does not fit (input errors, unreadable or invalid
-JSON); 3 no decision was made (evaluation error, rule engine unavailable).
+JSON; an unknown role); 3 no decision was made (evaluation error, rule engine unavailable)
+or, for ``db``/``keys``/``audit``, the database is unavailable. ``audit verify`` exits 1
+when the hash chain is broken.
 
 Output is plain text (no rich formatting). Errors go to stderr and say what is wrong, where
 (``file:line:col`` or the request path) and why. The engine is imported only by the
@@ -382,6 +388,114 @@ def backtest(
     except ValueError as exc:  # api.datasets.DatasetError (file:line:col), format, label
         _fail(EXIT_INPUT, f"{exc}", "the back-test was stopped; no report was made")
     typer.echo(render(result))
+
+
+# -- service: serve, db, keys, audit ---------------------------------------------------------
+
+db_app = typer.Typer(help="Database: apply migrations.", no_args_is_help=True)
+keys_app = typer.Typer(help="API keys for the HTTP API.", no_args_is_help=True)
+audit_app = typer.Typer(help="The decision log's hash chain.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+
+EXIT_UNAVAILABLE = 3
+
+
+def _store() -> Any:
+    """The ``Store`` for ``Settings()`` (environment: CREDITGATE_DATABASE_URL / DATABASE_URL)."""
+    from api.settings import Settings
+    from api.store import Store
+
+    return Store(Settings().database_url)
+
+
+def _unavailable(exc: Exception) -> NoReturn:
+    _fail(EXIT_UNAVAILABLE, f"the database is unavailable: {type(exc).__name__}: {exc}")
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
+    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+) -> None:
+    """Run the HTTP API (uvicorn). Settings from the environment: CREDITGATE_DATABASE_URL
+    (or DATABASE_URL), CREDITGATE_POLICY_PATH, CREDITGATE_MAX_REQUEST_BYTES. Logs are JSON
+    lines on stderr."""
+    import uvicorn
+
+    from api.app import configure_logging
+
+    configure_logging(root=True)
+    uvicorn.run(
+        "api.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_config=None,
+        access_log=False,
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the database migrations (also done when the service starts)."""
+    from api.store import StoreUnavailable
+
+    try:
+        _store().upgrade()
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    typer.echo("ok: database is up to date")
+
+
+@keys_app.command("create")
+def keys_create(
+    role: Annotated[
+        str,
+        typer.Option(
+            "--role",
+            help="order_entry, reviewer, compliance, policy_owner or admin.",
+        ),
+    ],
+    name: Annotated[str, typer.Option("--name", help="Who or what uses the key.")] = "",
+) -> None:
+    """Create an API key and print it once (only its sha256 is stored)."""
+    from api.auth import ROLES
+    from api.store import StoreUnavailable
+
+    if role not in ROLES:
+        _fail(EXIT_INPUT, f"unknown role {role!r}; expected one of: {', '.join(ROLES)}")
+    try:
+        key = _store().create_api_key(role, name=name)
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    except ValueError as exc:  # a role the store does not accept
+        _fail(EXIT_INPUT, f"cannot create a {role} key: {exc}")
+    typer.echo(key)
+    _err(f"created a {role} key{f' for {name}' if name else ''}; it is shown only once")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Check the decision log's hash chain: exit 0 if intact, 1 if a record was changed,
+    removed or reordered (the first broken seq is printed)."""
+    from api.store import StoreUnavailable
+
+    try:
+        result = _store().verify_chain()
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    if result["ok"]:
+        typer.echo(f"ok: {result['checked']} records, hash chain intact")
+        return
+    _fail(
+        EXIT_POLICY,
+        f"BROKEN at seq {result['first_broken_seq']}: {result['reason']} "
+        f"({result['checked']} records before it are intact)",
+    )
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,93 @@
+"""API keys and roles for the HTTP API.
+
+A key is sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are created
+with ``creditgate keys create --role ROLE`` (printed once; the store keeps only the sha256
+of the key) and checked with ``Store.role_of``.
+
+Roles: ``order_entry`` (asks for decisions, reads customers), ``reviewer`` (reads
+decisions), ``compliance`` (reads decisions, replays them, verifies the audit chain),
+``policy_owner`` (reads the policy in force), ``admin`` (everything, incl. customers).
+
+``require(*roles)`` is a FastAPI dependency: no or unknown key → 401 problem, a key whose
+role is not listed (and is not ``admin``) → 403 problem. It returns the ``Caller``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import Request
+
+from api.problems import Problem
+
+__all__ = ["ROLES", "Caller", "key_from_request", "require"]
+
+ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
+ADMIN = "admin"
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who called: ``role`` and a short, non-secret ``key_id`` (for logs and the decision
+    log's ``caller``)."""
+
+    role: str
+    key_id: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.role}:{self.key_id}"
+
+
+def key_from_request(request: Request) -> str | None:
+    """The API key of ``request`` (``Authorization: Bearer`` first, then ``X-API-Key``)."""
+    auth = request.headers.get("authorization")
+    if auth:
+        scheme, _, value = auth.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    key = request.headers.get("x-api-key")
+    if key and key.strip():
+        return key.strip()
+    return None
+
+
+def _key_id(key: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+
+
+def require(*roles: str) -> Any:
+    """A dependency admitting callers whose key has one of ``roles`` (``admin`` always)."""
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise ValueError(f"unknown roles {sorted(unknown)}; expected {list(ROLES)}")
+    allowed = frozenset(roles) | {ADMIN}
+
+    def dependency(request: Request) -> Caller:
+        key = key_from_request(request)
+        challenge = {"WWW-Authenticate": 'Bearer realm="creditgate"'}
+        if key is None:
+            raise Problem(
+                "unauthorized",
+                "send an API key as 'Authorization: Bearer <key>' or 'X-API-Key: <key>'",
+                headers=challenge,
+            )
+        if len(key) > 200:
+            raise Problem("unauthorized", "the API key is not valid", headers=challenge)
+        role = request.app.state.store.role_of(key)
+        if role is None:
+            raise Problem("unauthorized", "the API key is unknown or revoked", headers=challenge)
+        if role not in allowed:
+            raise Problem(
+                "forbidden",
+                f"role {role!r} may not do this; it needs one of {sorted(allowed)}",
+            )
+        caller = Caller(role=role, key_id=_key_id(key))
+        request.state.caller = caller
+        return caller
+
+    dependency.roles = tuple(sorted(allowed))  # type: ignore[attr-defined]
+    return dependency

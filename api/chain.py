@@ -1,0 +1,120 @@
+"""Canonical JSON and the decision-log hash chain (pure functions, no database).
+
+``record_hash = sha256(prev_hash + canonical_json(record without record_hash))``; canonical
+JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` with
+Decimals and datetimes as strings. The first record's ``prev_hash`` is 64 zeros.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+__all__ = [
+    "GENESIS",
+    "as_utc",
+    "canonical_json",
+    "content_hash",
+    "decimal_str",
+    "jsonable",
+    "record_hash",
+    "timestamp",
+    "verify_records",
+]
+
+GENESIS = "0" * 64
+
+
+def decimal_str(d: Decimal) -> str:
+    """A Decimal as plain text without exponent (``Decimal("1E+2")`` → ``"100"``)."""
+    return format(d, "f")
+
+
+def as_utc(dt: datetime) -> datetime:
+    """``dt`` in UTC; a naive value (SQLite returns those) is taken as UTC."""
+    return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
+
+
+def timestamp(dt: datetime) -> str:
+    """A datetime as UTC ISO 8601 with microseconds; naive values are taken as UTC (SQLite
+    returns naive datetimes)."""
+    return as_utc(dt).isoformat(timespec="microseconds")
+
+
+def _default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return decimal_str(o)
+    if isinstance(o, datetime):
+        return timestamp(o)
+    if isinstance(o, date):
+        return o.isoformat()
+    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+
+
+def canonical_json(obj: Any) -> str:
+    """Sorted keys, no whitespace, UTF-8 text; Decimals/datetimes as strings. Floats are
+    refused (money is never a binary float)."""
+    _no_floats(obj)
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_default
+    )
+
+
+def _no_floats(obj: Any) -> None:
+    if isinstance(obj, float):
+        raise ValueError(f"binary float {obj!r} is not allowed; send numbers as strings")
+    if isinstance(obj, Mapping):
+        for v in obj.values():
+            _no_floats(v)
+    elif isinstance(obj, list | tuple):
+        for v in obj:
+            _no_floats(v)
+
+
+def jsonable(obj: Any) -> Any:
+    """``obj`` as plain JSON data (what a JSON column gives back): Decimals and datetimes
+    become strings, tuples lists."""
+    return json.loads(canonical_json(obj))
+
+
+def sha256_hex(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def content_hash(obj: Any) -> str:
+    """sha256 of ``obj``'s canonical JSON (idempotency key of an order request)."""
+    return sha256_hex(canonical_json(obj))
+
+
+def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
+    """The chain hash of ``record`` (``record_hash`` itself is left out)."""
+    body = {k: v for k, v in record.items() if k != "record_hash"}
+    return sha256_hex(prev_hash + canonical_json(body))
+
+
+def verify_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+    """Walk ``records`` (in ``seq`` order) and check sequence, links and hashes.
+
+    Returns ``{"ok", "checked", "first_broken_seq", "reason"}``."""
+    prev = GENESIS
+    expected_seq = 1
+    checked = 0
+    for rec in records:
+        seq = rec["seq"]
+        reason = None
+        if seq != expected_seq:
+            reason = f"sequence gap: expected seq {expected_seq}, found {seq}"
+        elif rec["prev_hash"] != prev:
+            reason = "prev_hash does not match the previous record's record_hash"
+        elif record_hash(rec["prev_hash"], rec) != rec["record_hash"]:
+            reason = "record_hash does not match the record's contents"
+        if reason is not None:
+            return {"ok": False, "checked": checked, "first_broken_seq": seq, "reason": reason}
+        checked += 1
+        prev = rec["record_hash"]
+        expected_seq = seq + 1
+    return {"ok": True, "checked": checked, "first_broken_seq": None, "reason": None}

@@ -1,0 +1,302 @@
+"""RFC 9457 ``application/problem+json`` responses and the app's exception handlers.
+
+Every error the HTTP API returns has the same shape::
+
+    {"type": "https://creditgate.dev/problems/<code>", "title": "...", "status": 422,
+     "detail": "...", "code": "<code>",
+     "errors": [{"path": "amount", "code": "invalid_type", "message": "..."}]}
+
+``code`` is stable (clients branch on it); ``title`` is the short human name of the code;
+``detail`` explains this occurrence; ``errors`` lists every field problem (empty when the
+problem is not about fields). No stack trace or exception text of an internal error ever
+reaches the client: it goes to the server log only.
+
+Failing closed: a database or engine failure answers 503/500 and never a decision, so an
+order is never approved because something broke.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from engine.evaluate import EvaluationError
+from engine.inputs import InputErrors
+
+__all__ = [
+    "PROBLEM_BASE",
+    "PROBLEM_MEDIA_TYPE",
+    "Problem",
+    "install_handlers",
+    "problem_response",
+    "validation_errors",
+]
+
+log = logging.getLogger("creditgate.api")
+
+PROBLEM_BASE = "https://creditgate.dev/problems/"
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+#: stable code -> (HTTP status, title)
+CODES: dict[str, tuple[int, str]] = {
+    "invalid_request": (422, "The request is not valid"),
+    "invalid_json": (422, "The request body is not valid JSON"),
+    "unauthorized": (401, "An API key is required"),
+    "forbidden": (403, "This API key may not do that"),
+    "not_found": (404, "Not found"),
+    "unknown_customer": (404, "Unknown customer"),
+    "unknown_decision": (404, "Unknown decision"),
+    "method_not_allowed": (405, "Method not allowed"),
+    "conflict": (409, "Conflict"),
+    "request_too_large": (413, "The request body is too large"),
+    "unsupported_media_type": (415, "The request body must be JSON"),
+    "database_unavailable": (503, "The database is unavailable; no decision was made"),
+    "not_ready": (503, "The service is not ready"),
+    "no_decision": (500, "No decision was made"),
+    "internal_error": (500, "Internal error; no decision was made"),
+}
+
+_STATUS_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    503: "not_ready",
+}
+
+
+class Problem(Exception):
+    """Raise to answer with a problem: ``code`` (stable), ``detail``, field ``errors``
+    (``[{path, code, message}]``), optional ``status``/``title`` overrides and headers."""
+
+    def __init__(
+        self,
+        code: str,
+        detail: str = "",
+        *,
+        errors: Iterable[Mapping[str, str]] = (),
+        status: int | None = None,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        default_status, default_title = CODES.get(code, (status or 500, code.replace("_", " ")))
+        self.code = code
+        self.status = status or default_status
+        self.title = title or default_title
+        self.detail = detail or self.title
+        self.errors = [dict(e) for e in errors]
+        self.headers = dict(headers or {})
+        super().__init__(f"{self.status} {code}: {self.detail}")
+
+
+def problem_body(p: Problem) -> dict[str, Any]:
+    return {
+        "type": PROBLEM_BASE + p.code,
+        "title": p.title,
+        "status": p.status,
+        "detail": p.detail,
+        "code": p.code,
+        "errors": p.errors,
+    }
+
+
+def problem_response(p: Problem) -> JSONResponse:
+    """The ``application/problem+json`` response for ``p``."""
+    return JSONResponse(
+        problem_body(p), status_code=p.status, headers=p.headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
+def _path(loc: Iterable[Any]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+_PYDANTIC_CODES = {
+    "missing": "missing",
+    "extra_forbidden": "unknown_field",
+    "int_type": "invalid_type",
+    "int_parsing": "invalid_type",
+    "int_from_float": "invalid_type",
+    "string_type": "invalid_type",
+    "dict_type": "invalid_type",
+    "model_type": "invalid_type",
+    "model_attributes_type": "invalid_type",
+    "bool_type": "invalid_type",
+    "decimal_type": "invalid_type",
+    "decimal_parsing": "invalid_type",
+    "datetime_type": "invalid_type",
+    "datetime_parsing": "invalid_value",
+    "datetime_from_date_parsing": "invalid_value",
+    "literal_error": "invalid_value",
+    "enum": "invalid_value",
+    "string_too_short": "too_short",
+    "string_too_long": "too_long",
+    "string_pattern_mismatch": "invalid_value",
+    "greater_than": "below_min",
+    "greater_than_equal": "below_min",
+    "less_than": "above_max",
+    "less_than_equal": "above_max",
+}
+
+
+def validation_errors(
+    errors: Iterable[Mapping[str, Any]], *, strip: tuple[str, ...] = ("body",)
+) -> list[dict[str, str]]:
+    """pydantic / FastAPI validation errors as ``[{path, code, message}]``: dotted paths
+    (``facts.customer.risk_class``, ``items[2]``), stable codes (custom validators raise
+    ``PydanticCustomError`` with the code as its type), messages naming the field."""
+    out = []
+    for e in errors:
+        loc = list(e.get("loc", ()))
+        if loc and loc[0] in strip:
+            loc = loc[1:]
+        kind = str(e.get("type", "invalid_value"))
+        code = _PYDANTIC_CODES.get(kind, kind)
+        msg = str(e.get("msg", "invalid value"))
+        path = _path(loc)
+        if kind == "extra_forbidden":
+            msg = f"unknown field {str(loc[-1])!r}" if loc else "unknown field"
+        elif kind == "missing":
+            msg = "required field is missing"
+        out.append({"path": path, "code": code, "message": msg})
+    return out
+
+
+def input_errors(exc: InputErrors, path_map: Any = None) -> list[dict[str, str]]:
+    """Engine ``InputErrors`` as problem errors; ``path_map`` maps an engine path
+    (``order.amount``) to the request body's path (``amount``)."""
+    out = []
+    for e in exc.errors:
+        path = path_map(e.path) if path_map and e.path else e.path
+        out.append({"path": path, "code": e.code, "message": e.message})
+    return out
+
+
+def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
+    """Register the exception handlers that turn every error into a problem response."""
+    from sqlalchemy.exc import InterfaceError, OperationalError
+    from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+    from api.store import StoreUnavailable, UnknownCustomer
+
+    async def on_problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc)
+
+    async def on_request_validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errs = validation_errors(exc.errors(), strip=())
+        return problem_response(
+            Problem(
+                "invalid_request",
+                f"{len(errs)} problem{'s' if len(errs) != 1 else ''} with the request",
+                errors=errs,
+            )
+        )
+
+    async def on_input_errors(request: Request, exc: InputErrors) -> JSONResponse:
+        errs = input_errors(exc, path_map)
+        json_error = any(e["code"] == "invalid_json" for e in errs)
+        n = len(errs)
+        return problem_response(
+            Problem(
+                "invalid_json" if json_error else "invalid_request",
+                "the request body is not valid JSON"
+                if json_error
+                else f"the request does not fit the credit policy ({n} problem"
+                f"{'s' if n != 1 else ''}); no decision was made",
+                errors=errs,
+            )
+        )
+
+    async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
+        cid = getattr(exc, "customer_id", "")
+        return problem_response(
+            Problem(
+                "unknown_customer",
+                f"no customer {cid!r} in the ledger and no customer facts in the request"
+                if cid
+                else "unknown customer",
+                errors=[
+                    {
+                        "path": "customer_id",
+                        "code": "unknown_customer",
+                        "message": "create the customer first (PUT /v1/customers/{id})",
+                    }
+                ]
+                if request.method == "POST"
+                else [],
+            )
+        )
+
+    async def on_db_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        log.error(
+            "database unavailable: %s",
+            type(exc).__name__,
+            extra={"path": request.url.path, "error": type(exc).__name__},
+        )
+        return problem_response(
+            Problem(
+                "database_unavailable",
+                "the database could not be reached or did not answer; nothing was recorded "
+                "and no decision was made: treat the order as not approved and retry later",
+                headers={"Retry-After": "5"},
+            )
+        )
+
+    async def on_evaluation_error(request: Request, exc: EvaluationError) -> JSONResponse:
+        log.error("no decision: %s", exc.code, extra={"path": request.url.path, "error": exc.code})
+        status = 503 if exc.code == "engine" else 500
+        return problem_response(
+            Problem(
+                "no_decision",
+                f"no decision was made ({exc.code}): treat the order as not approved "
+                "(refer it to a person or retry)",
+                status=status,
+            )
+        )
+
+    async def on_http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.detail, Problem):  # pragma: no cover - defensive
+            return problem_response(exc.detail)
+        code = _STATUS_CODES.get(exc.status_code, "error")
+        detail = exc.detail if isinstance(exc.detail, str) else ""
+        if exc.status_code == 404 and detail == "Not Found":
+            detail = f"no resource at {request.url.path}"
+        return problem_response(Problem(code, detail, status=exc.status_code, headers=exc.headers))
+
+    app.add_exception_handler(Problem, on_problem)  # type: ignore[arg-type]
+    app.add_exception_handler(RequestValidationError, on_request_validation)  # type: ignore[arg-type]
+    app.add_exception_handler(InputErrors, on_input_errors)  # type: ignore[arg-type]
+    app.add_exception_handler(UnknownCustomer, on_unknown_customer)
+    app.add_exception_handler(StoreUnavailable, on_db_unavailable)
+    for db_error in (OperationalError, InterfaceError, PoolTimeout):
+        app.add_exception_handler(db_error, on_db_unavailable)
+    app.add_exception_handler(EvaluationError, on_evaluation_error)  # type: ignore[arg-type]
+    app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+
+
+def internal_error_response() -> JSONResponse:
+    """The 500 problem for an unexpected exception (the details go to the log only)."""
+    return problem_response(
+        Problem(
+            "internal_error",
+            "an internal error occurred; nothing was decided or recorded by this request "
+            "(treat the order as not approved)",
+        )
+    )

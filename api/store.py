@@ -1,0 +1,629 @@
+"""Every database operation of the service; the only module that opens transactions.
+
+``Store(database_url)`` works on SQLite (``sqlite:///file.db``) and PostgreSQL
+(``postgresql+psycopg://...``). ``decide`` is the atomic decide-and-record step of
+docs/service-spec.md: the customer row is locked (PostgreSQL ``SELECT ... FOR UPDATE``;
+SQLite ``BEGIN IMMEDIATE``, i.e. one writer at a time), the decision is evaluated against
+the ledger, the reservation and the hash-chained log record are written, and the
+transaction commits — or nothing is written at all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event, exc
+from sqlmodel import Session, col, select
+
+from api import chain
+from api.models import ApiKey, Customer, DecisionLog, PolicyVersion, Reservation, utcnow
+from api.settings import normalise_database_url
+from engine.decision import Decision
+
+__all__ = [
+    "ROLES",
+    "OrderConflict",
+    "Store",
+    "StoreUnavailable",
+    "UnknownCustomer",
+    "hash_key",
+]
+
+ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
+KINDS = ("new", "repeat", "amended")
+CENTS = Decimal("0.01")
+CHAIN_LOCK_KEY = 0x43474C4F47  # "CGLOG": pg_advisory_xact_lock key of the hash chain
+MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
+# Customer inputs owned by the ledger: a request may not override them for a known customer.
+LEDGER_OWNED = ("customer.credit_limit", "customer.exposure")
+# Order fields given at the top level of an order, never in its facts.
+RESERVED_FACTS = (
+    "order.id",
+    "order.amount",
+    "order.currency",
+    "order.payment_term_days",
+    "customer.id",
+)
+_UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
+
+
+class StoreUnavailable(Exception):
+    """The database cannot be reached (or did not answer in time)."""
+
+
+class UnknownCustomer(Exception):
+    """No such customer in the ledger."""
+
+    def __init__(self, customer_id: str):
+        super().__init__(f"unknown customer {customer_id!r}")
+        self.customer_id = customer_id
+
+
+class OrderConflict(ValueError):
+    """The order id is already used for another customer."""
+
+
+def hash_key(key: str) -> str:
+    """sha256 (hex) of an API key: what is stored."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def _money(value: Any, what: str) -> Decimal:
+    if isinstance(value, float) or isinstance(value, bool):
+        raise ValueError(f"{what}: send money as a string or Decimal, not {type(value).__name__}")
+    try:
+        d = Decimal(str(value)) if not isinstance(value, Decimal) else value
+    except (InvalidOperation, ValueError):
+        raise ValueError(f"{what}: {value!r} is not a number") from None
+    if not d.is_finite():
+        raise ValueError(f"{what}: {value!r} is not a finite number")
+    if d.quantize(CENTS) != d:
+        raise ValueError(f"{what}: {value!r} has more than 2 decimals")
+    if abs(d) >= Decimal(10) ** 15:
+        raise ValueError(f"{what}: {value!r} is too large")
+    return d.quantize(CENTS)
+
+
+def _ident(value: Any, what: str) -> str:
+    if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
+        raise ValueError(f"{what}: an identifier is text of 1 to 200 printable characters")
+    return value
+
+
+def _customer_facts(facts: dict[str, Any] | None) -> dict[str, Any]:
+    """Ledger facts keyed by input name without the group (``risk_class``); a
+    ``customer.`` prefix is accepted and dropped."""
+    out: dict[str, Any] = {}
+    for key, value in (facts or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ValueError(f"facts: invalid key {key!r}")
+        name = key.removeprefix("customer.")
+        if "." in name:
+            raise ValueError(f"facts: {key!r} is not a customer fact (customer.<name>)")
+        if f"customer.{name}" in RESERVED_FACTS + LEDGER_OWNED + ("customer.days_past_due",):
+            raise ValueError(f"facts: {key!r} is a ledger column; pass it as an argument")
+        out[name] = value
+    return chain.jsonable(out)
+
+
+def _plain(d: Decimal) -> str:
+    return chain.decimal_str(d)
+
+
+class Store:
+    def __init__(self, database_url: str):
+        self.url = normalise_database_url(database_url)
+        self.engine = self._make_engine(self.url)
+        self.dialect = self.engine.dialect.name
+
+    # -- engine ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _make_engine(url: str) -> sa.Engine:
+        u = sa.make_url(url)
+        if u.get_backend_name() == "sqlite":
+            engine = sa.create_engine(
+                u,
+                connect_args={"check_same_thread": False, "timeout": 30},
+                pool_size=5,
+                max_overflow=10,
+                pool_timeout=60,
+            )
+
+            @event.listens_for(engine, "connect")
+            def _on_connect(dbapi_conn: Any, _rec: Any) -> None:
+                # Let SQLAlchemy, not pysqlite, emit BEGIN (pysqlite would begin lazily
+                # and deferred, so two writers could read the same ledger state).
+                dbapi_conn.isolation_level = None
+                cur = dbapi_conn.cursor()
+                cur.execute("PRAGMA busy_timeout = 30000")
+                if u.database not in (None, "", ":memory:"):
+                    cur.execute("PRAGMA journal_mode = WAL")
+                cur.close()
+
+            @event.listens_for(engine, "begin")
+            def _on_begin(conn: sa.Connection) -> None:
+                # Writers take the database write lock at BEGIN (one writer at a time);
+                # readers use a deferred transaction (WAL snapshot).
+                if conn.get_execution_options().get("creditgate_write"):
+                    conn.exec_driver_sql("BEGIN IMMEDIATE")
+                else:
+                    conn.exec_driver_sql("BEGIN")
+
+            return engine
+        return sa.create_engine(
+            u,
+            pool_size=10,
+            max_overflow=20,
+            pool_timeout=60,
+            pool_pre_ping=True,
+            connect_args={"connect_timeout": 5},
+        )
+
+    @contextmanager
+    def _session(self, *, write: bool) -> Iterator[Session]:
+        """One transaction: commit at the end, rollback on any exception. Database
+        connection failures become ``StoreUnavailable``."""
+        bind = self.engine.execution_options(creditgate_write=True) if write else self.engine
+        try:
+            with Session(bind, expire_on_commit=False) as session:
+                with session.begin():
+                    yield session
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unavailable: {type(e.orig or e).__name__}") from e
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # -- schema and health ----------------------------------------------------------------
+
+    def upgrade(self) -> None:
+        """Apply the Alembic migrations (``alembic upgrade head``) to this database."""
+        from alembic import command
+        from alembic.config import Config
+
+        root = Path(__file__).resolve().parent
+        cfg = Config()
+        cfg.set_main_option("script_location", str(root / "migrations"))
+        try:
+            with self.engine.execution_options(creditgate_write=True).begin() as conn:
+                if self.dialect == "postgresql":
+                    conn.execute(
+                        sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY}
+                    )
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, "head")
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unavailable: {type(e.orig or e).__name__}") from e
+
+    def ping(self) -> None:
+        """Raise ``StoreUnavailable`` unless the database answers ``SELECT 1``."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except _UNAVAILABLE as e:
+            raise StoreUnavailable(f"database unavailable: {type(e.orig or e).__name__}") from e
+
+    # -- policies -------------------------------------------------------------------------
+
+    def save_policy(self, policy: Any) -> None:
+        """Record a policy version (``rules.policy.Policy``); idempotent by sha256."""
+        with self._session(write=True) as s:
+            if s.get(PolicyVersion, policy.sha256) is None:
+                s.add(
+                    PolicyVersion(
+                        sha256=policy.sha256,
+                        policy_id=policy.id,
+                        version=policy.version,
+                        source=policy.source,
+                    )
+                )
+
+    def policy_source(self, sha256: str) -> str | None:
+        with self._session(write=False) as s:
+            row = s.get(PolicyVersion, sha256)
+            return row.source if row else None
+
+    # -- customers ------------------------------------------------------------------------
+
+    def put_customer(
+        self,
+        customer_id: str,
+        *,
+        currency: str,
+        credit_limit: Decimal,
+        open_receivables: Decimal = Decimal(0),
+        days_past_due: int = 0,
+        facts: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create or replace a customer's ledger data. ``open_orders`` (the open approved
+        reservations) is kept: it belongs to the store."""
+        _ident(customer_id, "customer_id")
+        if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
+            raise ValueError("currency: an ISO 4217 code such as 'EUR'")
+        currency = currency.upper()
+        limit = _money(credit_limit, "credit_limit")
+        receivables = _money(open_receivables, "open_receivables")
+        if limit < 0 or receivables < 0:
+            raise ValueError("credit_limit and open_receivables must not be negative")
+        if isinstance(days_past_due, bool) or not isinstance(days_past_due, int):
+            raise ValueError("days_past_due: a whole number of days")
+        if days_past_due < 0:
+            raise ValueError("days_past_due must not be negative")
+        clean = _customer_facts(facts)
+        with self._session(write=True) as s:
+            cust = s.get(Customer, customer_id, with_for_update=True)
+            if cust is None:
+                cust = Customer(
+                    customer_id=customer_id,
+                    currency=currency,
+                    credit_limit=limit,
+                    open_receivables=receivables,
+                    open_orders=Decimal("0.00"),
+                    days_past_due=days_past_due,
+                    facts=clean,
+                )
+                s.add(cust)
+            else:
+                if cust.currency != currency and cust.open_orders != 0:
+                    raise ValueError(
+                        f"customer {customer_id!r} has open orders in {cust.currency}; "
+                        "its currency cannot change"
+                    )
+                cust.currency = currency
+                cust.credit_limit = limit
+                cust.open_receivables = receivables
+                cust.days_past_due = days_past_due
+                cust.facts = clean
+                cust.updated_at = utcnow()
+            s.flush()
+            return self._customer_dict(cust)
+
+    def get_customer(self, customer_id: str) -> dict[str, Any] | None:
+        with self._session(write=False) as s:
+            cust = s.get(Customer, customer_id)
+            return self._customer_dict(cust) if cust else None
+
+    @staticmethod
+    def _customer_dict(c: Customer) -> dict[str, Any]:
+        exposure = c.open_receivables + c.open_orders
+        return {
+            "customer_id": c.customer_id,
+            "currency": c.currency,
+            "credit_limit": c.credit_limit,
+            "open_receivables": c.open_receivables,
+            "open_orders": c.open_orders,
+            "exposure": exposure,
+            "available_credit": c.credit_limit - exposure,
+            "days_past_due": c.days_past_due,
+            "facts": dict(c.facts or {}),
+            "updated_at": chain.as_utc(c.updated_at),
+        }
+
+    # -- deciding -------------------------------------------------------------------------
+
+    @staticmethod
+    def _normalise_order(order: dict[str, Any]) -> dict[str, Any]:
+        if not isinstance(order, dict):
+            raise ValueError("an order is an object")
+        unknown = set(order) - {
+            "order_id",
+            "customer_id",
+            "amount",
+            "currency",
+            "payment_term_days",
+            "facts",
+        }
+        if unknown:
+            raise ValueError(f"unknown order fields: {sorted(unknown)}")
+        for key in ("order_id", "customer_id", "amount", "currency", "payment_term_days"):
+            if order.get(key) is None:
+                raise ValueError(f"order: {key} is required")
+        term = order["payment_term_days"]
+        if isinstance(term, bool) or not isinstance(term, int | str | Decimal):
+            raise ValueError("payment_term_days: a whole number of days")
+        facts = order.get("facts") or {}
+        if not isinstance(facts, dict):
+            raise ValueError("facts: an object of policy inputs such as 'customer.risk_class'")
+        for key in facts:
+            if not isinstance(key, str) or key.count(".") != 1:
+                raise ValueError(f"facts: {key!r} is not a policy input name (group.name)")
+            if key in RESERVED_FACTS:
+                raise ValueError(f"facts: {key!r} is given at the top level of the order")
+        amount = _money(order["amount"], "amount")
+        currency = order["currency"]
+        if not isinstance(currency, str):
+            raise ValueError("currency: an ISO 4217 code such as 'EUR'")
+        return {
+            "order_id": _ident(order["order_id"], "order_id"),
+            "customer_id": _ident(order["customer_id"], "customer_id"),
+            "amount": amount,
+            "currency": currency,
+            "payment_term_days": term,
+            "facts": dict(facts),
+        }
+
+    @staticmethod
+    def _content_hash(norm: dict[str, Any]) -> str:
+        # Numbers compare by value ("100" and "100.00" are the same order).
+        def canon(v: Any) -> Any:
+            if isinstance(v, Decimal):
+                return _plain(v.normalize())
+            if isinstance(v, dict):
+                return {k: canon(x) for k, x in v.items()}
+            if isinstance(v, list | tuple):
+                return [canon(x) for x in v]
+            return v
+
+        return chain.content_hash(canon(norm))
+
+    def decide(
+        self,
+        order: dict[str, Any],
+        evaluate_fn: Callable[[dict[str, Any]], Decision],
+        caller: str,
+    ) -> tuple[Decision, str]:
+        """Decide ``order`` and record it, atomically; returns ``(decision, kind)`` with
+        kind ``new``, ``repeat`` (same order again: the stored decision, nothing reserved)
+        or ``amended`` (changed order: the previous reservation is released first).
+
+        Raises ``UnknownCustomer``, ``ValueError`` (order does not fit: bad fields, currency
+        other than the customer's, order id used by another customer), whatever
+        ``evaluate_fn`` raises (nothing is written then) and ``StoreUnavailable``."""
+        norm = self._normalise_order(order)
+        chash = self._content_hash(norm)
+        order_id, customer_id = norm["order_id"], norm["customer_id"]
+        request_customer = {
+            k.split(".", 1)[1]: v for k, v in norm["facts"].items() if k.startswith("customer.")
+        }
+        with self._session(write=True) as s:
+            cust = s.get(Customer, customer_id, with_for_update=True)
+            if cust is None and not request_customer:
+                raise UnknownCustomer(customer_id)
+            if cust is not None:
+                if norm["currency"] != cust.currency:
+                    raise ValueError(
+                        f"order currency {norm['currency']!r} differs from customer "
+                        f"{customer_id!r}'s currency {cust.currency!r}; orders in other "
+                        "currencies are not supported yet (convert first)"
+                    )
+                owned = [f"customer.{k}" for k in request_customer]
+                clash = sorted(set(owned) & set(LEDGER_OWNED))
+                if clash:
+                    raise ValueError(
+                        f"facts: {', '.join(clash)} come from the ledger for a known customer"
+                    )
+            last = s.exec(
+                select(DecisionLog)
+                .where(DecisionLog.order_id == order_id)
+                .order_by(col(DecisionLog.seq).desc())
+                .limit(1)
+            ).first()
+            if last is not None and last.customer_id != customer_id:
+                raise OrderConflict(
+                    f"order {order_id!r} was decided for customer {last.customer_id!r}; "
+                    "an order cannot move to another customer"
+                )
+            if last is not None and last.content_hash == chash:
+                decision = Decision.model_validate(last.decision)
+                self._append(s, last.request, decision, last.decision, chash, caller, "repeat")
+                return decision, "repeat"
+            kind = "new" if last is None else "amended"
+            previous = s.get(Reservation, order_id, with_for_update=True)
+            if previous is not None:
+                if cust is not None:
+                    cust.open_orders = cust.open_orders - previous.amount
+                s.delete(previous)
+                s.flush()
+            request = self._engine_request(norm, cust, request_customer)
+            decision = evaluate_fn(request)
+            if not isinstance(decision, Decision):
+                raise TypeError("evaluate_fn must return a Decision")
+            if decision.outcome == "approve" and cust is not None:
+                s.add(
+                    Reservation(
+                        order_id=order_id,
+                        customer_id=customer_id,
+                        amount=norm["amount"],
+                        decision_id=decision.decision_id,
+                        content_hash=chash,
+                        status="open",
+                    )
+                )
+                cust.open_orders = cust.open_orders + norm["amount"]
+                cust.updated_at = utcnow()
+            decision_json = decision.model_dump(mode="json")
+            self._append(s, request, decision, decision_json, chash, caller, kind)
+            return decision, kind
+
+    @staticmethod
+    def _engine_request(
+        norm: dict[str, Any], cust: Customer | None, request_customer: dict[str, Any]
+    ) -> dict[str, Any]:
+        """The engine request, nested by group: ledger facts, then the order's facts
+        (request values win), then the order itself; exposure = open receivables + open
+        orders (this order's previous reservation already released)."""
+        customer: dict[str, Any] = {}
+        if cust is not None:
+            customer.update(cust.facts or {})
+            customer["days_past_due"] = cust.days_past_due
+        customer.update(request_customer)
+        if cust is not None:
+            customer["credit_limit"] = _plain(cust.credit_limit)
+            customer["exposure"] = _plain(cust.open_receivables + cust.open_orders)
+        customer["id"] = norm["customer_id"]
+        groups: dict[str, dict[str, Any]] = {"order": {}, "customer": customer}
+        for key, value in norm["facts"].items():
+            group, name = key.split(".", 1)
+            if group != "customer":
+                groups.setdefault(group, {})[name] = value
+        groups["order"].update(
+            {
+                "id": norm["order_id"],
+                "amount": _plain(norm["amount"]),
+                "currency": norm["currency"],
+                "payment_term_days": norm["payment_term_days"],
+            }
+        )
+        return chain.jsonable(groups)
+
+    def _append(
+        self,
+        s: Session,
+        request: dict[str, Any],
+        decision: Decision,
+        decision_json: dict[str, Any],
+        chash: str,
+        caller: str,
+        kind: str,
+    ) -> DecisionLog:
+        """Append one hash-chained record. The chain lock (PostgreSQL advisory transaction
+        lock; SQLite: the write lock of BEGIN IMMEDIATE) makes the read of the last record
+        and the insert one step, so no two records chain to the same predecessor."""
+        if self.dialect == "postgresql":
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
+        last = s.exec(
+            select(DecisionLog.seq, DecisionLog.record_hash)
+            .order_by(col(DecisionLog.seq).desc())
+            .limit(1)
+        ).first()
+        seq, prev = (last[0] + 1, last[1]) if last else (1, chain.GENESIS)
+        matched = [r.rule_id for r in decision.trail.rules if r.matched]
+        record: dict[str, Any] = {
+            "seq": seq,
+            "decision_id": decision.decision_id if kind != "repeat" else str(uuid.uuid4()),
+            "order_id": decision.order_id or request["order"]["id"],
+            "customer_id": decision.customer_id or request["customer"]["id"],
+            "outcome": decision.outcome,
+            "policy_id": decision.policy.id,
+            "policy_version": decision.policy.version,
+            "policy_sha256": decision.policy.sha256,
+            "request": chain.jsonable(request),
+            "decision": chain.jsonable(decision_json),
+            "rules_matched": " " + " ".join(matched) + " " if matched else "",
+            "content_hash": chash,
+            "caller": caller,
+            "kind": kind,
+            "created_at": datetime.now(UTC),
+            "prev_hash": prev,
+        }
+        record["record_hash"] = chain.record_hash(prev, record)
+        row = DecisionLog(**record)
+        s.add(row)
+        s.flush()
+        return row
+
+    # -- reading the log ------------------------------------------------------------------
+
+    @staticmethod
+    def _log_dict(row: DecisionLog) -> dict[str, Any]:
+        out = {c: getattr(row, c) for c in DecisionLog.__table__.columns.keys()}  # noqa: SIM118
+        out["created_at"] = chain.as_utc(out["created_at"])
+        return out
+
+    def get_decision(self, decision_id: str) -> dict[str, Any] | None:
+        with self._session(write=False) as s:
+            row = s.exec(select(DecisionLog).where(DecisionLog.decision_id == decision_id)).first()
+            return self._log_dict(row) if row else None
+
+    def list_decisions(
+        self,
+        *,
+        customer_id: str | None = None,
+        outcome: str | None = None,
+        date_from: date | datetime | None = None,
+        date_to: date | datetime | None = None,
+        rule_id: str | None = None,
+        policy_version: str | None = None,
+        cursor: int | None = None,
+        limit: int = 50,
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """Log records, newest first. ``date_from`` inclusive, ``date_to`` exclusive (a
+        plain date means its whole day: to the start of the next day); ``rule_id``: the
+        rule matched; ``policy_version``: the version, or the sha256. ``cursor`` is the
+        ``next_cursor`` of the previous page; returns ``(rows, next_cursor or None)``."""
+        limit = max(1, min(int(limit), 500))
+        q = select(DecisionLog)
+        if customer_id is not None:
+            q = q.where(DecisionLog.customer_id == customer_id)
+        if outcome is not None:
+            q = q.where(DecisionLog.outcome == outcome)
+        if date_from is not None:
+            q = q.where(col(DecisionLog.created_at) >= _as_datetime(date_from, end=False))
+        if date_to is not None:
+            q = q.where(col(DecisionLog.created_at) < _as_datetime(date_to, end=True))
+        if rule_id is not None:
+            q = q.where(col(DecisionLog.rules_matched).contains(f" {rule_id} ", autoescape=True))
+        if policy_version is not None:
+            q = q.where(
+                sa.or_(
+                    DecisionLog.policy_version == policy_version,
+                    DecisionLog.policy_sha256 == policy_version,
+                )
+            )
+        if cursor is not None:
+            q = q.where(col(DecisionLog.seq) < int(cursor))
+        q = q.order_by(col(DecisionLog.seq).desc()).limit(limit + 1)
+        with self._session(write=False) as s:
+            rows = [self._log_dict(r) for r in s.exec(q).all()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1]["seq"] if more else None)
+
+    def verify_chain(self, batch: int = 1000) -> dict[str, Any]:
+        """Check the whole log: contiguous ``seq`` from 1, every ``prev_hash`` link and every
+        ``record_hash``. Returns ``{ok, checked, first_broken_seq, reason}``."""
+
+        def records() -> Iterator[dict[str, Any]]:
+            after = 0
+            while True:
+                with self._session(write=False) as s:
+                    rows = s.exec(
+                        select(DecisionLog)
+                        .where(col(DecisionLog.seq) > after)
+                        .order_by(col(DecisionLog.seq))
+                        .limit(batch)
+                    ).all()
+                    page = [self._log_dict(r) for r in rows]
+                if not page:
+                    return
+                yield from page
+                after = page[-1]["seq"]
+
+        return chain.verify_records(records())
+
+    # -- API keys -------------------------------------------------------------------------
+
+    def create_api_key(self, role: str, name: str = "") -> str:
+        """A new key for ``role``: returned once in plain text (``cg_`` + 32 random bytes,
+        urlsafe base64); only its sha256 is stored."""
+        if role not in ROLES:
+            raise ValueError(f"role must be one of {', '.join(ROLES)}")
+        key = "cg_" + secrets.token_urlsafe(32)
+        with self._session(write=True) as s:
+            s.add(ApiKey(key_hash=hash_key(key), role=role, name=name or ""))
+        return key
+
+    def role_of(self, key: str) -> str | None:
+        """The role of an active key, or None for an unknown or revoked key."""
+        if not isinstance(key, str) or not key:
+            return None
+        with self._session(write=False) as s:
+            row = s.get(ApiKey, hash_key(key))
+            return row.role if row is not None and not row.revoked else None
+
+
+def _as_datetime(value: date | datetime, *, end: bool) -> datetime:
+    if isinstance(value, datetime):
+        return chain.as_utc(value)
+    day = value + timedelta(days=1) if end else value
+    return datetime.combine(day, time.min, tzinfo=UTC)

@@ -1,0 +1,870 @@
+"""The HTTP API through FastAPI's TestClient, against a real SQLite file store (tmp_path),
+the real engine and the shipped ``policies.yaml``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from typer.testing import CliRunner
+
+from api.app import ROUTES, JsonFormatter, create_app
+from api.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "policies.yaml"
+PROBLEM = "application/problem+json"
+
+PRIME = {"years_in_business": 12, "risk_class": "low", "avg_days_late": "0.4"}
+
+
+class Api:
+    """A client plus one API key per role."""
+
+    def __init__(self, app: Any, db: Path):
+        self.app = app
+        self.db = db
+        self.store = app.state.store
+        self.client = TestClient(app, raise_server_exceptions=False)
+        self.keys: dict[str, str] = {}
+        for role in ("order_entry", "reviewer", "compliance", "policy_owner", "admin"):
+            try:
+                self.keys[role] = self.store.create_api_key(role, name=f"test {role}")
+            except ValueError:  # a role the store does not know (yet)
+                pass
+
+    def h(self, role: str = "admin") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+    def customer(self, cid: str = "CUST-1", **body: Any) -> dict[str, Any]:
+        payload = {
+            "currency": "EUR",
+            "credit_limit": "100000.00",
+            "open_receivables": "20000.00",
+            "facts": dict(PRIME),
+            **body,
+        }
+        r = self.client.put(f"/v1/customers/{cid}", headers=self.h("admin"), json=payload)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def decide(
+        self,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        role: str = "order_entry",
+        **fields: Any,
+    ):
+        if raw is None:
+            payload = {
+                "order_id": "SO-1",
+                "customer_id": "CUST-1",
+                "amount": "12500.00",
+                "currency": "EUR",
+                "payment_term_days": 60,
+                **fields,
+            }
+            if body is not None:
+                payload = body
+            raw = json.dumps(payload).encode()
+        return self.client.post(
+            "/v1/decisions",
+            headers={**self.h(role), "Content-Type": "application/json"},
+            content=raw,
+        )
+
+
+def make_api(tmp_path: Path, **settings: Any) -> Api:
+    db = tmp_path / "creditgate.db"
+    app = create_app(Settings(database_url=f"sqlite:///{db}", policy_path=str(POLICY), **settings))
+    return Api(app, db)
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    a = make_api(tmp_path)
+    yield a
+    a.store.dispose()
+
+
+def problem(r: Any, status: int, code: str | None = None) -> dict[str, Any]:
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith(PROBLEM), r.headers
+    body = r.json()
+    assert set(body) >= {"type", "title", "status", "detail", "code", "errors"}
+    assert body["status"] == status
+    assert body["type"] == f"https://creditgate.dev/problems/{body['code']}"
+    if code is not None:
+        assert body["code"] == code, body
+    assert "Traceback" not in r.text
+    return body
+
+
+def sql(db: Path, statement: str, *args: Any) -> list[tuple]:
+    con = sqlite3.connect(db)
+    try:
+        rows = con.execute(statement, args).fetchall()
+        con.commit()
+        return rows
+    finally:
+        con.close()
+
+
+# -- deciding ------------------------------------------------------------------------------
+
+
+def test_approve_over_http_with_exact_money(api: Api) -> None:
+    api.customer()
+    r = api.decide()
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["outcome"] == "approve" and d["kind"] == "new"
+    assert d["order_amount"] == "12500.00"
+    assert d["credit_limit"] == "100000.00"
+    assert d["exposure_after"] == "32500.00"
+    assert d["available_credit"] == "67500.00"
+    assert d["deposit_amount"] == "0.00"
+    assert d["order_id"] == "SO-1" and d["customer_id"] == "CUST-1"
+    assert d["policy"]["id"] == "trade-credit"
+    # the approval reserves the amount on the customer's ledger
+    c = api.client.get("/v1/customers/CUST-1", headers=api.h("order_entry")).json()
+    assert c["open_orders"] == "12500.00"
+    assert c["exposure"] == "32500.00"
+    assert c["available_credit"] == "67500.00"
+
+
+def test_refer_over_limit_with_deposit(api: Api) -> None:
+    api.customer("CUST-4", credit_limit="50000.00", open_receivables="45000.00")
+    r = api.decide(order_id="SO-4", customer_id="CUST-4", amount="10000.00", payment_term_days=30)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["outcome"] == "refer"
+    assert d["deposit_amount"] == "5000.00"
+    assert d["exposure_after"] == "55000.00"
+    assert d["available_credit"] == "-5000.00"
+    assert "REF_OVER_LIMIT" in [x["code"] for x in d["reasons"]]
+    assert d["escalation"]["level"] == "credit_analyst"
+    # a referral reserves nothing
+    c = api.client.get("/v1/customers/CUST-4", headers=api.h()).json()
+    assert c["open_orders"] == "0.00"
+
+
+def test_decline_blacklisted(api: Api) -> None:
+    api.customer("CUST-9", facts={**PRIME, "blacklisted": True})
+    r = api.decide(order_id="SO-9", customer_id="CUST-9", amount="100.00")
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert d["outcome"] == "decline"
+    assert "KO_BLACKLISTED" in [x["code"] for x in d["reasons"]]
+
+
+def test_request_facts_win_over_the_ledger(api: Api) -> None:
+    api.customer()
+    r = api.decide(facts={"customer.blacklisted": True})
+    assert r.status_code == 200, r.text
+    assert r.json()["outcome"] == "decline"
+    assert r.json()["trail"]["inputs"]["customer.blacklisted"] is True
+
+
+def test_idempotent_repeat_and_amendment(api: Api) -> None:
+    api.customer()
+    first = api.decide().json()
+    again = api.decide()
+    assert again.status_code == 200
+    assert again.json()["kind"] == "repeat"
+    assert again.json()["decision_id"] == first["decision_id"]
+    assert again.json()["outcome"] == "approve"
+    # same amount written differently is the same order
+    assert api.decide(amount="12500").json()["kind"] == "repeat"
+    c = api.client.get("/v1/customers/CUST-1", headers=api.h()).json()
+    assert c["open_orders"] == "12500.00"  # reserved once
+    amended = api.decide(amount="2000.00").json()
+    assert amended["kind"] == "amended"
+    assert amended["decision_id"] != first["decision_id"]
+    assert amended["exposure_after"] == "22000.00"  # previous reservation released first
+    c = api.client.get("/v1/customers/CUST-1", headers=api.h()).json()
+    assert c["open_orders"] == "2000.00"
+
+
+def test_unknown_customer_is_404(api: Api) -> None:
+    body = problem(api.decide(customer_id="NOBODY"), 404, "unknown_customer")
+    assert "NOBODY" in body["detail"]
+    problem(api.client.get("/v1/customers/NOBODY", headers=api.h()), 404, "unknown_customer")
+
+
+def test_order_moving_to_another_customer_is_409(api: Api) -> None:
+    api.customer()
+    api.customer("CUST-2")
+    assert api.decide().status_code == 200
+    body = problem(api.decide(customer_id="CUST-2"), 409, "conflict")
+    assert body["errors"][0]["path"] == "order_id"
+
+
+# -- invalid requests: 422 problem+json with the field path --------------------------------
+
+VALID = (
+    b'{"order_id": "SO-1", "customer_id": "CUST-1", "amount": "12500.00", "currency": "EUR", '
+    b'"payment_term_days": 60'
+)
+
+
+@pytest.mark.parametrize(
+    ("raw", "path", "code"),
+    [
+        pytest.param(b'{"order_id": "SO-1", "amount": ', "", "invalid_json", id="malformed"),
+        pytest.param(b"", "", "invalid_json", id="empty"),
+        pytest.param(b"[1, 2]", "", "invalid_type", id="not-an-object"),
+        pytest.param(VALID + b', "amount": "1.00"}', "", "invalid_json", id="duplicate-key"),
+        pytest.param(b'{"amount": NaN}', "", "invalid_json", id="nan"),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b"12500.5") + b"}",
+            "amount",
+            "inexact_number",
+            id="float-money",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b"1.25e4") + b"}",
+            "amount",
+            "inexact_number",
+            id="exponent-money",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b'"1e400"') + b"}",
+            "amount",
+            "invalid_type",
+            id="exponent-string",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b"1" + b"0" * 40) + b"}",
+            "amount",
+            "out_of_range",
+            id="huge-integer",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b'"1000000000000000.00"') + b"}",
+            "amount",
+            "out_of_range",
+            id="huge-string",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b'"-5.00"') + b"}",
+            "amount",
+            "below_min",
+            id="negative-amount",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b'"0.00"') + b"}", "amount", "below_min", id="zero-amount"
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b'"1.005"') + b"}",
+            "amount",
+            "too_many_decimals",
+            id="three-decimals",
+        ),
+        pytest.param(
+            VALID.replace(b'"12500.00"', b"true") + b"}", "amount", "invalid_type", id="bool-money"
+        ),
+        pytest.param(
+            VALID.replace(b'"EUR"', b'"XYZ"') + b"}",
+            "currency",
+            "unknown_currency",
+            id="unknown-currency",
+        ),
+        pytest.param(
+            VALID.replace(b'"EUR"', b'"USD"') + b"}",
+            "currency",
+            "currency_mismatch",
+            id="other-currency",
+        ),
+        pytest.param(VALID + b', "colour": "red"}', "colour", "unknown_field", id="unknown-field"),
+        pytest.param(
+            VALID.replace(b', "payment_term_days": 60', b"") + b"}",
+            "payment_term_days",
+            "missing",
+            id="missing-field",
+        ),
+        pytest.param(
+            VALID.replace(b"60", b'"60"') + b"}",
+            "payment_term_days",
+            "invalid_type",
+            id="term-as-text",
+        ),
+        pytest.param(
+            VALID.replace(b"60", b"60.5") + b"}",
+            "payment_term_days",
+            "invalid_type",
+            id="term-with-fraction",
+        ),
+        pytest.param(
+            VALID.replace(b"60", b"400") + b"}",
+            "payment_term_days",
+            "above_max",
+            id="term-above-policy-max",
+        ),
+        pytest.param(
+            VALID + b', "facts": {"customer.risk_clas": "low"}}',
+            "facts.customer.risk_clas",
+            "unknown_field",
+            id="unknown-fact",
+        ),
+        pytest.param(
+            VALID + b', "facts": {"customer.risk_class": "excellent"}}',
+            "facts.customer.risk_class",
+            "invalid_value",
+            id="bad-enum-fact",
+        ),
+        pytest.param(
+            VALID + b', "facts": {"customer.overdue_amount": 10.5}}',
+            "facts.customer.overdue_amount",
+            "inexact_number",
+            id="float-money-fact",
+        ),
+        pytest.param(
+            VALID + b', "facts": {"risk_class": "low"}}',
+            "facts",
+            "invalid_value",
+            id="fact-without-group",
+        ),
+        pytest.param(
+            VALID + b', "facts": {"order.amount": "1.00"}}',
+            "facts",
+            "invalid_value",
+            id="reserved-fact",
+        ),
+        pytest.param(
+            VALID.replace(b'"SO-1"', b'""') + b"}", "order_id", "invalid_value", id="empty-order-id"
+        ),
+    ],
+)
+def test_invalid_requests_are_422_with_the_path(api: Api, raw: bytes, path: str, code: str) -> None:
+    api.customer()
+    body = problem(api.decide(raw=raw), 422)
+    assert body["code"] in ("invalid_request", "invalid_json")
+    assert any(e["path"] == path and e["code"] == code for e in body["errors"]), body
+    for e in body["errors"]:
+        assert set(e) == {"path", "code", "message"} and e["message"]
+    # nothing was decided or reserved
+    rows, _ = api.store.list_decisions()
+    assert rows == []
+    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
+
+
+def test_every_problem_is_reported_at_once(api: Api) -> None:
+    raw = b'{"order_id": "SO-1", "customer_id": 5, "amount": 1.5, "currency": "EUR", "x": 1}'
+    body = problem(api.decide(raw=raw), 422, "invalid_request")
+    paths = {e["path"] for e in body["errors"]}
+    assert paths == {"customer_id", "amount", "payment_term_days", "x"}
+
+
+def test_request_too_large_is_413_before_parsing(tmp_path: Path) -> None:
+    api = make_api(tmp_path, max_request_bytes=2048)
+    try:
+        api.customer()
+        big = VALID + b', "facts": {"customer.risk_class": "' + b"x" * 4000 + b'"}}'
+        problem(api.decide(raw=big), 413, "request_too_large")
+        # no Content-Length (chunked): counted while reading
+        r = api.client.post(
+            "/v1/decisions",
+            headers={**api.h("order_entry"), "Content-Type": "application/json"},
+            content=iter([big[:1500], big[1500:]]),
+        )
+        problem(r, 413, "request_too_large")
+        # invalid JSON that is too large is still a 413 (size is checked first)
+        problem(api.decide(raw=b"{" * 5000), 413, "request_too_large")
+        assert api.decide().status_code == 200
+    finally:
+        api.store.dispose()
+
+
+# -- authentication and roles --------------------------------------------------------------
+
+
+ROUTE_IDS = [f"{m} {p}" for m, p, _ in ROUTES]
+
+
+def _url(path: str) -> str:
+    return path.replace("{decision_id}", "d-1").replace("{customer_id}", "CUST-1")
+
+
+@pytest.mark.parametrize(("method", "path", "roles"), ROUTES, ids=ROUTE_IDS)
+def test_every_route_needs_a_key(api: Api, method: str, path: str, roles: tuple) -> None:
+    r = api.client.request(method, _url(path))
+    body = problem(r, 401, "unauthorized")
+    assert r.headers["www-authenticate"].startswith("Bearer")
+    assert "Authorization" in body["detail"]
+    r = api.client.request(method, _url(path), headers={"Authorization": "Bearer cg_nope"})
+    problem(r, 401, "unauthorized")
+    r = api.client.request(method, _url(path), headers={"X-API-Key": "cg_nope"})
+    problem(r, 401, "unauthorized")
+
+
+@pytest.mark.parametrize(("method", "path", "roles"), ROUTES, ids=ROUTE_IDS)
+def test_every_route_refuses_other_roles(api: Api, method: str, path: str, roles: tuple) -> None:
+    wrong = [r for r in api.keys if r not in roles and r != "admin"]
+    assert wrong
+    for role in wrong:
+        r = api.client.request(method, _url(path), headers=api.h(role))
+        body = problem(r, 403, "forbidden")
+        assert role in body["detail"]
+    for role in [*roles, "admin"]:
+        if role not in api.keys:
+            continue
+        # X-API-Key works as well as Authorization: Bearer
+        r = api.client.request(method, _url(path), headers={"X-API-Key": api.keys[role]})
+        assert r.status_code not in (401, 403), (role, r.text)
+
+
+def test_revoked_key_is_401(api: Api) -> None:
+    sql(api.db, "UPDATE api_keys SET revoked = 1 WHERE role = 'reviewer'")
+    problem(api.client.get("/v1/decisions", headers=api.h("reviewer")), 401, "unauthorized")
+
+
+def test_open_endpoints_need_no_key(api: Api) -> None:
+    assert api.client.get("/healthz").json() == {"status": "ok"}
+    r = api.client.get("/readyz")
+    assert r.status_code == 200
+    assert r.json()["status"] == "ready"
+    assert r.json()["policy"]["id"] == "trade-credit"
+    api.customer()
+    api.decide()
+    api.decide(order_id="SO-2", amount=1.5)  # 422 counted as an error
+    r = api.client.get("/metrics")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/plain")
+    text = r.text
+    assert 'creditgate_decisions_total{kind="new",outcome="approve"} 1.0' in text
+    assert "creditgate_decision_seconds_count 1.0" in text
+    assert (
+        'creditgate_http_errors_total{method="POST",route="/v1/decisions",status="422"} 1.0' in text
+    )
+    assert 'creditgate_policy_info{policy_id="trade-credit"' in text
+
+
+def test_unknown_route_is_a_problem(api: Api) -> None:
+    problem(api.client.get("/v1/nothing"), 404, "not_found")
+    problem(api.client.delete("/v1/decisions", headers=api.h()), 405, "method_not_allowed")
+
+
+def test_openapi_lists_the_routes(api: Api) -> None:
+    spec = api.client.get("/openapi.json").json()
+    for method, path, _ in ROUTES:
+        assert method.lower() in spec["paths"][path]
+    body = spec["paths"]["/v1/decisions"]["post"]["requestBody"]
+    assert "amount" in body["content"]["application/json"]["schema"]["properties"]
+
+
+# -- reading decisions ---------------------------------------------------------------------
+
+
+def _three_decisions(api: Api) -> list[dict[str, Any]]:
+    api.customer()
+    api.customer("CUST-4", credit_limit="50000.00", open_receivables="45000.00")
+    out = [
+        api.decide(order_id="SO-1").json(),
+        api.decide(order_id="SO-2", customer_id="CUST-4", amount="10000.00").json(),
+        api.decide(order_id="SO-3", amount="10.00").json(),
+    ]
+    assert [d["outcome"] for d in out] == ["approve", "refer", "approve"]
+    return out
+
+
+def test_get_decision(api: Api) -> None:
+    made = _three_decisions(api)
+    r = api.client.get(f"/v1/decisions/{made[1]['decision_id']}", headers=api.h("reviewer"))
+    assert r.status_code == 200, r.text
+    row = r.json()
+    assert row["decision"]["outcome"] == "refer"
+    assert row["decision"]["decision_id"] == made[1]["decision_id"]
+    assert row["request"]["order"]["amount"] == "10000.00"
+    assert row["request"]["customer"]["exposure"] == "45000.00"
+    assert row["kind"] == "new" and row["caller"].startswith("order_entry:")
+    problem(
+        api.client.get("/v1/decisions/nope", headers=api.h("reviewer")), 404, "unknown_decision"
+    )
+
+
+def test_list_decisions_filters_and_pages(api: Api) -> None:
+    made = _three_decisions(api)
+    h = api.h("compliance")
+    page = api.client.get("/v1/decisions", params={"limit": 2}, headers=h).json()
+    assert [r["decision_id"] for r in page["items"]] == [
+        made[2]["decision_id"],
+        made[1]["decision_id"],
+    ]
+    assert page["next_cursor"] is not None
+    page2 = api.client.get(
+        "/v1/decisions", params={"limit": 2, "cursor": page["next_cursor"]}, headers=h
+    ).json()
+    assert [r["decision_id"] for r in page2["items"]] == [made[0]["decision_id"]]
+    assert page2["next_cursor"] is None
+
+    def ids(**params: Any) -> list[str]:
+        r = api.client.get("/v1/decisions", params=params, headers=h)
+        assert r.status_code == 200, r.text
+        return [x["decision_id"] for x in r.json()["items"]]
+
+    assert ids(outcome="refer") == [made[1]["decision_id"]]
+    assert ids(customer_id="CUST-1") == [made[2]["decision_id"], made[0]["decision_id"]]
+    assert ids(rule_id="REF_OVER_LIMIT") == [made[1]["decision_id"]]
+    assert len(ids(policy_version="2026.11.1")) == 3
+    assert ids(policy_version="0.0.0") == []
+    assert len(ids(**{"from": "2000-01-01"})) == 3
+    assert ids(**{"to": "2000-01-01"}) == []
+    assert len(ids(**{"from": "2000-01-01T00:00:00+00:00", "to": "2999-01-01"})) == 3
+
+
+@pytest.mark.parametrize(
+    ("params", "path"),
+    [
+        ({"limit": 0}, "query.limit"),
+        ({"limit": 501}, "query.limit"),
+        ({"outcome": "maybe"}, "query.outcome"),
+        ({"from": "yesterday"}, "query.from"),
+        ({"cursor": "abc"}, "query.cursor"),
+    ],
+)
+def test_list_decisions_bad_query_is_422(api: Api, params: dict, path: str) -> None:
+    body = problem(
+        api.client.get("/v1/decisions", params=params, headers=api.h()), 422, "invalid_request"
+    )
+    assert [e["path"] for e in body["errors"]] == [path]
+
+
+def test_replay_of_a_stored_decision_is_identical(api: Api) -> None:
+    made = _three_decisions(api)
+    for d in made:
+        r = api.client.get(f"/v1/decisions/{d['decision_id']}/replay", headers=api.h("compliance"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["identical"] is True, body
+        assert body["differences"] == []
+        assert body["stored_outcome"] == body["replayed_outcome"] == d["outcome"]
+
+
+def test_replay_reports_differences(api: Api) -> None:
+    made = _three_decisions(api)
+    did = made[0]["decision_id"]
+    (raw,) = sql(api.db, "SELECT decision FROM decision_log WHERE decision_id = ?", did)[0]
+    stored = json.loads(raw)
+    stored["outcome"] = "refer"
+    stored["exposure_after"] = "1.00"
+    sql(
+        api.db,
+        "UPDATE decision_log SET decision = ? WHERE decision_id = ?",
+        json.dumps(stored),
+        did,
+    )
+    body = api.client.get(f"/v1/decisions/{did}/replay", headers=api.h("compliance")).json()
+    assert body["identical"] is False
+    diffs = {d["path"]: (d["stored"], d["replayed"]) for d in body["differences"]}
+    assert diffs == {"outcome": ("refer", "approve"), "exposure_after": ("1.00", "32500.00")}
+
+
+def test_replay_uses_the_stored_policy_source(tmp_path: Path) -> None:
+    """A decision made under another policy version replays under that version's text."""
+    api = make_api(tmp_path)
+    try:
+        made = _three_decisions(api)
+    finally:
+        api.store.dispose()
+    changed = tmp_path / "policy-v2.yaml"
+    changed.write_text(POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.12.1"'))
+    app2 = create_app(
+        Settings(database_url=f"sqlite:///{tmp_path / 'creditgate.db'}", policy_path=str(changed))
+    )
+    client = TestClient(app2)
+    key = app2.state.store.create_api_key("compliance")
+    try:
+        r = client.get(f"/v1/decisions/{made[1]['decision_id']}/replay", headers={"X-API-Key": key})
+        assert r.status_code == 200, r.text
+        assert r.json()["identical"] is True
+        assert r.json()["policy"]["version"] == "2026.11.1"
+        d = client.post(
+            "/v1/decisions",
+            headers={"X-API-Key": app2.state.store.create_api_key("order_entry")},
+            json={
+                "order_id": "SO-9",
+                "customer_id": "CUST-1",
+                "amount": "1.00",
+                "currency": "EUR",
+                "payment_term_days": 30,
+            },
+        ).json()
+        assert d["policy"]["version"] == "2026.12.1"
+    finally:
+        app2.state.store.dispose()
+
+
+# -- audit ---------------------------------------------------------------------------------
+
+
+def test_audit_verify_detects_tampering(api: Api) -> None:
+    _three_decisions(api)
+    h = api.h("compliance")
+    assert api.client.get("/v1/audit/verify", headers=h).json() == {
+        "ok": True,
+        "checked": 3,
+        "first_broken_seq": None,
+        "reason": None,
+    }
+    sql(api.db, "UPDATE decision_log SET outcome = 'approve' WHERE seq = 2")
+    body = api.client.get("/v1/audit/verify", headers=h).json()
+    assert body["ok"] is False
+    assert body["first_broken_seq"] == 2
+    assert body["checked"] == 1
+    assert body["reason"]
+
+
+def test_audit_verify_detects_a_deleted_record(api: Api) -> None:
+    _three_decisions(api)
+    sql(api.db, "DELETE FROM decision_log WHERE seq = 2")
+    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert body["ok"] is False and body["first_broken_seq"] == 3
+
+
+# -- customers -----------------------------------------------------------------------------
+
+
+def test_put_and_get_customer(api: Api) -> None:
+    c = api.customer("CUST-7", credit_limit="2500.50", days_past_due=3)
+    assert c["credit_limit"] == "2500.50"
+    assert c["exposure"] == "20000.00"
+    assert c["days_past_due"] == 3
+    assert c["facts"] == {"years_in_business": 12, "risk_class": "low", "avg_days_late": "0.4"}
+    got = api.client.get("/v1/customers/CUST-7", headers=api.h("order_entry")).json()
+    assert got == c
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "code"),
+    [
+        ({"currency": "EUR", "credit_limit": 100.5}, "credit_limit", "inexact_number"),
+        ({"currency": "EUR", "credit_limit": "-1.00"}, "credit_limit", "below_min"),
+        ({"currency": "EUR", "credit_limit": "1.001"}, "credit_limit", "too_many_decimals"),
+        ({"currency": "USD", "credit_limit": "1.00"}, "currency", "currency_mismatch"),
+        ({"currency": "EUR"}, "credit_limit", "missing"),
+        (
+            {"currency": "EUR", "credit_limit": "1", "open_orders": "5"},
+            "open_orders",
+            "unknown_field",
+        ),
+        (
+            {"currency": "EUR", "credit_limit": "1", "facts": {"credit_limit": "5"}},
+            "",
+            "not_accepted",
+        ),
+        ({"currency": "EUR", "credit_limit": "1", "facts": {"a.b.c": 1}}, "facts", "invalid_value"),
+        (
+            {"currency": "EUR", "credit_limit": "1", "facts": {"overdue_amount": 2.5}},
+            "facts.overdue_amount",
+            "inexact_number",
+        ),
+    ],
+)
+def test_put_customer_invalid_is_422(api: Api, body: dict, path: str, code: str) -> None:
+    r = api.client.put("/v1/customers/CUST-1", headers=api.h(), json=body)
+    b = problem(r, 422, "invalid_request")
+    assert any(e["code"] == code and e["path"].startswith(path) for e in b["errors"]), b
+    assert api.store.get_customer("CUST-1") is None
+
+
+def test_put_customer_is_admin_only(api: Api) -> None:
+    r = api.client.put(
+        "/v1/customers/CUST-1",
+        headers=api.h("order_entry"),
+        json={"currency": "EUR", "credit_limit": "1.00"},
+    )
+    problem(r, 403, "forbidden")
+
+
+# -- failing closed ------------------------------------------------------------------------
+
+
+def _break_database(api: Api, tmp_path: Path) -> None:
+    """Point the store at a database file that cannot be opened."""
+    import sqlalchemy as sa
+
+    api.store.engine.dispose()
+    api.store.engine = sa.create_engine(f"sqlite:///{tmp_path}/missing/dir/x.db")
+
+
+def test_database_unavailable_is_503_and_never_approve(
+    api: Api, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api.customer()
+    good_engine = api.store.engine
+    key = api.keys["order_entry"]
+    monkeypatch.setattr(api.store, "role_of", lambda k: "order_entry" if k == key else None)
+    _break_database(api, tmp_path)
+    r = api.decide()
+    body = problem(r, 503, "database_unavailable")
+    assert "outcome" not in body and "approve" not in r.text.replace("not approved", "")
+    assert r.headers["retry-after"]
+    problem(api.client.get("/readyz"), 503, "not_ready")
+    assert api.client.get("/healthz").status_code == 200
+    # nothing was recorded
+    api.store.engine = good_engine
+    assert api.store.list_decisions() == ([], None)
+
+
+def test_database_unavailable_during_auth_is_503(api: Api, tmp_path: Path) -> None:
+    _break_database(api, tmp_path)
+    problem(api.client.get("/v1/decisions", headers=api.h("reviewer")), 503, "database_unavailable")
+
+
+def test_database_failure_inside_the_transaction_writes_nothing(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sqlalchemy.exc import OperationalError
+
+    api.customer()
+
+    def fail(*args: Any, **kwargs: Any) -> None:
+        raise OperationalError("INSERT", {}, Exception("disk I/O error"))
+
+    monkeypatch.setattr(api.store, "_append", fail)
+    r = api.decide()
+    problem(r, 503, "database_unavailable")
+    monkeypatch.undo()
+    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
+    assert api.store.list_decisions() == ([], None)
+    assert api.decide().json()["kind"] == "new"
+
+
+def test_engine_failure_is_no_decision(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from engine import evaluate as ev
+
+    api.customer()
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise ev.EvaluationError("engine", "the rule engine failed")
+
+    monkeypatch.setattr(ev, "_match", broken)
+    body = problem(api.decide(), 503, "no_decision")
+    assert "not approved" in body["detail"]
+    monkeypatch.undo()
+    assert api.store.list_decisions() == ([], None)
+    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
+
+
+def test_unexpected_error_is_500_without_details(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    def boom(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(api.store, "get_customer", boom)
+    r = api.client.get("/v1/customers/CUST-1", headers=api.h())
+    body = problem(r, 500, "internal_error")
+    assert "secret" not in r.text and "RuntimeError" not in r.text
+    assert body["errors"] == []
+
+
+# -- logs ----------------------------------------------------------------------------------
+
+
+def test_json_logs_carry_the_decision_id(api: Api) -> None:
+    records: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Keep()
+    logger = logging.getLogger("creditgate.api")
+    logger.addHandler(handler)
+    try:
+        api.customer()
+        d = api.decide().json()
+    finally:
+        logger.removeHandler(handler)
+    lines = [json.loads(JsonFormatter().format(r)) for r in records]
+    decision = [x for x in lines if x["msg"] == "decision"]
+    assert decision and decision[0]["decision_id"] == d["decision_id"]
+    assert decision[0]["outcome"] == "approve" and decision[0]["order_id"] == "SO-1"
+    request = [x for x in lines if x["msg"] == "request" and x["path"] == "/v1/decisions"]
+    assert request[0]["decision_id"] == d["decision_id"] and request[0]["status"] == 200
+    assert request[0]["request_id"]
+
+
+# -- command line --------------------------------------------------------------------------
+
+
+def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import app
+
+    db = tmp_path / "cli.db"
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{db}")
+    runner = CliRunner()
+    r = runner.invoke(app, ["db", "upgrade"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
+    assert r.exit_code == 0, r.output
+    key = r.stdout.strip()
+    assert key.startswith("cg_")
+    r = runner.invoke(app, ["keys", "create", "--role", "root"])
+    assert r.exit_code == 2 and "unknown role" in r.output
+
+    api = Api(create_app(Settings(database_url=f"sqlite:///{db}", policy_path=str(POLICY))), db)
+    try:
+        assert api.client.get("/v1/audit/verify", headers={"X-API-Key": key}).json()["ok"]
+        _three_decisions(api)
+    finally:
+        api.store.dispose()
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 0, r.output
+    assert "3 records" in r.stdout
+    sql(db, "UPDATE decision_log SET caller = 'someone else' WHERE seq = 3")
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1
+    assert "seq 3" in r.output
+
+
+def test_cli_serve_is_registered() -> None:
+    from api.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0
+    assert "--port" in r.output and "--host" in r.output
+
+
+# -- concurrency and odds and ends ---------------------------------------------------------
+
+
+def test_concurrent_orders_never_exceed_the_limit_unreferred(api: Api) -> None:
+    """Ten orders of 15,000 at once against a 100,000 limit: the ledger is locked per
+    decision, so exactly six are approved (90,000) and the rest go over the limit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    api.customer(open_receivables="0.00")
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        results = list(
+            pool.map(lambda i: api.decide(order_id=f"SO-{i}", amount="15000.00"), range(10))
+        )
+    assert all(r.status_code == 200 for r in results), [r.text for r in results]
+    outcomes = [r.json()["outcome"] for r in results]
+    assert outcomes.count("approve") == 6, outcomes
+    c = api.store.get_customer("CUST-1")
+    assert c["open_orders"] == Decimal("90000.00")
+    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert body == {"ok": True, "checked": 10, "first_broken_seq": None, "reason": None}
+
+
+def test_policy_in_force(api: Api) -> None:
+    for role in ("reviewer", "compliance", "admin"):
+        r = api.client.get("/v1/policy", headers=api.h(role))
+        assert r.status_code == 200, r.text
+        assert r.json()["id"] == "trade-credit" and r.json()["currency"] == "EUR"
+        assert r.json()["rules"] == 39
+
+
+def test_request_id_is_echoed(api: Api) -> None:
+    r = api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
+    assert r.headers["x-request-id"] == "abc-123"
+    assert api.client.get("/healthz").headers["x-request-id"]

@@ -1,0 +1,409 @@
+"""Store tests, on SQLite (a temporary file) and PostgreSQL (a database created for this
+test session on 127.0.0.1:5432 and dropped at the end; skipped, with the reason, when
+PostgreSQL cannot be reached). Override the server with CREDITGATE_TEST_PG
+(a psycopg conninfo URL of an existing database to connect to for CREATE DATABASE)."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import uuid
+from decimal import Decimal
+
+import pytest
+import sqlalchemy as sa
+
+from api.models import Reservation
+from api.store import OrderConflict, Store, StoreUnavailable, UnknownCustomer
+from engine.evaluate import EvaluationError, evaluate, load
+
+PG_ADMIN = os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+TABLES = ("decision_log", "reservations", "customers", "api_keys", "policy_versions")
+PRIME = {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
+
+
+@pytest.fixture(scope="session")
+def compiled():
+    return load("policies.yaml")
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {e}".splitlines()[0])
+    name = f"cg_test_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_store(pg_url):
+    store = Store(pg_url)
+    store.upgrade()
+    yield store
+    store.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path):
+    if request.param == "sqlite":
+        s = Store(f"sqlite:///{tmp_path / 'creditgate.db'}")
+        s.upgrade()
+        yield s
+        s.dispose()
+    else:
+        s = request.getfixturevalue("pg_store")
+        with s.engine.begin() as conn:
+            conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
+        yield s
+
+
+def evaluator(compiled):
+    return lambda req: evaluate(compiled, req)
+
+
+def order(order_id, amount, customer_id="C1", **kw):
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "amount": amount,
+        "currency": "EUR",
+        "payment_term_days": 30,
+        "facts": kw.pop("facts", {}),
+        **kw,
+    }
+
+
+def prime_customer(store, customer_id="C1", limit="100000.00", receivables="20000.00"):
+    return store.put_customer(
+        customer_id,
+        currency="EUR",
+        credit_limit=Decimal(limit),
+        open_receivables=Decimal(receivables),
+        facts=PRIME,
+    )
+
+
+def reservations(store):
+    with store.engine.connect() as conn:
+        rows = conn.execute(sa.select(Reservation.__table__)).mappings().all()
+    return {r["order_id"]: Decimal(str(r["amount"])) for r in rows}
+
+
+def log_count(store):
+    with store.engine.connect() as conn:
+        return conn.execute(sa.text("SELECT count(*) FROM decision_log")).scalar_one()
+
+
+def test_migrations_are_idempotent_and_policy_versions(store, compiled):
+    store.upgrade()  # second time: nothing to do
+    store.ping()
+    store.save_policy(compiled.policy)
+    store.save_policy(compiled.policy)
+    assert store.policy_source(compiled.policy.sha256) == compiled.policy.source
+    assert store.policy_source("0" * 64) is None
+
+
+def test_customer_round_trip(store):
+    c = prime_customer(store)
+    assert c["exposure"] == Decimal("20000.00") and c["available_credit"] == Decimal("80000.00")
+    got = store.get_customer("C1")
+    assert got["credit_limit"] == Decimal("100000.00") and got["open_orders"] == 0
+    assert got["facts"] == {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
+    assert store.get_customer("nobody") is None
+    with pytest.raises(ValueError):
+        store.put_customer("C2", currency="EUR", credit_limit=Decimal("1.001"))
+    with pytest.raises(ValueError):
+        store.put_customer("C2", currency="EUR", credit_limit=Decimal(1), facts={"x": 0.5})
+
+
+def test_concurrent_orders_never_exceed_the_limit(store, compiled):
+    limit, receivables = Decimal("100000.00"), Decimal("20000.00")
+    prime_customer(store, limit=str(limit), receivables=str(receivables))
+    rng = random.Random(20261129)
+    amounts = {f"SO-{i:04d}": Decimal(rng.randint(50000, 150000)) / 100 for i in range(200)}
+    results: dict[str, tuple] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(len(amounts))
+    ev = evaluator(compiled)
+
+    def run(oid, amount):
+        try:
+            start.wait()
+            results[oid] = store.decide(order(oid, str(amount)), ev, "test")
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=run, args=item) for item in amounts.items()]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors[:3]
+    assert len(results) == 200 and {k for _, k in results.values()} == {"new"}
+    approved = {o: d for o, (d, _) in results.items() if d.outcome == "approve"}
+    referred = {o: d for o, (d, _) in results.items() if d.outcome == "refer"}
+    assert len(approved) + len(referred) == 200
+    assert approved and referred
+    assert all("REF_OVER_LIMIT" in {r.rule_id for r in d.reasons} for d in referred.values())
+
+    cust = store.get_customer("C1")
+    total = sum(amounts[o] for o in approved)
+    assert cust["open_orders"] == total
+    assert cust["exposure"] <= limit
+    assert reservations(store) == {o: amounts[o] for o in approved}
+    # Serialisable: approvals stack one on another (no two saw the same exposure) ...
+    steps = sorted(approved.values(), key=lambda d: d.exposure_after)
+    before = receivables
+    for d in steps:
+        assert d.exposure_after == before + d.order_amount
+        before = d.exposure_after
+    # ... and every referral really did not fit (exposure only grows).
+    assert min(amounts[o] for o in referred) > limit - cust["exposure"]
+    assert log_count(store) == 200
+    assert store.verify_chain() == {
+        "ok": True,
+        "checked": 200,
+        "first_broken_seq": None,
+        "reason": None,
+    }
+
+
+def test_repeat_and_amendment(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    first, kind = store.decide(order("O1", "12500.00"), ev, "erp")
+    assert (first.outcome, kind) == ("approve", "new")
+    again, kind = store.decide(order("O1", Decimal("12500")), ev, "erp")
+    assert kind == "repeat" and again.decision_id == first.decision_id
+    assert reservations(store) == {"O1": Decimal("12500.00")}
+    assert store.get_customer("C1")["open_orders"] == Decimal("12500.00")
+
+    amended, kind = store.decide(order("O1", "15000.00"), ev, "erp")
+    assert kind == "amended" and amended.outcome == "approve"
+    # exposure excludes the order's own previous reservation
+    assert amended.exposure_after == Decimal("35000.00")
+    assert reservations(store) == {"O1": Decimal("15000.00")}
+    assert store.get_customer("C1")["open_orders"] == Decimal("15000.00")
+
+    # amended over the limit: refer, the previous reservation is released
+    referred, kind = store.decide(order("O1", "90000.00"), ev, "erp")
+    assert (referred.outcome, kind) == ("refer", "amended")
+    assert reservations(store) == {}
+    assert store.get_customer("C1")["open_orders"] == 0
+
+    rows, cursor = store.list_decisions(customer_id="C1")
+    assert [r["kind"] for r in rows] == ["amended", "amended", "repeat", "new"] and cursor is None
+    assert rows[2]["decision"]["decision_id"] == first.decision_id
+    assert rows[2]["decision_id"] != first.decision_id
+    row = store.get_decision(first.decision_id)
+    assert row["kind"] == "new" and row["outcome"] == "approve" and row["caller"] == "erp"
+    assert row["request"]["customer"]["exposure"] == "20000.00"
+    assert row["request"]["order"]["id"] == "O1"
+    assert store.verify_chain()["ok"]
+    with pytest.raises(OrderConflict):
+        prime_customer(store, "C2")
+        store.decide(order("O1", "10.00", customer_id="C2"), ev, "erp")
+
+
+def test_list_decisions_filters_and_pages(store, compiled):
+    prime_customer(store)
+    prime_customer(store, "C2", limit="1000.00", receivables="0")
+    ev = evaluator(compiled)
+    for i in range(5):
+        store.decide(order(f"A{i}", "100.00"), ev, "erp")
+    store.decide(order("B1", "1500.00", customer_id="C2"), ev, "erp")
+    assert len(store.list_decisions()[0]) == 6
+    refs, _ = store.list_decisions(outcome="refer")
+    assert [r["order_id"] for r in refs] == ["B1"]
+    assert [r["order_id"] for r in store.list_decisions(rule_id="REF_OVER_LIMIT")[0]] == ["B1"]
+    assert store.list_decisions(rule_id="REF_OVER")[0] == []
+    assert store.list_decisions(rule_id="REF%")[0] == []
+    assert len(store.list_decisions(policy_version="2026.11.1")[0]) == 6
+    assert len(store.list_decisions(policy_version=compiled.policy.sha256)[0]) == 6
+    assert store.list_decisions(policy_version="1999")[0] == []
+    created = store.list_decisions()[0][0]["created_at"]
+    assert len(store.list_decisions(date_from=created.date())[0]) == 6
+    assert store.list_decisions(date_to=created.date().replace(year=2000))[0] == []
+    page1, cur = store.list_decisions(customer_id="C1", limit=2)
+    page2, cur2 = store.list_decisions(customer_id="C1", limit=2, cursor=cur)
+    page3, cur3 = store.list_decisions(customer_id="C1", limit=2, cursor=cur2)
+    seqs = [r["seq"] for r in page1 + page2 + page3]
+    assert len(seqs) == 5 and seqs == sorted(seqs, reverse=True) and cur3 is None
+
+
+def test_request_facts_and_currency(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    d, _ = store.decide(order("O1", "100.00", facts={"customer.risk_class": "high"}), ev, "x")
+    assert d.trail.inputs["customer.risk_class"] == "high"  # request values win
+    with pytest.raises(ValueError, match="currency"):
+        store.decide(order("O2", "100.00", currency="USD"), ev, "x")
+    with pytest.raises(ValueError, match="ledger"):
+        store.decide(order("O3", "100.00", facts={"customer.exposure": "0"}), ev, "x")
+    with pytest.raises(ValueError):
+        store.decide(order("O4", 100.5), ev, "x")  # binary float
+    assert log_count(store) == 1
+
+
+def test_tampering_is_detected(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(4):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    assert store.verify_chain()["ok"]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE decision_log SET caller = 'mallory' WHERE seq = 3"))
+    result = store.verify_chain()
+    assert result["ok"] is False and result["first_broken_seq"] == 3 and result["checked"] == 2
+    assert "record_hash" in result["reason"]
+
+
+def test_deleted_record_is_detected(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(3):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decision_log WHERE seq = 2"))
+    result = store.verify_chain()
+    assert (result["ok"], result["first_broken_seq"]) == (False, 3)
+
+
+def test_crash_in_evaluation_writes_nothing(store, compiled):
+    prime_customer(store)
+
+    def broken(_req):
+        raise EvaluationError("internal", "boom")
+
+    with pytest.raises(EvaluationError):
+        store.decide(order("O1", "100.00"), broken, "erp")
+    assert reservations(store) == {} and log_count(store) == 0
+    assert store.get_customer("C1")["open_orders"] == 0
+
+
+def test_crash_after_reservation_insert_rolls_back(store, compiled, monkeypatch):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    store.decide(order("O1", "1000.00"), ev, "erp")
+    seen = []
+    real_append = Store._append
+
+    def crash(self, s, *args, **kw):
+        s.flush()
+        seen.append({r.order_id: r.amount for r in s.exec(sa.select(Reservation)).scalars()})
+        raise RuntimeError("power cut")
+
+    monkeypatch.setattr(Store, "_append", crash)
+    with pytest.raises(RuntimeError):
+        store.decide(order("O2", "2000.00"), ev, "erp")
+    with pytest.raises(RuntimeError):  # an amendment: the release is rolled back too
+        store.decide(order("O1", "3000.00"), ev, "erp")
+    assert seen == [
+        {"O1": Decimal("1000.00"), "O2": Decimal("2000.00")},
+        {"O1": Decimal("3000.00")},
+    ]
+    monkeypatch.setattr(Store, "_append", real_append)
+    assert reservations(store) == {"O1": Decimal("1000.00")}
+    assert store.get_customer("C1")["open_orders"] == Decimal("1000.00")
+    assert log_count(store) == 1 and store.verify_chain()["ok"]
+
+
+def test_unknown_customer(store, compiled):
+    with pytest.raises(UnknownCustomer):
+        store.decide(order("O1", "100.00", customer_id="nobody"), evaluator(compiled), "erp")
+    assert log_count(store) == 0
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["postgresql+psycopg://postgres@127.0.0.1:1/nothing", "sqlite:////nonexistent/dir/x.db"],
+)
+def test_unreachable_database(url, compiled):
+    store = Store(url)
+    with pytest.raises(StoreUnavailable):
+        store.ping()
+    with pytest.raises(StoreUnavailable):
+        store.decide(order("O1", "100.00"), evaluator(compiled), "erp")
+    with pytest.raises(StoreUnavailable):
+        store.get_customer("C1")
+
+
+def test_api_keys(store):
+    key = store.create_api_key("compliance", name="auditor")
+    assert key.startswith("cg_") and len(key) > 40
+    assert store.role_of(key) == "compliance"
+    assert store.role_of(key + "x") is None and store.role_of("") is None
+    with store.engine.connect() as conn:
+        stored = conn.execute(sa.text("SELECT key_hash FROM api_keys")).scalars().all()
+    assert len(stored) == 1 and stored[0] != key and key not in stored[0]
+    assert len(stored[0]) == 64
+    with pytest.raises(ValueError):
+        store.create_api_key("superuser")
+
+
+def test_alembic_ini_upgrade(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    cfg = Config("alembic.ini")
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "head")
+    assert set(TABLES) <= set(sa.inspect(sa.create_engine(url)).get_table_names())
+
+
+def test_unknown_customer_with_request_facts_is_decided_without_reservation(store, compiled):
+    facts = {f"customer.{k}": v for k, v in PRIME.items()}
+    facts |= {"customer.credit_limit": "5000.00", "customer.exposure": "0"}
+    d, kind = store.decide(
+        order("O1", "100.00", customer_id="walk-in", facts=facts), evaluator(compiled), "erp"
+    )
+    assert (d.outcome, kind) == ("approve", "new")
+    assert reservations(store) == {} and store.get_customer("walk-in") is None
+    assert store.get_decision(d.decision_id)["customer_id"] == "walk-in"
+
+
+def test_sqlite_writers_begin_immediate(tmp_path):
+    store = Store(f"sqlite:///{tmp_path / 'x.db'}")
+    store.upgrade()
+    seen: list[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute", lambda *a: seen.append(a[2]))
+    prime_customer(store)
+    assert "BEGIN IMMEDIATE" in seen
+    seen.clear()
+    store.get_customer("C1")
+    assert "BEGIN" in seen and "BEGIN IMMEDIATE" not in seen
+    store.dispose()
+
+
+def test_settings_from_environment(monkeypatch):
+    from api.settings import Settings
+
+    for var in ("DATABASE_URL", "CREDITGATE_DATABASE_URL", "CREDITGATE_POLICY_PATH"):
+        monkeypatch.delenv(var, raising=False)
+    assert Settings().database_url == "sqlite:///creditgate.db"
+    assert Settings().max_request_bytes == 1024 * 1024
+    monkeypatch.setenv("DATABASE_URL", "postgres://u@db/creditgate")
+    assert Settings().database_url == "postgresql+psycopg://u@db/creditgate"
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", "sqlite:///other.db")
+    assert Settings().database_url == "sqlite:///other.db"
+    assert Settings(database_url="postgresql://x/y").database_url == "postgresql+psycopg://x/y"
+
+
+def test_models_match_the_migrations(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
