@@ -12,6 +12,11 @@ Routes (role in brackets; ``admin`` may do everything)::
     GET  /v1/decisions/{id}/replay     [compliance]    re-evaluate under the stored policy
     PUT  /v1/customers/{id}            [admin]         credit limit, ledger, facts
     GET  /v1/customers/{id}            [order_entry]
+    POST /v1/customers/{id}/events     [order_entry]   ledger event (cancel, invoice, payment,
+                                                       credit note), idempotent by event_id
+    POST /v1/customers/import          [admin]         customers from CSV, all or nothing
+    PUT  /v1/fx-rates                  [admin]         exchange rates into the policy currency
+    GET  /v1/decisions/export          [compliance]    CSV / JSON lines, streamed, masked
     GET  /v1/audit/verify              [compliance]    check the decision log's hash chain
     GET  /v1/policy                    [policy_owner, compliance, reviewer]
     GET  /healthz, /readyz, /metrics   (no key)
@@ -261,6 +266,11 @@ class DecisionRequest(_Body):
     amount: Money = Field(description='Order value, e.g. "12500.00", in `currency`')
     currency: Currency
     payment_term_days: Whole
+    order_date: date | None = Field(
+        default=None,
+        description="Date of the order (ISO 8601); picks the exchange rate of an order in "
+        "another currency than the policy's (latest rate on or before it). Default: today.",
+    )
     facts: OrderFacts = Field(
         default_factory=dict,
         description="Other policy inputs for this order by input name, e.g. "
@@ -281,6 +291,289 @@ class CustomerBody(_Body):
         description='Other customer inputs of the policy, e.g. {"risk_class": "low", '
         '"years_in_business": 12}',
     )
+
+
+# --------------------------------------------------------------------------- ledger, FX, import
+
+
+def _rate_value(value: Any) -> Decimal:
+    if isinstance(value, bool) or isinstance(value, float | Decimal):
+        raise PydanticCustomError(
+            "inexact_number", 'a rate is a JSON string such as "0.9234" (or a whole number)'
+        )
+    if isinstance(value, int):
+        rate = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 40 and _NUMBER.fullmatch(value):
+        rate = Decimal(value)
+    else:
+        raise PydanticCustomError("invalid_type", 'expected a rate as a string such as "0.9234"')
+    if rate <= 0:
+        raise PydanticCustomError("below_min", "a rate must be positive")
+    if rate != rate.quantize(Decimal("1E-10")) or rate >= Decimal(10) ** 9:
+        raise PydanticCustomError("out_of_range", "at most 10 decimals and below 10^9")
+    return rate + 0
+
+
+RateValue = Annotated[Decimal, BeforeValidator(_rate_value)]
+
+
+class FxRateItem(_Body):
+    currency: Currency
+    rate: RateValue = Field(
+        description="Units of `base` for ONE unit of `currency` on `as_of` "
+        '(base EUR, currency USD, rate "0.92": 1 USD = 0.92 EUR)'
+    )
+    as_of: date
+
+
+class FxRatesBody(_Body):
+    """Exchange rates into the policy's currency (``base``); inserted or replaced by
+    (base, currency, as_of)."""
+
+    base: Currency
+    rates: list[FxRateItem] = Field(min_length=1, max_length=10000)
+
+
+class EventBody(_Body):
+    """A ledger event. Money as a string (``"1200.00"``), in the customer's currency."""
+
+    event_id: Identifier = Field(description="Caller's unique id of the event (idempotency)")
+    type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
+    order_id: Identifier | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+
+
+IMPORT_BASE_COLUMNS = (
+    "customer_id",
+    "currency",
+    "credit_limit",
+    "open_receivables",
+    "days_past_due",
+)
+IMPORT_REQUIRED = ("customer_id", "currency", "credit_limit")
+
+
+def _csv_fact(spec: Any, cell: str, minor_units: int) -> Any:
+    """A CSV cell as the JSON value the ledger stores for ``spec`` (raises InputErrors)."""
+    from engine.inputs import coerce
+
+    raw: Any = cell
+    if spec.type.kind == "bool":
+        low = cell.strip().lower()
+        raw = {"true": True, "false": False}.get(low, cell)
+    value = coerce(spec, raw, minor_units)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
+    """The rows of a customer import; raises ``ImportErrors`` listing every bad row
+    (``{line, column, problem}``; line 1 is the header)."""
+    import csv
+    import io
+
+    from api.store import ImportErrors
+
+    errors: list[dict[str, Any]] = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ImportErrors([{"line": 0, "column": "", "problem": f"not UTF-8: {e}"}]) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise ImportErrors([{"line": 1, "column": "", "problem": f"CSV: {e}"}]) from None
+    if not header:
+        raise ImportErrors([{"line": 1, "column": "", "problem": "empty file: no header row"}])
+    header = [h.strip() for h in header]
+    facts: dict[str, Any] = {}
+    for name in header:
+        if header.count(name) > 1:
+            errors.append({"line": 1, "column": name, "problem": "duplicate column"})
+        elif name in IMPORT_BASE_COLUMNS:
+            continue
+        elif name.startswith("customer."):
+            spec = policy.inputs.get(name)
+            if spec is None:
+                errors.append({"line": 1, "column": name, "problem": "not a policy input"})
+            elif name in (
+                "customer.credit_limit",
+                "customer.exposure",
+                "customer.id",
+                "customer.days_past_due",
+            ):
+                errors.append(
+                    {
+                        "line": 1,
+                        "column": name,
+                        "problem": "owned by the ledger; use the column "
+                        "without the 'customer.' prefix (exposure is computed)",
+                    }
+                )
+            else:
+                facts[name] = spec
+        else:
+            errors.append({"line": 1, "column": name, "problem": "unknown column"})
+    for name in IMPORT_REQUIRED:
+        if name not in header:
+            errors.append({"line": 1, "column": name, "problem": "required column is missing"})
+    if errors:
+        raise ImportErrors(errors)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    line = 1
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not c.strip() for c in record):
+                continue  # blank lines are skipped
+            if len(record) != len(header):
+                errors.append(
+                    {
+                        "line": line,
+                        "column": "",
+                        "problem": f"{len(record)} cells, the header has {len(header)}",
+                    }
+                )
+                continue
+            cells = dict(zip(header, record, strict=True))
+            row, bad = _import_row(cells, facts, policy, line)
+            errors.extend(bad)
+            cid = row.get("customer_id")
+            if cid is not None:
+                if cid in seen:
+                    errors.append(
+                        {
+                            "line": line,
+                            "column": "customer_id",
+                            "problem": f"duplicate of line {seen[cid]}",
+                        }
+                    )
+                else:
+                    seen[cid] = line
+            if not bad:
+                rows.append(row)
+    except csv.Error as e:
+        errors.append({"line": reader.line_num, "column": "", "problem": f"CSV: {e}"})
+    if errors:
+        raise ImportErrors(errors)
+    if not rows:
+        raise ImportErrors([{"line": 1, "column": "", "problem": "no customer rows"}])
+    return rows
+
+
+def _import_row(
+    cells: dict[str, str], facts: dict[str, Any], policy: Any, line: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from engine.inputs import InputErrors
+
+    bad: list[dict[str, Any]] = []
+    row: dict[str, Any] = {"line": line, "facts": {}}
+
+    def check(column: str, fn: Callable[[str], Any]) -> None:
+        try:
+            row[column] = fn(cells.get(column, "").strip())
+        except (PydanticCustomError, ValueError) as e:
+            msg = e.message() if isinstance(e, PydanticCustomError) else str(e)
+            bad.append({"line": line, "column": column, "problem": msg})
+
+    def money(cell: str) -> Decimal:
+        value = _money(cell or "0")
+        if value < 0:
+            raise ValueError("must not be negative")
+        if value != round(value, policy.minor_units):
+            raise ValueError(f"more than {policy.minor_units} decimals")
+        return value.quantize(Decimal(1).scaleb(-policy.minor_units))
+
+    def currency(cell: str) -> str:
+        code = _currency(cell)
+        if code != policy.currency:
+            raise ValueError(f"the policy decides in {policy.currency}, not {code}")
+        return code
+
+    def days(cell: str) -> int:
+        if not cell:
+            return 0
+        if not cell.isdigit() or len(cell) > 6:
+            raise ValueError("a whole number of days (0 or more)")
+        return int(cell)
+
+    def required_money(cell: str) -> Decimal:
+        if not cell:
+            raise ValueError("required")
+        return money(cell)
+
+    check("customer_id", _identifier)
+    check("currency", currency)
+    check("credit_limit", required_money)
+    check("open_receivables", money)
+    check("days_past_due", days)
+    for name, spec in facts.items():
+        cell = cells.get(name, "")
+        if cell == "":
+            continue  # not set: the policy default (or the order's facts) applies
+        try:
+            row["facts"][name.removeprefix("customer.")] = _csv_fact(spec, cell, policy.minor_units)
+        except InputErrors as e:
+            bad.append({"line": line, "column": name, "problem": e.errors[0].message})
+    return row, bad
+
+
+def _sensitive_paths(policy: Any) -> set[str]:
+    return {path for path, spec in policy.inputs.items() if getattr(spec, "sensitive", False)}
+
+
+MASK = "***"
+
+
+def mask_record(row: dict[str, Any], sensitive: set[str]) -> dict[str, Any]:
+    """A copy of a log record with the sensitive inputs masked (``"***"``) in the request
+    snapshot and in the decision's trail (its inputs and every rule's reads)."""
+    import copy
+
+    if not sensitive:
+        return row
+    out = copy.deepcopy(row)
+    request = out.get("request") or {}
+    for path in sensitive:
+        group, _, name = path.partition(".")
+        if isinstance(request.get(group), dict) and name in request[group]:
+            request[group][name] = MASK
+    trail = (out.get("decision") or {}).get("trail") or {}
+    inputs = trail.get("inputs")
+    if isinstance(inputs, dict):
+        for path in sensitive & set(inputs):
+            inputs[path] = MASK
+    for rule in trail.get("rules") or []:
+        reads = rule.get("reads") if isinstance(rule, dict) else None
+        if isinstance(reads, dict):
+            for path in sensitive & set(reads):
+                reads[path] = MASK
+    return out
+
+
+EXPORT_COLUMNS = (
+    "seq",
+    "decision_id",
+    "created_at",
+    "order_id",
+    "customer_id",
+    "outcome",
+    "kind",
+    "policy_id",
+    "policy_version",
+    "policy_sha256",
+    "caller",
+    "content_hash",
+    "record_hash",
+    "prev_hash",
+    "fx",
+    "request",
+    "decision",
+)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -578,10 +871,14 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
     return [
         ("POST", "/v1/decisions", ("order_entry",)),
         ("GET", "/v1/decisions", ("reviewer", "compliance")),
+        ("GET", "/v1/decisions/export", ("compliance",)),
         ("GET", "/v1/decisions/{decision_id}", ("reviewer", "compliance")),
         ("GET", "/v1/decisions/{decision_id}/replay", ("compliance",)),
         ("PUT", "/v1/customers/{customer_id}", ()),
         ("GET", "/v1/customers/{customer_id}", ("order_entry",)),
+        ("POST", "/v1/customers/{customer_id}/events", ("order_entry",)),
+        ("POST", "/v1/customers/import", ()),
+        ("PUT", "/v1/fx-rates", ()),
         ("GET", "/v1/audit/verify", ("compliance",)),
         ("GET", "/v1/policy", ("policy_owner", "compliance", "reviewer")),
     ]
@@ -603,7 +900,7 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     Loads and compiles the policy (raises ``PolicyErrors`` if it is broken), applies the
     migrations and records the policy source."""
     from api.settings import Settings
-    from api.store import Store
+    from api.store import EventConflict, FxRateMissing, ImportErrors, Store
     from engine.evaluate import evaluate, load
 
     settings = settings or Settings()
@@ -617,6 +914,7 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     metrics.policy.labels(policy.id, policy.version, policy.sha256).set(1)
     replayer = Replayer(store, compiled)
     max_bytes = int(settings.max_request_bytes)
+    import_bytes = int(getattr(settings, "max_import_bytes", 0) or max(max_bytes, 16 * 2**20))
 
     app = FastAPI(
         title="Creditgate",
@@ -692,7 +990,10 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     ) -> JSONResponse:
         body = _parse(await read_body(request, max_bytes))
         req = _validate(DecisionRequest, body)
-        _currency_check(policy, req.currency)
+        if req.currency != policy.currency and not await run_in_threadpool(
+            store.has_fx_rates, policy.currency, req.currency
+        ):
+            _currency_check(policy, req.currency)  # no rate of this currency at all
         _decimals_check(policy, amount=req.amount)
         errors = _money_facts(policy, req.facts, "facts")
         if errors:
@@ -705,11 +1006,31 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
             "payment_term_days": req.payment_term_days,
             "facts": req.facts,
         }
+        if req.order_date is not None:
+            order["order_date"] = req.order_date
         start = time.perf_counter()
         try:
-            decision, kind = await run_in_threadpool(store.decide, order, evaluate_fn, caller.name)
+            decision, kind = await run_in_threadpool(
+                partial(
+                    store.decide,
+                    order,
+                    evaluate_fn,
+                    caller.name,
+                    decision_currency=policy.currency,
+                    minor_units=policy.minor_units,
+                    today=clock().date() if clock else None,
+                )
+            )
         except InputErrors:
             raise
+        except FxRateMissing as exc:
+            raise Problem(
+                "fx_rate_missing",
+                str(exc).removeprefix("currency: "),
+                status=422,
+                title="No exchange rate for the order's currency and date",
+                errors=[{"path": "currency", "code": "fx_rate_missing", "message": str(exc)}],
+            ) from None
         except ValueError as exc:
             raise _store_refusal(exc) from None
         metrics.decision_seconds.observe(time.perf_counter() - start)
@@ -763,6 +1084,82 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
             limit=limit,
         )
         return JSONResponse(_json({"items": rows, "next_cursor": next_cursor}))
+
+    def _masker() -> Callable[[dict[str, Any]], dict[str, Any]]:
+        """Masks the inputs marked sensitive by the policy in force or by the policy
+        version that made the record."""
+        current = _sensitive_paths(policy)
+        by_sha: dict[str, set[str]] = {policy.sha256: current}
+
+        def mask(row: dict[str, Any]) -> dict[str, Any]:
+            sha = row.get("policy_sha256") or ""
+            if sha not in by_sha:
+                try:
+                    by_sha[sha] = current | _sensitive_paths(replayer.compiled(sha).policy)
+                except Problem:  # source not stored: the current policy's marks
+                    by_sha[sha] = current
+            return mask_record(row, by_sha[sha])
+
+        return mask
+
+    @app.get(
+        "/v1/decisions/export",
+        tags=["decisions"],
+        summary="Export the decision log (CSV or JSON lines), sensitive inputs masked",
+        response_class=Response,
+        responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    )
+    def export_decisions(
+        _: Annotated[Caller, Depends(require(*_roles("GET", "/v1/decisions/export")))],
+        format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
+        customer_id: Annotated[str | None, Query(max_length=200)] = None,
+        date_from: Annotated[
+            str | None, Query(alias="from", description="From this date or date-time")
+        ] = None,
+        date_to: Annotated[
+            str | None, Query(alias="to", description="Up to this date (whole day) or date-time")
+        ] = None,
+    ) -> Response:
+        import csv
+        import io
+
+        from fastapi.responses import StreamingResponse
+
+        start, end = _parse_when(date_from, "from"), _parse_when(date_to, "to")
+        mask = _masker()
+        rows = store.iter_decisions(customer_id=customer_id, date_from=start, date_to=end)
+
+        def jsonl() -> Any:
+            for row in rows:
+                yield json.dumps(_json(mask(row)), ensure_ascii=False) + "\n"
+
+        def csv_lines() -> Any:
+            buf = io.StringIO()
+            writer = csv.writer(buf, lineterminator="\r\n")
+            writer.writerow(EXPORT_COLUMNS)
+            for row in rows:
+                data = _json(mask(row))
+                writer.writerow(
+                    [
+                        json.dumps(data[c], ensure_ascii=False, sort_keys=True)
+                        if isinstance(data.get(c), dict)
+                        else ("" if data.get(c) is None else data[c])
+                        for c in EXPORT_COLUMNS
+                    ]
+                )
+                yield buf.getvalue()
+                buf.seek(0)
+                buf.truncate()
+            if buf.getvalue():
+                yield buf.getvalue()
+
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+        media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+        return StreamingResponse(
+            csv_lines() if format == "csv" else jsonl(),
+            media_type=media,
+            headers={"Content-Disposition": f'attachment; filename="decisions-{stamp}.{format}"'},
+        )
 
     def _get_decision(decision_id: str) -> dict[str, Any]:
         row = store.get_decision(decision_id)
@@ -874,6 +1271,132 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
         if row is None:
             raise Problem("unknown_customer", f"no customer {customer_id!r}")
         return JSONResponse(_json(row))
+
+    @app.post(
+        "/v1/customers/{customer_id}/events",
+        tags=["customers"],
+        summary="Record a ledger event (order cancelled, invoice, payment, credit note)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": EventBody.model_json_schema()}},
+            }
+        },
+    )
+    async def post_event(
+        request: Request,
+        customer_id: Annotated[str, Path(max_length=200)],
+        caller: Annotated[
+            Caller, Depends(require(*_roles("POST", "/v1/customers/{customer_id}/events")))
+        ],
+    ) -> JSONResponse:
+        body = _validate(EventBody, _parse(await read_body(request, max_bytes)))
+        if body.amount is not None:
+            if body.amount <= 0:
+                raise Problem(
+                    "invalid_request",
+                    "an event amount must be positive (the type gives the direction)",
+                    errors=[{"path": "amount", "code": "below_min", "message": "must be > 0"}],
+                )
+            _decimals_check(policy, amount=body.amount)
+        event = body.model_dump(exclude_none=True)
+        try:
+            result = await run_in_threadpool(store.apply_event, customer_id, event, caller.name)
+        except EventConflict as exc:
+            message = str(exc)
+            path = message.split(":", 1)[0] if ":" in message else ""
+            raise Problem(
+                "conflict",
+                message,
+                errors=[{"path": path, "code": "ledger_conflict", "message": message}],
+            ) from None
+        except ValueError as exc:
+            raise _store_refusal(exc) from None
+        return JSONResponse(_json(result))
+
+    @app.post(
+        "/v1/customers/import",
+        tags=["customers"],
+        summary="Create or replace customers from CSV (all or nothing)",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"text/csv": {"schema": {"type": "string"}}},
+            }
+        },
+    )
+    async def import_customers(
+        request: Request,
+        _: Annotated[Caller, Depends(require(*_roles("POST", "/v1/customers/import")))],
+    ) -> JSONResponse:
+        ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if ctype != "text/csv":
+            raise Problem(
+                "unsupported_media_type", "send the customers as text/csv (UTF-8)", status=415
+            )
+        data = await read_body(request, import_bytes)
+        try:
+            rows = parse_customer_csv(data, policy)
+            count = await run_in_threadpool(store.import_customers, rows)
+        except ImportErrors as exc:
+            n = len(exc.errors)
+            raise Problem(
+                "invalid_request",
+                f"{n} problem{'s' if n != 1 else ''} in the CSV; nothing was imported",
+                errors=[
+                    {
+                        "path": f"line {e['line']}" + (f".{e['column']}" if e["column"] else ""),
+                        "code": "invalid_row",
+                        "message": e["problem"],
+                        "line": e["line"],
+                        "column": e["column"],
+                    }
+                    for e in exc.errors
+                ],
+            ) from None
+        return JSONResponse({"imported": count})
+
+    @app.put(
+        "/v1/fx-rates",
+        tags=["fx"],
+        summary="Load exchange rates into the policy's currency",
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": FxRatesBody.model_json_schema()}},
+            }
+        },
+    )
+    async def put_fx_rates(
+        request: Request,
+        _: Annotated[Caller, Depends(require(*_roles("PUT", "/v1/fx-rates")))],
+    ) -> JSONResponse:
+        body = _validate(FxRatesBody, _parse(await read_body(request, max_bytes)))
+        if body.base != policy.currency:
+            raise Problem(
+                "invalid_request",
+                f"rates convert into the policy's currency {policy.currency}",
+                errors=[
+                    {
+                        "path": "base",
+                        "code": "currency_mismatch",
+                        "message": f"base must be {policy.currency}",
+                    }
+                ],
+            )
+        errors = [
+            {"path": f"rates[{i}].currency", "code": "invalid_value", "message": "same as the base"}
+            for i, r in enumerate(body.rates)
+            if r.currency == body.base
+        ]
+        if errors:
+            raise Problem("invalid_request", "invalid rates", errors=errors)
+        rates = [r.model_dump() for r in body.rates]
+        try:
+            count = await run_in_threadpool(store.put_fx_rates, body.base, rates)
+        except ValueError as exc:
+            raise _store_refusal(exc) from None
+        return JSONResponse({"base": body.base, "stored": count})
 
     # -- audit and policy ----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ always sees ``Decimal``. JSON columns hold money as strings.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -15,7 +15,17 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
-__all__ = ["ApiKey", "Customer", "DecisionLog", "Money", "PolicyVersion", "Reservation"]
+__all__ = [
+    "ApiKey",
+    "Customer",
+    "DecisionLog",
+    "FxRate",
+    "LedgerEvent",
+    "Money",
+    "PolicyVersion",
+    "Rate",
+    "Reservation",
+]
 
 CENTS = Decimal("0.01")
 
@@ -49,6 +59,34 @@ class Money(TypeDecorator):
         if value is None:
             return None
         return Decimal(str(value)).quantize(CENTS)
+
+
+class Rate(TypeDecorator):
+    """Exact exchange rate: ``Numeric(20, 10)``; exact text on SQLite. At most 10 decimals
+    (never rounded silently)."""
+
+    impl = sa.Numeric(20, 10)
+    cache_ok = True
+    SCALE = Decimal("1E-10")
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(sa.String(40))
+        return dialect.type_descriptor(sa.Numeric(20, 10))
+
+    def process_bind_param(self, value: Any, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        d = Decimal(value) if not isinstance(value, Decimal) else value
+        q = d.quantize(self.SCALE)
+        if q != d:
+            raise ValueError(f"rate {value} has more than 10 decimals")
+        return format(q, "f") if dialect.name == "sqlite" else q
+
+    def process_result_value(self, value: Any, dialect: sa.Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(self.SCALE).normalize() + 0
 
 
 def _money(**kw: Any) -> Any:
@@ -86,6 +124,11 @@ class Customer(SQLModel, table=True):
     days_past_due: int = Field(default=0)
     facts: dict[str, Any] = _json()
     updated_at: datetime = _ts()
+    # Payments and credit notes beyond the open receivables (revision 0002): owed to the
+    # customer, offset against the next invoice; never counted as extra credit.
+    credit_balance: Decimal = Field(
+        default=Decimal("0.00"), sa_column=sa.Column(Money(), nullable=False)
+    )
 
 
 class Reservation(SQLModel, table=True):
@@ -98,6 +141,8 @@ class Reservation(SQLModel, table=True):
     content_hash: str = Field(max_length=64)
     status: str = Field(default="open", max_length=16)
     updated_at: datetime = _ts()
+    # Part of ``amount`` already invoiced (revision 0002); open part = amount - invoiced.
+    invoiced: Decimal = Field(default=Decimal("0.00"), sa_column=sa.Column(Money(), nullable=False))
 
 
 class DecisionLog(SQLModel, table=True):
@@ -128,6 +173,39 @@ class DecisionLog(SQLModel, table=True):
     )
     record_hash: str = Field(max_length=64)
     prev_hash: str = Field(max_length=64)
+    # Currency conversion of the order (revision 0002), null when none. Hashed with the
+    # record when present (a null is left out, so older records still verify).
+    fx: dict[str, Any] | None = Field(default=None, sa_column=sa.Column(sa.JSON(), nullable=True))
+
+
+class FxRate(SQLModel, table=True):
+    """``rate`` = units of ``base`` for one unit of ``currency`` on ``as_of`` (e.g. base
+    EUR, currency USD, rate 0.92: 1 USD = 0.92 EUR)."""
+
+    __tablename__ = "fx_rates"
+
+    base: str = Field(primary_key=True, max_length=3)
+    currency: str = Field(primary_key=True, max_length=3)
+    as_of: date = Field(sa_column=sa.Column(sa.Date(), primary_key=True))
+    rate: Decimal = Field(sa_column=sa.Column(Rate(), nullable=False))
+    updated_at: datetime = _ts()
+
+
+class LedgerEvent(SQLModel, table=True):
+    """Append-only ledger events, idempotent by the caller's ``event_id``."""
+
+    __tablename__ = "ledger_events"
+
+    event_id: str = Field(primary_key=True, max_length=200)
+    customer_id: str = Field(index=True, max_length=200)
+    type: str = Field(max_length=32)
+    order_id: str | None = Field(default=None, max_length=200)
+    amount: Decimal | None = Field(default=None, sa_column=sa.Column(Money(), nullable=True))
+    currency: str | None = Field(default=None, max_length=3)
+    content_hash: str = Field(max_length=64)
+    effect: dict[str, Any] = _json()
+    caller: str = Field(max_length=200)
+    created_at: datetime = _ts()
 
 
 class ApiKey(SQLModel, table=True):

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, date, datetime, time, timedelta
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +25,25 @@ from sqlalchemy import event, exc
 from sqlmodel import Session, col, select
 
 from api import chain
-from api.models import ApiKey, Customer, DecisionLog, PolicyVersion, Reservation, utcnow
+from api.models import (
+    ApiKey,
+    Customer,
+    DecisionLog,
+    FxRate,
+    LedgerEvent,
+    PolicyVersion,
+    Reservation,
+    utcnow,
+)
 from api.settings import normalise_database_url
 from engine.decision import Decision
 
 __all__ = [
+    "EVENT_TYPES",
     "ROLES",
+    "EventConflict",
+    "FxRateMissing",
+    "ImportErrors",
     "OrderConflict",
     "Store",
     "StoreUnavailable",
@@ -69,7 +82,35 @@ class UnknownCustomer(Exception):
 
 
 class OrderConflict(ValueError):
-    """The order id is already used for another customer."""
+    """The order id is already used for another customer (or the order can no longer be
+    amended: it was cancelled or invoiced)."""
+
+
+class EventConflict(ValueError):
+    """A ledger event that contradicts the ledger: event id reused with other content,
+    no open reservation to cancel or invoice."""
+
+
+class FxRateMissing(ValueError):
+    """No exchange rate on or before the order date: never converted 1:1."""
+
+    def __init__(self, base: str, currency: str, on: date):
+        super().__init__(
+            f"currency: no {currency}->{base} exchange rate on or before {on.isoformat()}; "
+            "load it with PUT /v1/fx-rates"
+        )
+        self.base, self.currency, self.on = base, currency, on
+
+
+class ImportErrors(ValueError):
+    """A customer import refused as a whole: ``errors`` = [{line, column, problem}]."""
+
+    def __init__(self, errors: list[dict[str, Any]]):
+        super().__init__(f"{len(errors)} bad row(s); nothing was imported")
+        self.errors = errors
+
+
+EVENT_TYPES = ("order_cancelled", "invoice_issued", "payment_received", "credit_note")
 
 
 def hash_key(key: str) -> str:
@@ -113,6 +154,12 @@ def _customer_facts(facts: dict[str, Any] | None) -> dict[str, Any]:
             raise ValueError(f"facts: {key!r} is a ledger column; pass it as an argument")
         out[name] = value
     return chain.jsonable(out)
+
+
+def _currency_code(value: Any, what: str) -> str:
+    if not isinstance(value, str) or len(value) != 3 or not value.isalpha() or not value.isupper():
+        raise ValueError(f"{what}: an ISO 4217 code such as 'EUR'")
+    return value
 
 
 def _plain(d: Decimal) -> str:
@@ -305,6 +352,7 @@ class Store:
             "exposure": exposure,
             "available_credit": c.credit_limit - exposure,
             "days_past_due": c.days_past_due,
+            "credit_balance": c.credit_balance,
             "facts": dict(c.facts or {}),
             "updated_at": chain.as_utc(c.updated_at),
         }
@@ -322,6 +370,7 @@ class Store:
             "currency",
             "payment_term_days",
             "facts",
+            "order_date",
         }
         if unknown:
             raise ValueError(f"unknown order fields: {sorted(unknown)}")
@@ -343,7 +392,7 @@ class Store:
         currency = order["currency"]
         if not isinstance(currency, str):
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
-        return {
+        out = {
             "order_id": _ident(order["order_id"], "order_id"),
             "customer_id": _ident(order["customer_id"], "customer_id"),
             "amount": amount,
@@ -351,6 +400,17 @@ class Store:
             "payment_term_days": term,
             "facts": dict(facts),
         }
+        if order.get("order_date") is not None:
+            od = order["order_date"]
+            if isinstance(od, str):
+                try:
+                    od = date.fromisoformat(od)
+                except ValueError:
+                    raise ValueError("order_date: a date such as 2026-11-29") from None
+            if not isinstance(od, date) or isinstance(od, datetime):
+                raise ValueError("order_date: a date such as 2026-11-29")
+            out["order_date"] = od.isoformat()  # part of the content hash only when given
+        return out
 
     @staticmethod
     def _content_hash(norm: dict[str, Any]) -> str:
@@ -371,6 +431,10 @@ class Store:
         order: dict[str, Any],
         evaluate_fn: Callable[[dict[str, Any]], Decision],
         caller: str,
+        *,
+        decision_currency: str | None = None,
+        minor_units: int = 2,
+        today: date | None = None,
     ) -> tuple[Decision, str]:
         """Decide ``order`` and record it, atomically; returns ``(decision, kind)`` with
         kind ``new``, ``repeat`` (same order again: the stored decision, nothing reserved)
@@ -378,7 +442,13 @@ class Store:
 
         Raises ``UnknownCustomer``, ``ValueError`` (order does not fit: bad fields, currency
         other than the customer's, order id used by another customer), whatever
-        ``evaluate_fn`` raises (nothing is written then) and ``StoreUnavailable``."""
+        ``evaluate_fn`` raises (nothing is written then) and ``StoreUnavailable``.
+
+        With ``decision_currency`` (the policy's), an order in another currency is
+        converted with the latest rate on or before its ``order_date`` (default ``today``,
+        else the UTC date): ``amount × rate`` rounded half-even to ``minor_units``; the
+        engine sees the converted amount, the log row's ``fx`` keeps the original amount,
+        the rate and its date. No rate → ``FxRateMissing`` (never 1:1)."""
         norm = self._normalise_order(order)
         chash = self._content_hash(norm)
         order_id, customer_id = norm["order_id"], norm["customer_id"]
@@ -389,6 +459,16 @@ class Store:
             cust = s.get(Customer, customer_id, with_for_update=True)
             if cust is None and not request_customer:
                 raise UnknownCustomer(customer_id)
+            fx = None
+            if decision_currency is not None and norm["currency"] != decision_currency:
+                on = (
+                    date.fromisoformat(norm["order_date"])
+                    if "order_date" in norm
+                    else today or datetime.now(UTC).date()
+                )
+                fx = self._convert(s, norm, decision_currency, minor_units, on)
+                norm = {**norm, "amount": fx["converted_amount"], "currency": decision_currency}
+                fx = chain.jsonable(fx)
             if cust is not None:
                 if norm["currency"] != cust.currency:
                     raise ValueError(
@@ -415,10 +495,18 @@ class Store:
                 )
             if last is not None and last.content_hash == chash:
                 decision = Decision.model_validate(last.decision)
-                self._append(s, last.request, decision, last.decision, chash, caller, "repeat")
+                self._append(
+                    s, last.request, decision, last.decision, chash, caller, "repeat", last.fx
+                )
                 return decision, "repeat"
             kind = "new" if last is None else "amended"
             previous = s.get(Reservation, order_id, with_for_update=True)
+            if previous is not None and (previous.status != "open" or previous.invoiced != 0):
+                raise OrderConflict(
+                    f"order {order_id!r} is {previous.status}"
+                    + (f" (invoiced {_plain(previous.invoiced)})" if previous.invoiced else "")
+                    + "; it cannot be amended: decide a new order id"
+                )
             if previous is not None:
                 if cust is not None:
                     cust.open_orders = cust.open_orders - previous.amount
@@ -442,8 +530,38 @@ class Store:
                 cust.open_orders = cust.open_orders + norm["amount"]
                 cust.updated_at = utcnow()
             decision_json = decision.model_dump(mode="json")
-            self._append(s, request, decision, decision_json, chash, caller, kind)
+            self._append(s, request, decision, decision_json, chash, caller, kind, fx)
             return decision, kind
+
+    @staticmethod
+    def _rate(s: Session, base: str, currency: str, on: date) -> FxRate | None:
+        return s.exec(
+            select(FxRate)
+            .where(FxRate.base == base, FxRate.currency == currency, col(FxRate.as_of) <= on)
+            .order_by(col(FxRate.as_of).desc())
+            .limit(1)
+        ).first()
+
+    def _convert(
+        self, s: Session, norm: dict[str, Any], base: str, minor_units: int, on: date
+    ) -> dict[str, Any]:
+        row = self._rate(s, base, norm["currency"], on)
+        if row is None:
+            raise FxRateMissing(base, norm["currency"], on)
+        unit = Decimal(1).scaleb(-minor_units)
+        converted = (norm["amount"] * row.rate).quantize(unit, rounding=ROUND_HALF_EVEN)
+        if converted <= 0:
+            raise ValueError(f"amount: {norm['amount']} {norm['currency']} converts to 0 {base}")
+        return {
+            "original_amount": _plain(norm["amount"]),
+            "original_currency": norm["currency"],
+            "currency": base,
+            "rate": _plain(row.rate),
+            "rate_as_of": row.as_of.isoformat(),
+            "order_date": on.isoformat(),
+            "rounding": f"half-even to {_plain(unit)}",
+            "converted_amount": converted,
+        }
 
     @staticmethod
     def _engine_request(
@@ -485,6 +603,7 @@ class Store:
         chash: str,
         caller: str,
         kind: str,
+        fx: dict[str, Any] | None = None,
     ) -> DecisionLog:
         """Append one hash-chained record. The chain lock (PostgreSQL advisory transaction
         lock; SQLite: the write lock of BEGIN IMMEDIATE) makes the read of the last record
@@ -516,6 +635,8 @@ class Store:
             "created_at": datetime.now(UTC),
             "prev_hash": prev,
         }
+        if fx is not None:  # a null fx is left out of the hashed record (older records)
+            record["fx"] = chain.jsonable(fx)
         record["record_hash"] = chain.record_hash(prev, record)
         row = DecisionLog(**record)
         s.add(row)
@@ -528,6 +649,8 @@ class Store:
     def _log_dict(row: DecisionLog) -> dict[str, Any]:
         out = {c: getattr(row, c) for c in DecisionLog.__table__.columns.keys()}  # noqa: SIM118
         out["created_at"] = chain.as_utc(out["created_at"])
+        if out.get("fx") is None:
+            out.pop("fx", None)
         return out
 
     def get_decision(self, decision_id: str) -> dict[str, Any] | None:
@@ -600,6 +723,297 @@ class Store:
                 after = page[-1]["seq"]
 
         return chain.verify_records(records())
+
+    # -- FX rates -------------------------------------------------------------------------
+
+    def put_fx_rates(self, base: str, rates: list[dict[str, Any]]) -> int:
+        """Insert or replace rates ``[{currency, rate, as_of}]`` against ``base`` (one
+        transaction). ``rate`` = units of ``base`` for one unit of ``currency``, > 0, at
+        most 10 decimals. Returns how many were written."""
+        base = _currency_code(base, "base")
+        clean = []
+        for i, r in enumerate(rates):
+            cur = _currency_code(r.get("currency"), f"rates[{i}].currency")
+            if cur == base:
+                raise ValueError(f"rates[{i}].currency: same as the base {base}")
+            rate = r.get("rate")
+            if not isinstance(rate, Decimal) or not rate.is_finite() or rate <= 0:
+                raise ValueError(f"rates[{i}].rate: a positive exact decimal")
+            if rate != rate.quantize(Decimal("1E-10")) or rate >= Decimal(10) ** 9:
+                raise ValueError(f"rates[{i}].rate: at most 10 decimals, below 10^9")
+            as_of = r.get("as_of")
+            if not isinstance(as_of, date) or isinstance(as_of, datetime):
+                raise ValueError(f"rates[{i}].as_of: a date")
+            clean.append((cur, rate, as_of))
+        with self._session(write=True) as s:
+            for cur, rate, as_of in clean:
+                row = s.get(FxRate, (base, cur, as_of), with_for_update=True)
+                if row is None:
+                    s.add(FxRate(base=base, currency=cur, as_of=as_of, rate=rate))
+                else:
+                    row.rate, row.updated_at = rate, utcnow()
+        return len(clean)
+
+    def has_fx_rates(self, base: str, currency: str) -> bool:
+        """Whether any rate of ``currency`` against ``base`` is loaded (whatever its date)."""
+        with self._session(write=False) as s:
+            return (
+                s.exec(
+                    select(FxRate.as_of)
+                    .where(FxRate.base == base, FxRate.currency == currency)
+                    .limit(1)
+                ).first()
+                is not None
+            )
+
+    def fx_rate(self, base: str, currency: str, on: date) -> tuple[Decimal, date] | None:
+        """The latest rate on or before ``on``: ``(rate, as_of)`` or None."""
+        with self._session(write=False) as s:
+            row = self._rate(s, base, currency, on)
+            return (row.rate, row.as_of) if row else None
+
+    # -- ledger events --------------------------------------------------------------------
+
+    def apply_event(self, customer_id: str, event: dict[str, Any], caller: str) -> dict[str, Any]:
+        """Apply one ledger event to ``customer_id`` and record it (append-only
+        ``ledger_events``), atomically under the customer lock. Idempotent by
+        ``event_id``: the same event again returns the recorded result (``replayed``
+        true); the same id with other content → ``EventConflict``.
+
+        Types: ``order_cancelled`` {order_id} releases the open part of the order's
+        reservation; ``invoice_issued`` {order_id, amount, currency} moves ``amount`` from
+        open orders to open receivables (partial invoices add up; above the open part →
+        ``ValueError``), first offset against a credit balance; ``payment_received`` /
+        ``credit_note`` {amount, currency, order_id optional} reduce open receivables, no
+        credit check, never refused for the customer's state; an excess becomes the
+        customer's ``credit_balance``."""
+        _ident(customer_id, "customer_id")
+        if not isinstance(event, dict):
+            raise ValueError("an event is an object")
+        unknown = set(event) - {"event_id", "type", "order_id", "amount", "currency"}
+        if unknown:
+            raise ValueError(f"unknown event fields: {sorted(unknown)}")
+        event_id = _ident(event.get("event_id"), "event_id")
+        kind = event.get("type")
+        if kind not in EVENT_TYPES:
+            raise ValueError(f"type: one of {', '.join(EVENT_TYPES)}")
+        order_id = event.get("order_id")
+        if order_id is not None:
+            _ident(order_id, "order_id")
+        amount = currency = None
+        if kind == "order_cancelled":
+            if order_id is None:
+                raise ValueError("order_id: required for order_cancelled")
+            if event.get("amount") is not None or event.get("currency") is not None:
+                raise ValueError("amount: order_cancelled releases the whole open reservation")
+        else:
+            if kind == "invoice_issued" and order_id is None:
+                raise ValueError("order_id: required for invoice_issued")
+            if event.get("amount") is None:
+                raise ValueError("amount: required")
+            amount = _money(event["amount"], "amount")
+            if amount <= 0:
+                raise ValueError("amount: must be positive")
+            currency = _currency_code(event.get("currency"), "currency")
+        norm = {
+            "customer_id": customer_id,
+            "type": kind,
+            "order_id": order_id,
+            "amount": _plain(amount) if amount is not None else None,
+            "currency": currency,
+        }
+        chash = chain.content_hash(norm)
+        try:
+            with self._session(write=True) as s:
+                cust = s.get(Customer, customer_id, with_for_update=True)
+                if cust is None:
+                    raise UnknownCustomer(customer_id)
+                seen = s.get(LedgerEvent, event_id)
+                if seen is not None:
+                    if seen.content_hash != chash:
+                        raise EventConflict(
+                            f"event_id: {event_id!r} was already recorded with other content"
+                        )
+                    return self._event_dict(seen, cust, replayed=True)
+                if currency is not None and currency != cust.currency:
+                    raise ValueError(
+                        f"currency: the ledger of {customer_id!r} is kept in {cust.currency}, "
+                        f"not {currency}"
+                    )
+                effect = self._effect(s, cust, kind, order_id, amount)
+                cust.updated_at = utcnow()
+                row = LedgerEvent(
+                    event_id=event_id,
+                    customer_id=customer_id,
+                    type=kind,
+                    order_id=order_id,
+                    amount=amount,
+                    currency=currency,
+                    content_hash=chash,
+                    effect=chain.jsonable(effect),
+                    caller=caller,
+                )
+                s.add(row)
+                s.flush()
+                return self._event_dict(row, cust, replayed=False)
+        except exc.IntegrityError:  # the same event id, concurrently, for another customer
+            raise EventConflict(f"event_id: {event_id!r} is already used") from None
+
+    @staticmethod
+    def _effect(
+        s: Session, cust: Customer, kind: str, order_id: str | None, amount: Decimal | None
+    ) -> dict[str, Any]:
+        zero = Decimal("0.00")
+        d_orders = d_recv = d_bal = zero
+        if kind in ("order_cancelled", "invoice_issued"):
+            res = s.get(Reservation, order_id, with_for_update=True)
+            if res is None or res.customer_id != cust.customer_id:
+                raise EventConflict(
+                    f"order_id: no approved reservation of order {order_id!r} for customer "
+                    f"{cust.customer_id!r}"
+                )
+            open_part = res.amount - res.invoiced
+            if res.status != "open" or open_part <= 0:
+                raise EventConflict(f"order_id: order {order_id!r} is {res.status}")
+            if kind == "order_cancelled":
+                d_orders = -open_part
+                res.status = "cancelled"
+            else:
+                assert amount is not None
+                if amount > open_part:
+                    raise ValueError(
+                        f"amount: invoice of {_plain(amount)} is above the open reservation "
+                        f"of order {order_id!r} ({_plain(open_part)})"
+                    )
+                d_orders = -amount
+                offset = min(amount, cust.credit_balance)
+                d_bal, d_recv = -offset, amount - offset
+                res.invoiced = res.invoiced + amount
+                if res.invoiced == res.amount:
+                    res.status = "invoiced"
+            res.updated_at = utcnow()
+        else:  # payment_received, credit_note: never blocked
+            assert amount is not None
+            d_recv = -min(amount, cust.open_receivables)
+            d_bal = amount + d_recv
+        cust.open_orders = cust.open_orders + d_orders
+        cust.open_receivables = cust.open_receivables + d_recv
+        cust.credit_balance = cust.credit_balance + d_bal
+        return {
+            "open_orders": d_orders,
+            "open_receivables": d_recv,
+            "credit_balance": d_bal,
+        }
+
+    def _event_dict(self, row: LedgerEvent, cust: Customer, *, replayed: bool) -> dict[str, Any]:
+        return {
+            "event_id": row.event_id,
+            "type": row.type,
+            "customer_id": row.customer_id,
+            "order_id": row.order_id,
+            "amount": row.amount,
+            "currency": row.currency,
+            "effect": dict(row.effect),
+            "caller": row.caller,
+            "recorded_at": chain.as_utc(row.created_at),
+            "replayed": replayed,
+            "customer": self._customer_dict(cust),
+        }
+
+    def list_events(self, customer_id: str) -> list[dict[str, Any]]:
+        with self._session(write=False) as s:
+            rows = s.exec(
+                select(LedgerEvent)
+                .where(LedgerEvent.customer_id == customer_id)
+                .order_by(col(LedgerEvent.created_at), col(LedgerEvent.event_id))
+            ).all()
+            return [
+                {
+                    "event_id": r.event_id,
+                    "type": r.type,
+                    "order_id": r.order_id,
+                    "amount": r.amount,
+                    "currency": r.currency,
+                    "effect": dict(r.effect),
+                    "caller": r.caller,
+                    "recorded_at": chain.as_utc(r.created_at),
+                }
+                for r in rows
+            ]
+
+    # -- bulk import ----------------------------------------------------------------------
+
+    def import_customers(self, rows: list[dict[str, Any]]) -> int:
+        """Create or replace every customer of ``rows`` (``put_customer`` fields plus
+        ``line``) in ONE transaction: any bad row → ``ImportErrors`` listing every bad row
+        (``{line, column, problem}``), nothing written."""
+        errors: list[dict[str, Any]] = []
+        with self._session(write=True) as s:
+            for r in rows:
+                cust = s.get(Customer, r["customer_id"], with_for_update=True)
+                if cust is None:
+                    s.add(
+                        Customer(
+                            customer_id=r["customer_id"],
+                            currency=r["currency"],
+                            credit_limit=r["credit_limit"],
+                            open_receivables=r["open_receivables"],
+                            open_orders=Decimal("0.00"),
+                            days_past_due=r["days_past_due"],
+                            facts=chain.jsonable(r["facts"]),
+                        )
+                    )
+                    continue
+                if cust.currency != r["currency"] and cust.open_orders != 0:
+                    errors.append(
+                        {
+                            "line": r["line"],
+                            "column": "currency",
+                            "problem": f"the customer has open orders in {cust.currency}; "
+                            "its currency cannot change",
+                        }
+                    )
+                    continue
+                cust.currency = r["currency"]
+                cust.credit_limit = r["credit_limit"]
+                cust.open_receivables = r["open_receivables"]
+                cust.days_past_due = r["days_past_due"]
+                cust.facts = chain.jsonable(r["facts"])
+                cust.updated_at = utcnow()
+            if errors:
+                raise ImportErrors(errors)  # rolls the whole transaction back
+        return len(rows)
+
+    # -- export ---------------------------------------------------------------------------
+
+    def iter_decisions(
+        self,
+        *,
+        customer_id: str | None = None,
+        date_from: date | datetime | None = None,
+        date_to: date | datetime | None = None,
+        batch: int = 500,
+    ) -> Iterator[dict[str, Any]]:
+        """Every log record in ``seq`` order, read in batches of ``batch`` (one short read
+        transaction each, keyset pagination on ``seq``)."""
+        after = 0
+        while True:
+            q = select(DecisionLog).where(col(DecisionLog.seq) > after)
+            if customer_id is not None:
+                q = q.where(DecisionLog.customer_id == customer_id)
+            if date_from is not None:
+                q = q.where(col(DecisionLog.created_at) >= _as_datetime(date_from, end=False))
+            if date_to is not None:
+                q = q.where(col(DecisionLog.created_at) < _as_datetime(date_to, end=True))
+            with self._session(write=False) as s:
+                page = [
+                    self._log_dict(r)
+                    for r in s.exec(q.order_by(col(DecisionLog.seq)).limit(batch)).all()
+                ]
+            if not page:
+                return
+            yield from page
+            after = page[-1]["seq"]
 
     # -- API keys -------------------------------------------------------------------------
 

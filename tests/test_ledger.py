@@ -1,0 +1,742 @@
+"""Ledger events, FX conversion, CSV import and the decision export: the store on SQLite and
+PostgreSQL (fixtures as in tests/test_store.py), and the HTTP API (TestClient) on both."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from api.store import EventConflict, FxRateMissing, ImportErrors, OrderConflict, Store
+from engine.evaluate import evaluate, load
+from tests.test_store import PG_ADMIN
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "policies.yaml"
+ALL_TABLES = (
+    "ledger_events",
+    "fx_rates",
+    "decision_log",
+    "reservations",
+    "customers",
+    "api_keys",
+    "policy_versions",
+)
+PRIME = {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
+D = Decimal
+
+
+@pytest.fixture(scope="module")
+def compiled():
+    return load(str(POLICY))
+
+
+@pytest.fixture(scope="module")
+def pg_url():
+    psycopg = pytest.importorskip("psycopg")
+    try:
+        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
+    except psycopg.OperationalError as e:
+        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {e}".splitlines()[0])
+    name = f"cg_ledger_{uuid.uuid4().hex[:12]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
+    try:
+        yield base.set(database=name).render_as_string(hide_password=False)
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
+
+
+def _truncate(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            names = set(sa.inspect(conn).get_table_names())
+            tables = [t for t in ALL_TABLES if t in names]
+            if tables:
+                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)}"))
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'creditgate.db'}"
+    url = request.getfixturevalue("pg_url")
+    _truncate(url)
+    return url
+
+
+@pytest.fixture
+def store(db_url):
+    s = Store(db_url)
+    s.upgrade()
+    yield s
+    s.dispose()
+
+
+def ev(compiled):
+    return lambda req: evaluate(compiled, req)
+
+
+def order(order_id, amount, customer_id="C1", currency="EUR", **kw):
+    return {
+        "order_id": order_id,
+        "customer_id": customer_id,
+        "amount": amount,
+        "currency": currency,
+        "payment_term_days": 30,
+        "facts": {},
+        **kw,
+    }
+
+
+def customer(store, cid="C1", limit="100000.00", receivables="20000.00", **facts):
+    return store.put_customer(
+        cid,
+        currency="EUR",
+        credit_limit=D(limit),
+        open_receivables=D(receivables),
+        facts={**PRIME, **facts},
+    )
+
+
+def event(event_id, type_, amount=None, order_id=None, currency="EUR"):
+    e: dict[str, Any] = {"event_id": event_id, "type": type_}
+    if order_id is not None:
+        e["order_id"] = order_id
+    if amount is not None:
+        e["amount"] = D(amount)
+        e["currency"] = currency
+    return e
+
+
+def position(store, cid="C1"):
+    c = store.get_customer(cid)
+    return c["open_orders"], c["open_receivables"], c["credit_balance"], c["exposure"]
+
+
+# -- ledger events on the store (SQLite and PostgreSQL) -------------------------------------
+
+
+def test_invoice_moves_orders_to_receivables_without_double_counting(store, compiled):
+    customer(store)
+    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert d.outcome == "approve"
+    assert position(store) == (D("10000.00"), D("20000.00"), 0, D("30000.00"))
+    r = store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    assert r["effect"] == {
+        "open_orders": "-4000.00",
+        "open_receivables": "4000.00",
+        "credit_balance": "0.00",
+    }
+    assert r["replayed"] is False
+    assert position(store) == (D("6000.00"), D("24000.00"), 0, D("30000.00"))
+    # above what is still open on the order: refused, nothing changes
+    with pytest.raises(ValueError, match="above the open reservation"):
+        store.apply_event("C1", event("E2", "invoice_issued", "6000.01", "O1"), "erp")
+    store.apply_event("C1", event("E3", "invoice_issued", "6000.00", "O1"), "erp")
+    assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
+    # fully invoiced: nothing left to invoice or cancel, the order cannot be amended
+    with pytest.raises(EventConflict):
+        store.apply_event("C1", event("E4", "invoice_issued", "1.00", "O1"), "erp")
+    with pytest.raises(EventConflict):
+        store.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
+    with pytest.raises(OrderConflict, match="invoiced"):
+        store.decide(order("O1", "500.00"), ev(compiled), "erp")
+    # the same order again (same content) is still a repeat
+    assert store.decide(order("O1", "10000.00"), ev(compiled), "erp")[1] == "repeat"
+    assert [e["event_id"] for e in store.list_events("C1")] == ["E1", "E3"]
+
+
+def test_cancel_releases_the_open_part(store, compiled):
+    customer(store)
+    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.apply_event("C1", event("E1", "invoice_issued", "2500.00", "O1"), "erp")
+    r = store.apply_event("C1", event("E2", "order_cancelled", order_id="O1"), "erp")
+    assert r["effect"]["open_orders"] == "-7500.00"
+    assert position(store) == (0, D("22500.00"), 0, D("22500.00"))
+    with pytest.raises(EventConflict, match="cancelled"):
+        store.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
+    with pytest.raises(OrderConflict):  # a cancelled order is not re-opened by an amendment
+        store.decide(order("O1", "100.00"), ev(compiled), "erp")
+    with pytest.raises(EventConflict, match="no approved reservation"):
+        store.apply_event("C1", event("E4", "order_cancelled", order_id="NOPE"), "erp")
+
+
+def test_payments_and_credit_notes_are_never_blocked(store, compiled):
+    customer(store, receivables="1000.00", blacklisted=True, insolvency=True)
+    d, _ = store.decide(order("O1", "100.00"), ev(compiled), "erp")
+    assert d.outcome == "decline"  # the customer's state blocks orders ...
+    # ... but never a payment or a credit note
+    store.apply_event("C1", event("P1", "payment_received", "600.00"), "erp")
+    store.apply_event("C1", event("N1", "credit_note", "300.00", order_id="O1"), "erp")
+    assert position(store) == (0, D("100.00"), 0, D("100.00"))
+    # beyond the receivables: the excess is a credit balance, receivables stay at zero
+    r = store.apply_event("C1", event("P2", "payment_received", "250.00"), "erp")
+    assert r["effect"] == {
+        "open_orders": "0.00",
+        "open_receivables": "-100.00",
+        "credit_balance": "150.00",
+    }
+    assert position(store) == (0, 0, D("150.00"), 0)
+
+
+def test_credit_balance_is_offset_against_the_next_invoice(store, compiled):
+    customer(store, receivables="0")
+    store.apply_event("C1", event("P1", "payment_received", "150.00"), "erp")
+    store.decide(order("O1", "1000.00"), ev(compiled), "erp")
+    assert position(store) == (D("1000.00"), 0, D("150.00"), D("1000.00"))
+    store.apply_event("C1", event("I1", "invoice_issued", "400.00", "O1"), "erp")
+    assert position(store) == (D("600.00"), D("250.00"), 0, D("850.00"))
+
+
+def test_events_are_idempotent_by_event_id(store, compiled):
+    customer(store)
+    first = store.apply_event("C1", event("P1", "payment_received", "100.00"), "erp")
+    again = store.apply_event("C1", event("P1", "payment_received", "100"), "erp")
+    assert again["replayed"] is True and again["effect"] == first["effect"]
+    assert position(store)[1] == D("19900.00")  # applied once
+    with pytest.raises(EventConflict, match="other content"):
+        store.apply_event("C1", event("P1", "payment_received", "100.01"), "erp")
+    customer(store, "C2")
+    with pytest.raises(EventConflict):
+        store.apply_event("C2", event("P1", "payment_received", "100.00"), "erp")
+    with store.engine.connect() as conn:
+        assert conn.execute(sa.text("SELECT count(*) FROM ledger_events")).scalar_one() == 1
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"event_id": "X", "type": "payment_received", "amount": D("-1.00"), "currency": "EUR"},
+        {"event_id": "X", "type": "payment_received", "amount": D("0"), "currency": "EUR"},
+        {"event_id": "X", "type": "payment_received", "amount": 1.5, "currency": "EUR"},
+        {"event_id": "X", "type": "payment_received", "amount": D("1.001"), "currency": "EUR"},
+        {"event_id": "X", "type": "payment_received", "amount": D("1.00"), "currency": "USD"},
+        {"event_id": "X", "type": "payment_received", "amount": D("1.00")},
+        {"event_id": "X", "type": "invoice_issued", "amount": D("1.00"), "currency": "EUR"},
+        {"event_id": "X", "type": "order_cancelled"},
+        {"event_id": "X", "type": "refund", "amount": D("1.00"), "currency": "EUR"},
+        {"event_id": "", "type": "payment_received", "amount": D("1.00"), "currency": "EUR"},
+    ],
+)
+def test_bad_events_are_refused(store, bad):
+    customer(store)
+    with pytest.raises(ValueError):
+        store.apply_event("C1", bad, "erp")
+    assert position(store) == (0, D("20000.00"), 0, D("20000.00"))
+    assert store.list_events("C1") == []
+
+
+# -- FX ---------------------------------------------------------------------------------
+
+
+def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
+    customer(store)
+    store.put_fx_rates(
+        "EUR",
+        [
+            {"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 11, 20)},
+            {"currency": "USD", "rate": D("0.92345"), "as_of": date(2026, 11, 27)},
+            {"currency": "USD", "rate": D("0.5"), "as_of": date(2026, 12, 1)},
+        ],
+    )
+    kw = {"decision_currency": "EUR", "minor_units": 2}
+    # 1000.50 USD x 0.92345 = 923.911725 -> 923.91 (half-even to the cent)
+    o = order("O1", "1000.50", currency="USD", order_date="2026-11-29")
+    d, kind = store.decide(o, ev(compiled), "erp", **kw)
+    assert d.order_amount == D("923.91") and d.currency == "EUR"
+    assert str(d.trail.inputs["order.amount"]) == "923.91"
+    row = store.get_decision(d.decision_id)
+    assert row["request"]["order"]["amount"] == "923.91"
+    assert row["request"]["order"]["currency"] == "EUR"
+    assert row["fx"] == {
+        "original_amount": "1000.50",
+        "original_currency": "USD",
+        "currency": "EUR",
+        "rate": "0.92345",
+        "rate_as_of": "2026-11-27",
+        "order_date": "2026-11-29",
+        "rounding": "half-even to 0.01",
+        "converted_amount": "923.91",
+    }
+    assert store.get_customer("C1")["open_orders"] == D("923.91")
+    # half-even on an exact tie: 0.125 EUR -> 0.12; 0.375 -> 0.38
+    store.put_fx_rates(
+        "EUR", [{"currency": "JPY", "rate": D("0.00625"), "as_of": date(2026, 1, 1)}]
+    )
+    d2, _ = store.decide(order("O2", "20", currency="JPY"), ev(compiled), "erp", **kw)
+    assert d2.order_amount == D("0.12")
+    d3, _ = store.decide(order("O3", "60", currency="JPY"), ev(compiled), "erp", **kw)
+    assert d3.order_amount == D("0.38")
+    # repeat: the stored decision and its fx record
+    again, kind = store.decide(o, ev(compiled), "erp", **kw)
+    assert kind == "repeat" and again.decision_id == d.decision_id
+    rows, _ = store.list_decisions(customer_id="C1", limit=1)
+    assert rows[0]["kind"] == "repeat" and rows[0]["fx"]["rate"] == "0.92345"
+    # no rate on or before the date: an error, never 1:1, nothing written
+    before = store.get_customer("C1")["open_orders"]
+    with pytest.raises(FxRateMissing):
+        store.decide(
+            order("O4", "10.00", currency="USD", order_date="2026-11-19"), ev(compiled), "erp", **kw
+        )
+    with pytest.raises(FxRateMissing):
+        store.decide(order("O5", "10.00", currency="GBP"), ev(compiled), "erp", **kw)
+    assert store.get_customer("C1")["open_orders"] == before
+    assert store.verify_chain()["ok"] and store.verify_chain()["checked"] == 4
+    # tampering with the fx record is detected
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE decision_log SET fx = NULL WHERE seq = 1"))
+    assert store.verify_chain()["first_broken_seq"] == 1
+
+
+def test_fx_rates_are_replaced_and_validated(store):
+    store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 1, 1)}])
+    store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.8"), "as_of": date(2026, 1, 1)}])
+    assert store.fx_rate("EUR", "USD", date(2026, 6, 1)) == (D("0.8"), date(2026, 1, 1))
+    assert store.fx_rate("EUR", "USD", date(2025, 12, 31)) is None
+    assert store.has_fx_rates("EUR", "USD") and not store.has_fx_rates("EUR", "GBP")
+    for bad in (D("-1"), D("0"), D("1.00000000001"), 0.5):
+        with pytest.raises(ValueError):
+            store.put_fx_rates("EUR", [{"currency": "USD", "rate": bad, "as_of": date(2026, 2, 1)}])
+
+
+# -- import and export on the store -----------------------------------------------------
+
+
+def _row(cid, line, **kw):
+    return {
+        "customer_id": cid,
+        "line": line,
+        "currency": "EUR",
+        "credit_limit": D("1000.00"),
+        "open_receivables": D("0.00"),
+        "days_past_due": 0,
+        "facts": dict(PRIME),
+        **kw,
+    }
+
+
+def test_import_is_all_or_nothing(store, compiled):
+    customer(store, "C1")
+    store.decide(order("O1", "100.00"), ev(compiled), "erp")
+    with store.engine.begin() as conn:  # C1 has open orders in another currency
+        conn.execute(sa.text("UPDATE customers SET currency = 'CHF' WHERE customer_id = 'C1'"))
+    with pytest.raises(ImportErrors) as err:
+        store.import_customers([_row("NEW", 2), _row("C1", 3)])
+    assert [(e["line"], e["column"]) for e in err.value.errors] == [(3, "currency")]
+    assert store.get_customer("NEW") is None
+    assert store.import_customers([_row("NEW", 2), _row("N2", 3, days_past_due=4)]) == 2
+    assert store.get_customer("N2")["days_past_due"] == 4
+
+
+def test_iter_decisions_reads_in_batches(store, compiled):
+    customer(store)
+    for i in range(7):
+        store.decide(order(f"O{i}", "10.00"), ev(compiled), "erp")
+    rows = list(store.iter_decisions(batch=3))
+    assert [r["seq"] for r in rows] == list(range(1, 8))
+    assert list(store.iter_decisions(customer_id="nobody")) == []
+
+
+# -- HTTP (TestClient) on SQLite and PostgreSQL ----------------------------------------------
+
+
+class Api:
+    def __init__(self, db_url: str, policy: Path = POLICY):
+        self.app = create_app(Settings(database_url=db_url, policy_path=str(policy)))
+        self.store = self.app.state.store
+        self.client = TestClient(self.app, raise_server_exceptions=False)
+        self.keys = {
+            r: self.store.create_api_key(r)
+            for r in ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
+        }
+
+    def h(self, role="admin", **extra):
+        return {"Authorization": f"Bearer {self.keys[role]}", **extra}
+
+    def customer(self, cid="CUST-1", **body):
+        payload = {
+            "currency": "EUR",
+            "credit_limit": "100000.00",
+            "open_receivables": "20000.00",
+            "facts": dict(PRIME),
+            **body,
+        }
+        r = self.client.put(f"/v1/customers/{cid}", headers=self.h(), json=payload)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def decide(self, **fields):
+        payload = {
+            "order_id": "SO-1",
+            "customer_id": "CUST-1",
+            "amount": "12500.00",
+            "currency": "EUR",
+            "payment_term_days": 30,
+            **fields,
+        }
+        return self.client.post("/v1/decisions", headers=self.h("order_entry"), json=payload)
+
+    def event(self, cid="CUST-1", role="order_entry", **body):
+        return self.client.post(f"/v1/customers/{cid}/events", headers=self.h(role), json=body)
+
+
+@pytest.fixture
+def api(db_url):
+    a = Api(db_url)
+    yield a
+    a.store.dispose()
+
+
+def problem(r, status, code=None):
+    assert r.status_code == status, r.text
+    assert r.headers["content-type"].startswith("application/problem+json")
+    body = r.json()
+    if code is not None:
+        assert body["code"] == code, body
+    return body
+
+
+def test_http_ledger_events(api):
+    api.customer()
+    assert api.decide().json()["outcome"] == "approve"
+    r = api.event(
+        event_id="INV-1", type="invoice_issued", order_id="SO-1", amount="5000.00", currency="EUR"
+    )
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["effect"] == {
+        "open_orders": "-5000.00",
+        "open_receivables": "5000.00",
+        "credit_balance": "0.00",
+    }
+    assert body["customer"]["open_orders"] == "7500.00"
+    assert body["customer"]["open_receivables"] == "25000.00"
+    assert body["customer"]["exposure"] == "32500.00"  # unchanged: never counted twice
+    again = api.event(
+        event_id="INV-1", type="invoice_issued", order_id="SO-1", amount="5000.00", currency="EUR"
+    )
+    assert again.status_code == 200 and again.json()["replayed"] is True
+    problem(
+        api.event(
+            event_id="INV-1",
+            type="invoice_issued",
+            order_id="SO-1",
+            amount="5000.01",
+            currency="EUR",
+        ),
+        409,
+        "conflict",
+    )
+    b = problem(
+        api.event(
+            event_id="INV-2",
+            type="invoice_issued",
+            order_id="SO-1",
+            amount="7500.01",
+            currency="EUR",
+        ),
+        422,
+        "invalid_request",
+    )
+    assert b["errors"][0]["path"] == "amount"
+    r = api.event(event_id="CAN-1", type="order_cancelled", order_id="SO-1")
+    assert r.json()["customer"]["open_orders"] == "0.00"
+    r = api.event(event_id="PAY-1", type="payment_received", amount="30000.00", currency="EUR")
+    assert r.json()["customer"]["open_receivables"] == "0.00"
+    assert r.json()["customer"]["credit_balance"] == "5000.00"
+    # an amendment of a cancelled order is a conflict
+    problem(api.decide(amount="100.00"), 409, "conflict")
+    problem(
+        api.event("NOBODY", event_id="X", type="credit_note", amount="1", currency="EUR"),
+        404,
+        "unknown_customer",
+    )
+    problem(
+        api.event(event_id="X", type="credit_note", amount="1", currency="EUR", role="reviewer"),
+        403,
+        "forbidden",
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "path", "code"),
+    [
+        ({"type": "payment_received", "amount": "-5.00", "currency": "EUR"}, "amount", "below_min"),
+        ({"type": "payment_received", "amount": "0", "currency": "EUR"}, "amount", "below_min"),
+        (
+            {"type": "payment_received", "amount": 5.5, "currency": "EUR"},
+            "amount",
+            "inexact_number",
+        ),
+        (
+            {"type": "payment_received", "amount": "5.001", "currency": "EUR"},
+            "amount",
+            "too_many_decimals",
+        ),
+        ({"type": "refund", "amount": "5", "currency": "EUR"}, "type", "invalid_value"),
+        ({"type": "credit_note", "amount": "5", "currency": "USD"}, "currency", "not_accepted"),
+        ({"type": "credit_note", "amount": "5", "currency": "EUR", "x": 1}, "x", "unknown_field"),
+    ],
+)
+def test_http_bad_events_are_422(api, body, path, code):
+    api.customer()
+    b = problem(api.event(event_id="E-1", **body), 422)
+    assert any(e["path"] == path and e["code"] == code for e in b["errors"]), b
+    assert api.store.list_events("CUST-1") == []
+
+
+def test_http_fx_rates_and_conversion(api):
+    api.customer()
+    # a currency without any loaded rate: refused as before (currency_mismatch)
+    b = problem(api.decide(currency="USD"), 422, "invalid_request")
+    assert b["errors"][0]["code"] == "currency_mismatch"
+    r = api.client.put(
+        "/v1/fx-rates",
+        headers=api.h(),
+        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-01"}]},
+    )
+    assert r.status_code == 200 and r.json() == {"base": "EUR", "stored": 1}
+    d = api.decide(currency="USD", amount="1000.00", order_date="2026-11-29")
+    assert d.status_code == 200, d.text
+    assert d.json()["order_amount"] == "920.00" and d.json()["currency"] == "EUR"
+    row = api.client.get(f"/v1/decisions/{d.json()['decision_id']}", headers=api.h("compliance"))
+    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-01"
+    assert row.json()["fx"]["original_amount"] == "1000.00"
+    replay = api.client.get(
+        f"/v1/decisions/{d.json()['decision_id']}/replay", headers=api.h("compliance")
+    )
+    assert replay.json()["identical"] is True
+    # rates exist for USD, but none on or before the order date: fx_rate_missing
+    b = problem(
+        api.decide(order_id="SO-2", currency="USD", order_date="2026-10-31"), 422, "fx_rate_missing"
+    )
+    assert b["errors"][0]["path"] == "currency"
+    bad = [
+        (
+            {"base": "USD", "rates": [{"currency": "GBP", "rate": "1", "as_of": "2026-01-01"}]},
+            "base",
+        ),
+        (
+            {"base": "EUR", "rates": [{"currency": "USD", "rate": "-1", "as_of": "2026-01-01"}]},
+            "rates[0].rate",
+        ),
+        (
+            {"base": "EUR", "rates": [{"currency": "USD", "rate": 0.9, "as_of": "2026-01-01"}]},
+            "rates[0].rate",
+        ),
+        (
+            {"base": "EUR", "rates": [{"currency": "USD", "rate": "1", "as_of": "soon"}]},
+            "rates[0].as_of",
+        ),
+        ({"base": "EUR", "rates": []}, "rates"),
+    ]
+    for body, path in bad:
+        b = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=body), 422)
+        assert any(e["path"] == path for e in b["errors"]), (body, b)
+    problem(api.client.put("/v1/fx-rates", headers=api.h("order_entry"), json=bad[0][0]), 403)
+
+
+CSV_OK = (
+    "customer_id,currency,credit_limit,open_receivables,days_past_due,customer.risk_class,"
+    "customer.years_in_business,customer.new_customer,customer.avg_days_late\n"
+    "A-1,EUR,50000.00,1200.50,0,low,12,false,0.4\n"
+    "A-2,EUR,1000,,3,high,1.5,TRUE,\n"
+)
+
+
+def test_http_csv_import(api):
+    r = api.client.post(
+        "/v1/customers/import",
+        headers=api.h(**{"Content-Type": "text/csv"}),
+        content=CSV_OK.encode(),
+    )
+    assert r.status_code == 200, r.text
+    assert r.json() == {"imported": 2}
+    a1 = api.store.get_customer("A-1")
+    assert a1["credit_limit"] == D("50000.00") and a1["open_receivables"] == D("1200.50")
+    assert a1["facts"] == {
+        "risk_class": "low",
+        "years_in_business": "12",
+        "new_customer": False,
+        "avg_days_late": "0.4",
+    }
+    a2 = api.store.get_customer("A-2")
+    assert a2["days_past_due"] == 3 and a2["open_receivables"] == 0
+    assert a2["facts"] == {"risk_class": "high", "years_in_business": "1.5", "new_customer": True}
+    d = api.decide(customer_id="A-1", amount="100.00")
+    assert d.status_code == 200 and d.json()["outcome"] == "approve", d.text
+
+
+def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
+    text = (
+        "customer_id,currency,credit_limit,open_receivables,days_past_due,customer.risk_class\n"
+        "B-1,EUR,100.00,0,0,low\n"
+        "B-2,USD,-5,0,0,low\n"
+        "B-3,EUR,1.001,x,-1,excellent\n"
+        "B-1,EUR,100.00,0,0,low\n"
+        "B-4,EUR,100\n"
+    )
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
+    )
+    b = problem(r, 422, "invalid_request")
+    got = {(e["line"], e["column"]) for e in b["errors"]}
+    assert got == {
+        (3, "currency"),
+        (3, "credit_limit"),
+        (4, "credit_limit"),
+        (4, "open_receivables"),
+        (4, "days_past_due"),
+        (4, "customer.risk_class"),
+        (5, "customer_id"),
+        (6, ""),
+    }, b["errors"]
+    assert all(e["message"] for e in b["errors"])
+    assert api.store.get_customer("B-1") is None
+    # header problems
+    bad_header = "customer_id,currency,colour,customer.exposure,customer.nope\nX,EUR,1,2,3\n"
+    r = api.client.post(
+        "/v1/customers/import",
+        headers=api.h(**{"Content-Type": "text/csv"}),
+        content=bad_header.encode(),
+    )
+    b = problem(r, 422)
+    assert {(e["line"], e["column"]) for e in b["errors"]} == {
+        (1, "colour"),
+        (1, "customer.exposure"),
+        (1, "customer.nope"),
+        (1, "credit_limit"),
+    }
+    problem(
+        api.client.post(
+            "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=b""
+        ),
+        422,
+    )
+    problem(api.client.post("/v1/customers/import", headers=api.h(), json={"a": 1}), 415)
+    problem(
+        api.client.post(
+            "/v1/customers/import",
+            headers=api.h("order_entry", **{"Content-Type": "text/csv"}),
+            content=CSV_OK.encode(),
+        ),
+        403,
+        "forbidden",
+    )
+
+
+def _sensitive_policy(tmp_path: Path) -> Path:
+    text = POLICY.read_text()
+    old = "customer.years_in_business: {type: decimal, min: 0,"
+    assert old in text
+    path = tmp_path / "policy-sensitive.yaml"
+    path.write_text(text.replace(old, old + " sensitive: true,"))
+    return path
+
+
+def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
+    api = Api(db_url, _sensitive_policy(tmp_path))
+    try:
+        api.customer()
+        for i in range(3):
+            assert api.decide(order_id=f"SO-{i}", amount="100.00").status_code == 200
+        r = api.client.get("/v1/decisions/export?format=jsonl", headers=api.h("compliance"))
+        assert r.status_code == 200, r.text
+        assert r.headers["content-type"].startswith("application/x-ndjson")
+        lines = [json.loads(x) for x in r.text.splitlines()]
+        assert [x["order_id"] for x in lines] == ["SO-0", "SO-1", "SO-2"]
+        for x in lines:
+            assert x["request"]["customer"]["years_in_business"] == "***"
+            assert x["request"]["customer"]["risk_class"] == "low"
+            trail = x["decision"]["trail"]
+            assert trail["inputs"]["customer.years_in_business"] == "***"
+            assert "12" not in json.dumps(
+                [rule.get("reads", {}).get("customer.years_in_business") for rule in trail["rules"]]
+            )
+        assert 'years_in_business": 12' not in r.text and '"12"' not in r.text
+        r = api.client.get("/v1/decisions/export?format=csv", headers=api.h("compliance"))
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
+        rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [x["order_id"] for x in rows] == ["SO-0", "SO-1", "SO-2"]
+        assert json.loads(rows[0]["request"])["customer"]["years_in_business"] == "***"
+        assert rows[0]["fx"] == ""
+        # the log itself keeps the real values (masking is for the export only)
+        one = api.client.get(f"/v1/decisions/{lines[0]['decision_id']}", headers=api.h("reviewer"))
+        assert one.json()["request"]["customer"]["years_in_business"] == 12
+        problem(api.client.get("/v1/decisions/export", headers=api.h("reviewer")), 403)
+        problem(api.client.get("/v1/decisions/export?format=xml", headers=api.h("compliance")), 422)
+        r = api.client.get(
+            "/v1/decisions/export?customer_id=nobody&format=csv", headers=api.h("compliance")
+        )
+        assert r.text.splitlines() == [",".join(__import__("api.app").app.EXPORT_COLUMNS)]
+    finally:
+        api.store.dispose()
+
+
+def test_concurrent_invoices_never_exceed_the_reservation(store, compiled):
+    import threading
+
+    customer(store)
+    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    results: list[str] = []
+    barrier = threading.Barrier(20)
+
+    def run(i):
+        barrier.wait()
+        try:
+            store.apply_event("C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp")
+            results.append("ok")
+        except (ValueError, EventConflict) as e:
+            results.append(type(e).__name__)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(20)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results.count("ok") == 10 and len(results) == 20
+    assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
+
+
+def test_migration_0002_downgrades_and_upgrades(tmp_path):
+    from alembic import command
+    from alembic.config import Config
+
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    cfg = Config("alembic.ini")
+    cfg.set_main_option("sqlalchemy.url", url)
+    command.upgrade(cfg, "0001_initial")
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "INSERT INTO customers VALUES ('C1', 'EUR', '10.00', '0.00', '0.00', 0, '{}', "
+                "'2026-01-01 00:00:00')"
+            )
+        )
+    command.upgrade(cfg, "head")
+    tables = set(sa.inspect(engine).get_table_names())
+    assert {"ledger_events", "fx_rates"} <= tables
+    with engine.connect() as conn:  # existing rows get a zero credit balance
+        bal = conn.execute(sa.text("SELECT credit_balance FROM customers")).scalar_one()
+    assert Decimal(bal) == 0
+    command.downgrade(cfg, "0001_initial")
+    assert "ledger_events" not in set(sa.inspect(engine).get_table_names())
+    command.upgrade(cfg, "head")
+    engine.dispose()
