@@ -179,7 +179,7 @@ def _currency(value: Any) -> str:
         raise PydanticCustomError("invalid_type", "expected an ISO 4217 currency code")
     if value not in list_currencies():
         raise PydanticCustomError(
-            "unknown_currency", "{value!r} is not an ISO 4217 currency code", {"value": value}
+            "unknown_currency", "'{value}' is not an ISO 4217 currency code", {"value": value}
         )
     return value
 
@@ -214,7 +214,7 @@ def _order_facts(value: Any) -> dict[str, Any]:
         if key in _RESERVED_FACTS:
             raise PydanticCustomError(
                 "invalid_value",
-                "facts.{key}: send it as the top-level field {field!r}",
+                "facts.{key}: send it as the top-level field '{field}'",
                 {"key": key, "field": _RESERVED_FACTS[key]},
             )
         if not _FACT_KEY.fullmatch(key):
@@ -894,6 +894,14 @@ def _roles(method: str, path: str) -> tuple[str, ...]:
     raise KeyError((method, path))
 
 
+def _csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP "CSV injection"): text
+    starting with = + - @ or a tab/CR gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value
+
+
 def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
     """The FastAPI app for ``settings`` (default: ``Settings()`` from the environment).
 
@@ -1069,7 +1077,8 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
             str | None, Query(max_length=200, description="Policy version or sha256")
         ] = None,
         cursor: Annotated[
-            int | None, Query(ge=0, description="next_cursor of the previous page")
+            int | None,
+            Query(ge=0, le=2**62, description="next_cursor of the previous page"),
         ] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> JSONResponse:
@@ -1141,9 +1150,11 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
                 data = _json(mask(row))
                 writer.writerow(
                     [
-                        json.dumps(data[c], ensure_ascii=False, sort_keys=True)
-                        if isinstance(data.get(c), dict)
-                        else ("" if data.get(c) is None else data[c])
+                        _csv_cell(
+                            json.dumps(data[c], ensure_ascii=False, sort_keys=True)
+                            if isinstance(data.get(c), dict)
+                            else ("" if data.get(c) is None else data[c])
+                        )
                         for c in EXPORT_COLUMNS
                     ]
                 )

@@ -457,7 +457,9 @@ class Store:
         }
         with self._session(write=True) as s:
             cust = s.get(Customer, customer_id, with_for_update=True)
-            if cust is None and not request_customer:
+            if cust is None:
+                # Never decide a customer the ledger does not hold: the caller's own credit
+                # limit and exposure would be believed and nothing could be reserved.
                 raise UnknownCustomer(customer_id)
             fx = None
             if decision_currency is not None and norm["currency"] != decision_currency:
@@ -477,10 +479,15 @@ class Store:
                         "currencies are not supported yet (convert first)"
                     )
                 owned = [f"customer.{k}" for k in request_customer]
-                clash = sorted(set(owned) & set(LEDGER_OWNED))
+                held = set(LEDGER_OWNED) | {"customer.days_past_due"}
+                held |= {f"customer.{k}" for k in (cust.facts or {})}
+                clash = sorted(set(owned) & held)
                 if clash:
+                    # The order may add facts the ledger lacks, never contradict it: an
+                    # order-entry caller must not clear a blacklist or overdue days.
                     raise ValueError(
-                        f"facts: {', '.join(clash)} come from the ledger for a known customer"
+                        f"facts: {', '.join(clash)} come from the ledger for customer "
+                        f"{customer_id!r}; change them with PUT /v1/customers/{customer_id}"
                     )
             last = s.exec(
                 select(DecisionLog)

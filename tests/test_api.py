@@ -316,8 +316,8 @@ VALID = (
             id="unknown-fact",
         ),
         pytest.param(
-            VALID + b', "facts": {"customer.risk_class": "excellent"}}',
-            "facts.customer.risk_class",
+            VALID + b', "facts": {"customer.country_risk": "excellent"}}',
+            "facts.customer.country_risk",
             "invalid_value",
             id="bad-enum-fact",
         ),
@@ -529,6 +529,7 @@ def test_list_decisions_filters_and_pages(api: Api) -> None:
         ({"outcome": "maybe"}, "query.outcome"),
         ({"from": "yesterday"}, "query.from"),
         ({"cursor": "abc"}, "query.cursor"),
+        ({"cursor": str(2**63)}, "query.cursor"),  # once a 500 (integer overflow in SQL)
     ],
 )
 def test_list_decisions_bad_query_is_422(api: Api, params: dict, path: str) -> None:
@@ -868,3 +869,12 @@ def test_request_id_is_echoed(api: Api) -> None:
     r = api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     assert api.client.get("/healthz").headers["x-request-id"]
+
+
+def test_csv_export_cells_cannot_run_as_formulas():
+    from api.app import _csv_cell
+
+    assert _csv_cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
+    assert _csv_cell("@SUM(1+1)") == "'@SUM(1+1)"
+    assert _csv_cell("-2+3") == "'-2+3"
+    assert _csv_cell("SO-1") == "SO-1" and _csv_cell(5) == 5

@@ -244,8 +244,14 @@ def test_list_decisions_filters_and_pages(store, compiled):
 def test_request_facts_and_currency(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
-    d, _ = store.decide(order("O1", "100.00", facts={"customer.risk_class": "high"}), ev, "x")
-    assert d.trail.inputs["customer.risk_class"] == "high"  # request values win
+    # a fact the ledger lacks may come with the order ...
+    d, _ = store.decide(order("O1", "100.00", facts={"customer.country_risk": "high"}), ev, "x")
+    assert d.trail.inputs["customer.country_risk"] == "high"
+    # ... but the order may never contradict the ledger (an order-entry caller must not
+    # clear a blacklist, a risk class or overdue days)
+    for fact in ({"customer.risk_class": "high"}, {"customer.days_past_due": 0}):
+        with pytest.raises(ValueError, match="ledger"):
+            store.decide(order("O5", "100.00", facts=fact), ev, "x")
     with pytest.raises(ValueError, match="currency"):
         store.decide(order("O2", "100.00", currency="USD"), ev, "x")
     with pytest.raises(ValueError, match="ledger"):
@@ -362,15 +368,17 @@ def test_alembic_ini_upgrade(tmp_path):
     assert set(TABLES) <= set(sa.inspect(sa.create_engine(url)).get_table_names())
 
 
-def test_unknown_customer_with_request_facts_is_decided_without_reservation(store, compiled):
+def test_unknown_customer_is_refused_even_with_its_own_credit_facts(store, compiled):
+    """Regression (adversarial review): a customer the ledger does not hold, bringing its
+    own credit limit and exposure as facts, was approved again and again with nothing
+    reserved. It must be refused, and nothing written."""
     facts = {f"customer.{k}": v for k, v in PRIME.items()}
     facts |= {"customer.credit_limit": "5000.00", "customer.exposure": "0"}
-    d, kind = store.decide(
-        order("O1", "100.00", customer_id="walk-in", facts=facts), evaluator(compiled), "erp"
-    )
-    assert (d.outcome, kind) == ("approve", "new")
-    assert reservations(store) == {} and store.get_customer("walk-in") is None
-    assert store.get_decision(d.decision_id)["customer_id"] == "walk-in"
+    with pytest.raises(UnknownCustomer):
+        store.decide(
+            order("O1", "100.00", customer_id="walk-in", facts=facts), evaluator(compiled), "x"
+        )
+    assert reservations(store) == {} and log_count(store) == 0
 
 
 def test_sqlite_writers_begin_immediate(tmp_path):

@@ -34,11 +34,9 @@ Where the customer's position comes from (``--mode``):
   data's open invoices minus what is still reserved (never below 0), so where a service has
   no ledger-event route (it answers 404; then reservations are kept) the report counts the
   positions whose service exposure differs from the data's.
-- ``facts``: the customers are not in the ledger; each order carries the customer's
-  position as request facts (``customer.credit_limit``, ``customer.exposure``, ...), exactly
-  the request ``replay.py`` evaluates in process, so the decisions must be the same; no
-  reservation is made (the customer is unknown to the ledger). Use customer ids the ledger
-  does not know (``--prefix``).
+- (``facts`` mode, which sent the position as order facts for customers unknown to the
+  ledger, was removed: the service now refuses unknown customers and facts that contradict
+  its ledger.)
 
 ``--prefix P`` is put before every order and customer id, so a replay can be repeated
 against the same database without meeting its earlier orders (the same order id with the
@@ -72,7 +70,10 @@ from replay import ReplayResult, report  # noqa: E402
 __all__ = ["HttpReplay", "Server", "free_port", "http_replay", "main", "spawn_server"]
 
 DEFAULT_POLICY = positions.REPO_ROOT / "policies.yaml"
-MODES = ("ledger", "facts")
+# "facts" mode (customers unknown to the ledger, position sent as order facts) was removed:
+# the service refuses customers its ledger does not hold (404) and order facts that
+# contradict the ledger, so a caller can never bring its own credit limit.
+MODES = ("ledger",)
 
 
 # --------------------------------------------------------------------------- a live server
