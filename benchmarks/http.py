@@ -31,8 +31,6 @@ import argparse
 import json
 import os
 import platform
-import socket
-import subprocess
 import sys
 import tempfile
 import threading
@@ -109,56 +107,8 @@ def workload(n: int | None) -> tuple[dict[str, dict[str, Any]], list[dict[str, A
 # ---------------------------------------------------------------------------------------
 # Server
 # ---------------------------------------------------------------------------------------
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """``creditgate serve`` on a free port against ``database_url``; stderr to a file."""
-
-    def __init__(self, database_url: str, workdir: Path):
-        self.database_url = database_url
-        self.port = free_port()
-        self.base = f"http://127.0.0.1:{self.port}"
-        self.logfile = workdir / f"server-{self.port}.log"
-        env = {
-            **os.environ,
-            "DATABASE_URL": database_url,
-            "CREDITGATE_DATABASE_URL": database_url,
-            "CREDITGATE_POLICY_PATH": str(POLICY),
-        }
-        with open(self.logfile, "wb") as err:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
-                cwd=ROOT,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-            )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited at start:\n{self.logfile.read_text()[-3000:]}")
-            try:
-                if httpx.get(self.base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                self.stop()
-                raise RuntimeError("server not ready after 60 s")
-            time.sleep(0.1)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+# The same live server the fault tests start (tests/pgserver.py): one implementation.
+from tests.pgserver import LiveServer as Server  # noqa: E402
 
 
 def make_keys(database_url: str) -> dict[str, str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import uuid
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ from api.app import create_app
 from api.settings import Settings
 from api.store import EventConflict, FxRateMissing, ImportErrors, OrderConflict, Store
 from engine.evaluate import evaluate, load
-from tests.test_store import PG_ADMIN
+from tests.conftest import fresh_pg_database
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies.yaml"
@@ -44,19 +43,8 @@ def compiled():
 
 @pytest.fixture(scope="module")
 def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {e}".splitlines()[0])
-    name = f"cg_ledger_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_pg_database("cg_ledger") as url:
+        yield url
 
 
 def _truncate(url: str) -> None:

@@ -5,10 +5,8 @@ PostgreSQL cannot be reached). Override the server with CREDITGATE_TEST_PG
 
 from __future__ import annotations
 
-import os
 import random
 import threading
-import uuid
 from decimal import Decimal
 
 import pytest
@@ -17,8 +15,8 @@ import sqlalchemy as sa
 from api.models import Reservation
 from api.store import OrderConflict, Store, StoreUnavailable, UnknownCustomer
 from engine.evaluate import EvaluationError, evaluate, load
+from tests.conftest import fresh_pg_database
 
-PG_ADMIN = os.environ.get("CREDITGATE_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = ("decision_log", "reservations", "customers", "api_keys", "policy_versions")
 PRIME = {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
 
@@ -30,19 +28,8 @@ def compiled():
 
 @pytest.fixture(scope="session")
 def pg_url():
-    psycopg = pytest.importorskip("psycopg")
-    try:
-        admin = psycopg.connect(PG_ADMIN, autocommit=True, connect_timeout=3)
-    except psycopg.OperationalError as e:
-        pytest.skip(f"PostgreSQL not reachable at {PG_ADMIN}: {e}".splitlines()[0])
-    name = f"cg_test_{uuid.uuid4().hex[:12]}"
-    admin.execute(f'CREATE DATABASE "{name}"')
-    base = sa.make_url(PG_ADMIN.replace("postgresql://", "postgresql+psycopg://", 1))
-    try:
-        yield base.set(database=name).render_as_string(hide_password=False)
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
+    with fresh_pg_database("cg_test") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
