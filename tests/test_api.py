@@ -872,7 +872,7 @@ def test_request_id_is_echoed(api: Api) -> None:
 
 
 def test_csv_export_cells_cannot_run_as_formulas():
-    from api.app import _csv_cell
+    from api.csvio import csv_cell as _csv_cell
 
     assert _csv_cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
     assert _csv_cell("@SUM(1+1)") == "'@SUM(1+1)"

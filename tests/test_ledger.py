@@ -672,7 +672,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         r = api.client.get(
             "/v1/decisions/export?customer_id=nobody&format=csv", headers=api.h("compliance")
         )
-        assert r.text.splitlines() == [",".join(__import__("api.app").app.EXPORT_COLUMNS)]
+        assert r.text.splitlines() == [",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS)]
     finally:
         api.store.dispose()
 

@@ -1,0 +1,398 @@
+"""Request bodies of the HTTP API: JSON read raw (size-limited), parsed exactly
+(``Decimal``, duplicate keys refused), validated by pydantic models whose value parsers
+refuse floats for money, plus the checks that need the policy (currency, decimals).
+
+Money is a JSON string such as ``"12500.00"`` or a whole JSON number, below 10^15; a JSON
+number with a fraction is refused (``inexact_number``): most JSON encoders make it a binary
+float before it is sent."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from fastapi import Request
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from api.problems import Problem, validation_errors
+
+_NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
+MAX_MONEY = Decimal(10) ** 15
+_IDENT = re.compile(r"^[^\x00-\x1f\x7f-\x9f]{1,200}$")
+
+
+def parse_money(value: Any) -> Decimal:
+    if isinstance(value, bool):
+        raise PydanticCustomError(
+            "invalid_type", 'expected money as a string such as "12500.00", got a boolean'
+        )
+    if isinstance(value, float | Decimal):
+        raise PydanticCustomError(
+            "inexact_number",
+            'money must be a JSON string such as "12500.00" (or a whole number): a JSON '
+            "number with a fraction is a binary float to most JSON encoders",
+        )
+    if isinstance(value, int):
+        amount = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 40 and _NUMBER.fullmatch(value):
+        amount = Decimal(value)
+    else:
+        raise PydanticCustomError(
+            "invalid_type",
+            'expected money as a string of digits such as "12500.00" (no exponent, no spaces)',
+        )
+    if abs(amount) >= MAX_MONEY:
+        raise PydanticCustomError(
+            "out_of_range", "amount is beyond the supported range (below 10^15)"
+        )
+    return amount + 0
+
+
+def _whole(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise PydanticCustomError("invalid_type", "expected a whole number (JSON integer)")
+    if abs(value) >= 10**9:
+        raise PydanticCustomError("out_of_range", "number is beyond the supported range")
+    return value
+
+
+def parse_identifier(value: Any) -> str:
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_type", "expected text")
+    if not _IDENT.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_value", "an identifier is text of 1 to 200 printable characters"
+        )
+    return value
+
+
+def parse_currency(value: Any) -> str:
+    from babel.numbers import list_currencies
+
+    if not isinstance(value, str):
+        raise PydanticCustomError("invalid_type", "expected an ISO 4217 currency code")
+    if value not in list_currencies():
+        raise PydanticCustomError(
+            "unknown_currency", "'{value}' is not an ISO 4217 currency code", {"value": value}
+        )
+    return value
+
+
+_RESERVED_FACTS = {
+    "order.id": "order_id",
+    "order.amount": "amount",
+    "order.currency": "currency",
+    "order.payment_term_days": "payment_term_days",
+    "customer.id": "customer_id",
+}
+_FACT_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+_CUSTOMER_FACT = re.compile(r"^(customer\.)?[a-z][a-z0-9_]*$")
+
+
+def _fact_value(key: str, value: Any) -> None:
+    if isinstance(value, dict | list):
+        raise PydanticCustomError(
+            "invalid_type",
+            "facts.{key}: a fact is a single value (text, number or true/false)",
+            {"key": key},
+        )
+
+
+def _order_facts(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "invalid_type",
+            'facts is a JSON object of policy inputs such as {"customer.risk_class": "low"}',
+        )
+    for key, item in value.items():
+        if key in _RESERVED_FACTS:
+            raise PydanticCustomError(
+                "invalid_value",
+                "facts.{key}: send it as the top-level field '{field}'",
+                {"key": key, "field": _RESERVED_FACTS[key]},
+            )
+        if not _FACT_KEY.fullmatch(key):
+            raise PydanticCustomError(
+                "invalid_value",
+                "facts.{key}: a fact is named by its policy input, group.name "
+                "(e.g. 'customer.risk_class')",
+                {"key": key[:60]},
+            )
+        _fact_value(key, item)
+    return value
+
+
+def _customer_facts(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "invalid_type",
+            'facts is a JSON object of customer inputs such as {"risk_class": "low"}',
+        )
+    for key, item in value.items():
+        if not _CUSTOMER_FACT.fullmatch(key):
+            raise PydanticCustomError(
+                "invalid_value",
+                "facts.{key}: a customer fact is named by its policy input without the group "
+                "(e.g. 'risk_class')",
+                {"key": key[:60]},
+            )
+        _fact_value(key, item)
+    return value
+
+
+Money = Annotated[Decimal, BeforeValidator(parse_money)]
+Whole = Annotated[int, BeforeValidator(_whole)]
+Identifier = Annotated[str, BeforeValidator(parse_identifier)]
+Currency = Annotated[str, BeforeValidator(parse_currency)]
+OrderFacts = Annotated[dict[str, Any], BeforeValidator(_order_facts)]
+CustomerFacts = Annotated[dict[str, Any], BeforeValidator(_customer_facts)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecisionRequest(_Body):
+    """An order to decide. Money as a string (``"12500.00"``) or whole number."""
+
+    order_id: Identifier
+    customer_id: Identifier
+    amount: Money = Field(description='Order value, e.g. "12500.00", in `currency`')
+    currency: Currency
+    payment_term_days: Whole
+    order_date: date | None = Field(
+        default=None,
+        description="Date of the order (ISO 8601); picks the exchange rate of an order in "
+        "another currency than the policy's (latest rate on or before it). Default: today.",
+    )
+    facts: OrderFacts = Field(
+        default_factory=dict,
+        description="Other policy inputs for this order by input name, e.g. "
+        '{"customer.risk_class": "low"} (request values win over the ledger)',
+    )
+
+
+class CustomerBody(_Body):
+    """A customer's credit position (replaces what the ledger holds; ``open_orders`` is kept:
+    it is the sum of the open approved orders)."""
+
+    currency: Currency
+    credit_limit: Money
+    open_receivables: Money = Decimal(0)
+    days_past_due: Whole = 0
+    facts: CustomerFacts = Field(
+        default_factory=dict,
+        description='Other customer inputs of the policy, e.g. {"risk_class": "low", '
+        '"years_in_business": 12}',
+    )
+
+
+def _rate_value(value: Any) -> Decimal:
+    if isinstance(value, bool) or isinstance(value, float | Decimal):
+        raise PydanticCustomError(
+            "inexact_number", 'a rate is a JSON string such as "0.9234" (or a whole number)'
+        )
+    if isinstance(value, int):
+        rate = Decimal(value)
+    elif isinstance(value, str) and len(value) <= 40 and _NUMBER.fullmatch(value):
+        rate = Decimal(value)
+    else:
+        raise PydanticCustomError("invalid_type", 'expected a rate as a string such as "0.9234"')
+    if rate <= 0:
+        raise PydanticCustomError("below_min", "a rate must be positive")
+    if rate != rate.quantize(Decimal("1E-10")) or rate >= Decimal(10) ** 9:
+        raise PydanticCustomError("out_of_range", "at most 10 decimals and below 10^9")
+    return rate + 0
+
+
+RateValue = Annotated[Decimal, BeforeValidator(_rate_value)]
+
+
+class FxRateItem(_Body):
+    currency: Currency
+    rate: RateValue = Field(
+        description="Units of `base` for ONE unit of `currency` on `as_of` "
+        '(base EUR, currency USD, rate "0.92": 1 USD = 0.92 EUR)'
+    )
+    as_of: date
+
+
+class FxRatesBody(_Body):
+    """Exchange rates into the policy's currency (``base``); inserted or replaced by
+    (base, currency, as_of)."""
+
+    base: Currency
+    rates: list[FxRateItem] = Field(min_length=1, max_length=10000)
+
+
+class EventBody(_Body):
+    """A ledger event. Money as a string (``"1200.00"``), in the customer's currency."""
+
+    event_id: Identifier = Field(description="Caller's unique id of the event (idempotency)")
+    type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
+    order_id: Identifier | None = None
+    amount: Money | None = None
+    currency: Currency | None = None
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw request body, refusing more than ``limit`` bytes (413) before any parsing."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        try:
+            size = int(declared)
+        except ValueError:
+            raise Problem("invalid_request", "Content-Length is not a number", status=400) from None
+        if size > limit:
+            raise Problem(
+                "request_too_large", f"the body is {size} bytes; at most {limit} are accepted"
+            )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Problem("request_too_large", f"the body is over {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_body(data: bytes) -> Any:
+    from engine.inputs import InputError, InputErrors, parse_request_json
+
+    if not data.strip():
+        raise InputErrors([InputError("", "invalid_json", "request: the body is empty")])
+    return parse_request_json(data, "request")
+
+
+def validate_body(model: type[BaseModel], data: Any) -> Any:
+    if not isinstance(data, dict):
+        raise Problem(
+            "invalid_request",
+            "the body must be a JSON object",
+            errors=[{"path": "", "code": "invalid_type", "message": "expected a JSON object"}],
+        )
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        errors = validation_errors(exc.errors())
+        n = len(errors)
+        raise Problem(
+            "invalid_request",
+            f"{n} problem{'s' if n != 1 else ''} with the request body; nothing was done",
+            errors=errors,
+        ) from None
+
+
+def engine_path(path: str) -> str:
+    """Engine request path → the path in the POST /v1/decisions body."""
+    return {
+        "order.amount": "amount",
+        "order.payment_term_days": "payment_term_days",
+        "order.currency": "currency",
+        "order.id": "order_id",
+        "customer.id": "customer_id",
+    }.get(path, f"facts.{path}" if path else path)
+
+
+def _walk(facts: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    out: list[tuple[str, Any]] = []
+    if isinstance(facts, dict):
+        for key, value in facts.items():
+            path = f"{prefix}.{key}" if prefix else str(key)
+            if isinstance(value, dict):
+                out.extend(_walk(value, path))
+            else:
+                out.append((path, value))
+    return out
+
+
+def money_facts(policy: Any, facts: dict[str, Any], where: str) -> list[dict[str, str]]:
+    """Refuse fractional JSON numbers for money inputs given as facts (same rule as the
+    body's money fields)."""
+    errors = []
+    for path, value in _walk(facts):
+        spec = None
+        for candidate in (path, f"customer.{path}", f"order.{path}"):
+            spec = policy.inputs.get(candidate)
+            if spec is not None:
+                break
+        if spec is not None and spec.type.kind == "money" and isinstance(value, float | Decimal):
+            errors.append(
+                {
+                    "path": f"{where}.{path}",
+                    "code": "inexact_number",
+                    "message": 'money must be a JSON string such as "12500.00" (or a whole '
+                    "number): a JSON number with a fraction is a binary float to most JSON "
+                    "encoders",
+                }
+            )
+    return errors
+
+
+def currency_check(policy: Any, currency: str) -> None:
+    if currency != policy.currency:
+        raise Problem(
+            "invalid_request",
+            f"this service decides in {policy.currency}; the amount is in {currency}",
+            errors=[
+                {
+                    "path": "currency",
+                    "code": "currency_mismatch",
+                    "message": f"the policy decides in {policy.currency}, not {currency}; "
+                    "convert the amount first",
+                }
+            ],
+        )
+
+
+def decimals_check(policy: Any, **amounts: Decimal) -> None:
+    errors = []
+    for path, amount in amounts.items():
+        if amount != round(amount, policy.minor_units):
+            errors.append(
+                {
+                    "path": path,
+                    "code": "too_many_decimals",
+                    "message": f"{amount} has more than {policy.minor_units} decimals "
+                    f"({policy.currency})",
+                }
+            )
+    if errors:
+        raise Problem("invalid_request", "amounts with too many decimals", errors=errors)
+
+
+def to_json(obj: Any) -> Any:
+    """Store rows as JSON data: money (``Decimal``) and datetimes as strings, never floats."""
+    from api.chain import jsonable
+
+    return jsonable(obj)
+
+
+_STORE_FIELDS = ("order_id", "customer_id", "amount", "currency", "payment_term_days", "facts")
+
+
+def store_refusal(exc: ValueError) -> Problem:
+    """A ``ValueError`` of the store (the order or customer does not fit the ledger) as a
+    422 problem (409 for an order id already used for another customer)."""
+    from api.store import OrderConflict
+
+    message = str(exc)
+    head = message.split(":", 1)[0].strip()
+    path = head if head in _STORE_FIELDS or head.startswith("facts") else ""
+    if path == "" and "currency" in message:
+        path = "currency"
+    if isinstance(exc, OrderConflict):
+        return Problem(
+            "conflict",
+            message,
+            errors=[{"path": "order_id", "code": "order_conflict", "message": message}],
+        )
+    return Problem(
+        "invalid_request",
+        f"{message}; nothing was done",
+        errors=[{"path": path, "code": "not_accepted", "message": message}],
+    )

@@ -1,0 +1,218 @@
+"""CSV in and out: the customer import (all rows checked against the policy, every
+problem listed with its line and column) and the cells of the decision export."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from pydantic_core import PydanticCustomError
+
+from api.bodies import parse_currency, parse_identifier, parse_money
+
+IMPORT_BASE_COLUMNS = (
+    "customer_id",
+    "currency",
+    "credit_limit",
+    "open_receivables",
+    "days_past_due",
+)
+IMPORT_REQUIRED = ("customer_id", "currency", "credit_limit")
+
+
+def _csv_fact(spec: Any, cell: str, minor_units: int) -> Any:
+    """A CSV cell as the JSON value the ledger stores for ``spec`` (raises InputErrors)."""
+    from engine.inputs import coerce
+
+    raw: Any = cell
+    if spec.type.kind == "bool":
+        low = cell.strip().lower()
+        raw = {"true": True, "false": False}.get(low, cell)
+    value = coerce(spec, raw, minor_units)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
+    """The rows of a customer import; raises ``ImportErrors`` listing every bad row
+    (``{line, column, problem}``; line 1 is the header)."""
+    import csv
+    import io
+
+    from api.store import ImportErrors
+
+    errors: list[dict[str, Any]] = []
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ImportErrors([{"line": 0, "column": "", "problem": f"not UTF-8: {e}"}]) from None
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
+    try:
+        header = next(reader, None)
+    except csv.Error as e:
+        raise ImportErrors([{"line": 1, "column": "", "problem": f"CSV: {e}"}]) from None
+    if not header:
+        raise ImportErrors([{"line": 1, "column": "", "problem": "empty file: no header row"}])
+    header = [h.strip() for h in header]
+    facts: dict[str, Any] = {}
+    for name in header:
+        if header.count(name) > 1:
+            errors.append({"line": 1, "column": name, "problem": "duplicate column"})
+        elif name in IMPORT_BASE_COLUMNS:
+            continue
+        elif name.startswith("customer."):
+            spec = policy.inputs.get(name)
+            if spec is None:
+                errors.append({"line": 1, "column": name, "problem": "not a policy input"})
+            elif name in (
+                "customer.credit_limit",
+                "customer.exposure",
+                "customer.id",
+                "customer.days_past_due",
+            ):
+                errors.append(
+                    {
+                        "line": 1,
+                        "column": name,
+                        "problem": "owned by the ledger; use the column "
+                        "without the 'customer.' prefix (exposure is computed)",
+                    }
+                )
+            else:
+                facts[name] = spec
+        else:
+            errors.append({"line": 1, "column": name, "problem": "unknown column"})
+    for name in IMPORT_REQUIRED:
+        if name not in header:
+            errors.append({"line": 1, "column": name, "problem": "required column is missing"})
+    if errors:
+        raise ImportErrors(errors)
+    rows: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    line = 1
+    try:
+        for record in reader:
+            line = reader.line_num
+            if not record or all(not c.strip() for c in record):
+                continue  # blank lines are skipped
+            if len(record) != len(header):
+                errors.append(
+                    {
+                        "line": line,
+                        "column": "",
+                        "problem": f"{len(record)} cells, the header has {len(header)}",
+                    }
+                )
+                continue
+            cells = dict(zip(header, record, strict=True))
+            row, bad = _import_row(cells, facts, policy, line)
+            errors.extend(bad)
+            cid = row.get("customer_id")
+            if cid is not None:
+                if cid in seen:
+                    errors.append(
+                        {
+                            "line": line,
+                            "column": "customer_id",
+                            "problem": f"duplicate of line {seen[cid]}",
+                        }
+                    )
+                else:
+                    seen[cid] = line
+            if not bad:
+                rows.append(row)
+    except csv.Error as e:
+        errors.append({"line": reader.line_num, "column": "", "problem": f"CSV: {e}"})
+    if errors:
+        raise ImportErrors(errors)
+    if not rows:
+        raise ImportErrors([{"line": 1, "column": "", "problem": "no customer rows"}])
+    return rows
+
+
+def _import_row(
+    cells: dict[str, str], facts: dict[str, Any], policy: Any, line: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    from engine.inputs import InputErrors
+
+    bad: list[dict[str, Any]] = []
+    row: dict[str, Any] = {"line": line, "facts": {}}
+
+    def check(column: str, fn: Callable[[str], Any]) -> None:
+        try:
+            row[column] = fn(cells.get(column, "").strip())
+        except (PydanticCustomError, ValueError) as e:
+            msg = e.message() if isinstance(e, PydanticCustomError) else str(e)
+            bad.append({"line": line, "column": column, "problem": msg})
+
+    def money(cell: str) -> Decimal:
+        value = parse_money(cell or "0")
+        if value < 0:
+            raise ValueError("must not be negative")
+        if value != round(value, policy.minor_units):
+            raise ValueError(f"more than {policy.minor_units} decimals")
+        return value.quantize(Decimal(1).scaleb(-policy.minor_units))
+
+    def currency(cell: str) -> str:
+        code = parse_currency(cell)
+        if code != policy.currency:
+            raise ValueError(f"the policy decides in {policy.currency}, not {code}")
+        return code
+
+    def days(cell: str) -> int:
+        if not cell:
+            return 0
+        if not cell.isdigit() or len(cell) > 6:
+            raise ValueError("a whole number of days (0 or more)")
+        return int(cell)
+
+    def required_money(cell: str) -> Decimal:
+        if not cell:
+            raise ValueError("required")
+        return money(cell)
+
+    check("customer_id", parse_identifier)
+    check("currency", currency)
+    check("credit_limit", required_money)
+    check("open_receivables", money)
+    check("days_past_due", days)
+    for name, spec in facts.items():
+        cell = cells.get(name, "")
+        if cell == "":
+            continue  # not set: the policy default (or the order's facts) applies
+        try:
+            row["facts"][name.removeprefix("customer.")] = _csv_fact(spec, cell, policy.minor_units)
+        except InputErrors as e:
+            bad.append({"line": line, "column": name, "problem": e.errors[0].message})
+    return row, bad
+
+
+EXPORT_COLUMNS = (
+    "seq",
+    "decision_id",
+    "created_at",
+    "order_id",
+    "customer_id",
+    "outcome",
+    "kind",
+    "policy_id",
+    "policy_version",
+    "policy_sha256",
+    "caller",
+    "content_hash",
+    "record_hash",
+    "prev_hash",
+    "fx",
+    "request",
+    "decision",
+)
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell a spreadsheet will not run as a formula (OWASP "CSV injection"): text
+    starting with = + - @ or a tab/CR gets a leading apostrophe."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -1,0 +1,89 @@
+"""Exchange rates, the audit chain and the policy in force."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from api.auth import Caller
+from api.bodies import FxRatesBody, parse_body, read_body, store_refusal, to_json, validate_body
+from api.problems import Problem
+from api.routes import caller
+from api.service import Service, service
+
+router = APIRouter()
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.put(
+    "/v1/fx-rates",
+    tags=["fx"],
+    summary="Load exchange rates into the policy's currency",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": FxRatesBody.model_json_schema()}},
+        }
+    },
+)
+async def put_fx_rates(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("PUT", "/v1/fx-rates")],
+) -> JSONResponse:
+    policy = svc.policy
+    body = validate_body(FxRatesBody, parse_body(await read_body(request, svc.max_bytes)))
+    if body.base != policy.currency:
+        raise Problem(
+            "invalid_request",
+            f"rates convert into the policy's currency {policy.currency}",
+            errors=[
+                {
+                    "path": "base",
+                    "code": "currency_mismatch",
+                    "message": f"base must be {policy.currency}",
+                }
+            ],
+        )
+    errors = [
+        {"path": f"rates[{i}].currency", "code": "invalid_value", "message": "same as the base"}
+        for i, r in enumerate(body.rates)
+        if r.currency == body.base
+    ]
+    if errors:
+        raise Problem("invalid_request", "invalid rates", errors=errors)
+    rates = [r.model_dump() for r in body.rates]
+    try:
+        count = await run_in_threadpool(svc.store.put_fx_rates, body.base, rates)
+    except ValueError as exc:
+        raise store_refusal(exc) from None
+    return JSONResponse({"base": body.base, "stored": count})
+
+
+@router.get("/v1/audit/verify", tags=["audit"], summary="Verify the decision log's hash chain")
+def audit_verify(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/audit/verify")],
+) -> JSONResponse:
+    return JSONResponse(to_json(svc.store.verify_chain()))
+
+
+@router.get("/v1/policy", tags=["policy"], summary="The policy in force")
+def get_policy(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/policy")],
+) -> JSONResponse:
+    policy = svc.policy
+    return JSONResponse(
+        {
+            "id": policy.id,
+            "version": policy.version,
+            "sha256": policy.sha256,
+            "currency": policy.currency,
+            "rules": policy.rule_count,
+            "description": policy.description,
+        }
+    )

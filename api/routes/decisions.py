@@ -1,0 +1,329 @@
+"""Decisions: decide an order (``POST /v1/decisions``), read, list, export and replay the
+decision log."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import UTC, date, datetime
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from api.auth import Caller
+from api.bodies import (
+    DecisionRequest,
+    currency_check,
+    decimals_check,
+    money_facts,
+    parse_body,
+    read_body,
+    store_refusal,
+    to_json,
+    validate_body,
+)
+from api.csvio import EXPORT_COLUMNS, csv_cell
+from api.masking import mask_record, sensitive_paths
+from api.problems import Problem
+from api.routes import caller
+from api.service import Service, service
+from engine.decision import Decision
+from engine.evaluate import evaluate
+from engine.inputs import InputErrors
+
+log = logging.getLogger("creditgate.api")
+router = APIRouter(tags=["decisions"])
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.post(
+    "/v1/decisions",
+    summary="Decide one order (approve / refer / decline) and record it",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": DecisionRequest.model_json_schema()}},
+        }
+    },
+)
+async def post_decision(
+    request: Request,
+    svc: Svc,
+    who: Annotated[Caller, caller("POST", "/v1/decisions")],
+) -> JSONResponse:
+    from api.store import FxRateMissing
+
+    policy, store = svc.policy, svc.store
+    body = parse_body(await read_body(request, svc.max_bytes))
+    req = validate_body(DecisionRequest, body)
+    if req.currency != policy.currency and not await run_in_threadpool(
+        store.has_fx_rates, policy.currency, req.currency
+    ):
+        currency_check(policy, req.currency)  # no rate of this currency at all
+    decimals_check(policy, amount=req.amount)
+    errors = money_facts(policy, req.facts, "facts")
+    if errors:
+        raise Problem("invalid_request", "money facts must be exact", errors=errors)
+    order = {
+        "order_id": req.order_id,
+        "customer_id": req.customer_id,
+        "amount": req.amount,
+        "currency": req.currency,
+        "payment_term_days": req.payment_term_days,
+        "facts": req.facts,
+    }
+    if req.order_date is not None:
+        order["order_date"] = req.order_date
+    start = time.perf_counter()
+    try:
+        decision, kind = await run_in_threadpool(
+            partial(
+                store.decide,
+                order,
+                svc.evaluate,
+                who.name,
+                decision_currency=policy.currency,
+                minor_units=policy.minor_units,
+                today=svc.clock().date() if svc.clock else None,
+            )
+        )
+    except InputErrors:
+        raise
+    except FxRateMissing as exc:
+        raise Problem(
+            "fx_rate_missing",
+            str(exc).removeprefix("currency: "),
+            status=422,
+            title="No exchange rate for the order's currency and date",
+            errors=[{"path": "currency", "code": "fx_rate_missing", "message": str(exc)}],
+        ) from None
+    except ValueError as exc:
+        raise store_refusal(exc) from None
+    svc.metrics.decision_seconds.observe(time.perf_counter() - start)
+    svc.metrics.decisions.labels(decision.outcome, kind).inc()
+    request.state.decision_id = decision.decision_id
+    log.info(
+        "decision",
+        extra={
+            "request_id": request.state.request_id,
+            "decision_id": decision.decision_id,
+            "order_id": req.order_id,
+            "customer_id": req.customer_id,
+            "outcome": decision.outcome,
+            "kind": kind,
+            "policy_version": decision.policy.version,
+            "caller": who.name,
+        },
+    )
+    return JSONResponse({**decision.model_dump(mode="json"), "kind": kind})
+
+
+@router.get("/v1/decisions", summary="List decisions (newest first)")
+def list_decisions(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions")],
+    customer_id: str | None = None,
+    outcome: Literal["approve", "refer", "decline"] | None = None,
+    date_from: Annotated[
+        str | None,
+        Query(alias="from", description="From this date or date-time (inclusive)"),
+    ] = None,
+    date_to: Annotated[
+        str | None,
+        Query(alias="to", description="Up to this date (whole day) or date-time (exclusive)"),
+    ] = None,
+    rule_id: Annotated[str | None, Query(max_length=200)] = None,
+    policy_version: Annotated[
+        str | None, Query(max_length=200, description="Policy version or sha256")
+    ] = None,
+    cursor: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    rows, next_cursor = svc.store.list_decisions(
+        customer_id=customer_id,
+        outcome=outcome,
+        date_from=parse_when(date_from, "from"),
+        date_to=parse_when(date_to, "to"),
+        rule_id=rule_id,
+        policy_version=policy_version,
+        cursor=cursor,
+        limit=limit,
+    )
+    return JSONResponse(to_json({"items": rows, "next_cursor": next_cursor}))
+
+
+def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Masks the inputs marked sensitive by the policy in force or by the policy version
+    that made the record."""
+    current = sensitive_paths(svc.policy)
+    by_sha: dict[str, set[str]] = {svc.policy.sha256: current}
+
+    def mask(row: dict[str, Any]) -> dict[str, Any]:
+        sha = row.get("policy_sha256") or ""
+        if sha not in by_sha:
+            try:
+                by_sha[sha] = current | sensitive_paths(svc.replayer.compiled(sha).policy)
+            except Problem:  # source not stored: the current policy's marks
+                by_sha[sha] = current
+        return mask_record(row, by_sha[sha])
+
+    return mask
+
+
+@router.get(
+    "/v1/decisions/export",
+    summary="Export the decision log (CSV or JSON lines), sensitive inputs masked",
+    response_class=Response,
+    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+)
+def export_decisions(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
+    format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
+    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    date_from: Annotated[
+        str | None, Query(alias="from", description="From this date or date-time")
+    ] = None,
+    date_to: Annotated[
+        str | None, Query(alias="to", description="Up to this date (whole day) or date-time")
+    ] = None,
+) -> Response:
+    start, end = parse_when(date_from, "from"), parse_when(date_to, "to")
+    mask = masker(svc)
+    rows = svc.store.iter_decisions(customer_id=customer_id, date_from=start, date_to=end)
+
+    def jsonl() -> Any:
+        for row in rows:
+            yield json.dumps(to_json(mask(row)), ensure_ascii=False) + "\n"
+
+    def csv_lines() -> Any:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\r\n")
+        writer.writerow(EXPORT_COLUMNS)
+        for row in rows:
+            data = to_json(mask(row))
+            writer.writerow(
+                [
+                    csv_cell(
+                        json.dumps(data[c], ensure_ascii=False, sort_keys=True)
+                        if isinstance(data.get(c), dict)
+                        else ("" if data.get(c) is None else data[c])
+                    )
+                    for c in EXPORT_COLUMNS
+                ]
+            )
+            yield buf.getvalue()
+            buf.seek(0)
+            buf.truncate()
+        if buf.getvalue():
+            yield buf.getvalue()
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
+    return StreamingResponse(
+        csv_lines() if format == "csv" else jsonl(),
+        media_type=media,
+        headers={"Content-Disposition": f'attachment; filename="decisions-{stamp}.{format}"'},
+    )
+
+
+def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:
+    row = svc.store.get_decision(decision_id)
+    if row is None:
+        raise Problem("unknown_decision", f"no decision {decision_id!r}")
+    return row
+
+
+@router.get("/v1/decisions/{decision_id}", summary="One recorded decision")
+def get_decision(
+    decision_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
+) -> JSONResponse:
+    return JSONResponse(to_json(_get_decision(svc, decision_id)))
+
+
+@router.get(
+    "/v1/decisions/{decision_id}/replay",
+    summary="Re-evaluate a recorded decision under the policy that made it",
+)
+def replay_decision(
+    decision_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}/replay")],
+) -> JSONResponse:
+    row = _get_decision(svc, decision_id)
+    stored = Decision.model_validate(row["decision"])
+    replay_policy = svc.replayer.compiled(row.get("policy_sha256") or stored.policy.sha256)
+    replayed = evaluate(replay_policy, row["request"])
+    diffs = differences(stored.comparable(), replayed.comparable())
+    return JSONResponse(
+        to_json(
+            {
+                "decision_id": decision_id,
+                "identical": not diffs,
+                "policy": stored.policy.model_dump(mode="json"),
+                "stored_outcome": stored.outcome,
+                "replayed_outcome": replayed.outcome,
+                "differences": diffs,
+            }
+        )
+    )
+
+
+def parse_when(value: str | None, name: str) -> date | datetime | None:
+    """``from`` / ``to`` query values: a date (``2026-11-29``, the whole day) or an ISO 8601
+    date-time (``2026-11-29T10:00:00Z``)."""
+    if value is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            return date.fromisoformat(value)
+        return datetime.fromisoformat(value)
+    except ValueError:
+        raise Problem(
+            "invalid_request",
+            f"{name!r} is not a date or date-time",
+            errors=[
+                {
+                    "path": f"query.{name}",
+                    "code": "invalid_value",
+                    "message": "expected a date (2026-11-29) or an ISO 8601 date-time "
+                    "(2026-11-29T10:00:00Z)",
+                }
+            ],
+        ) from None
+
+
+def differences(stored: Any, replayed: Any, path: str = "") -> list[dict[str, Any]]:
+    """Every leaf where two JSON values differ: ``[{path, stored, replayed}]``."""
+    if isinstance(stored, dict) and isinstance(replayed, dict):
+        out = []
+        for key in sorted(set(stored) | set(replayed), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in stored:
+                out.append({"path": sub, "stored": None, "replayed": replayed[key]})
+            elif key not in replayed:
+                out.append({"path": sub, "stored": stored[key], "replayed": None})
+            else:
+                out.extend(differences(stored[key], replayed[key], sub))
+        return out
+    if isinstance(stored, list) and isinstance(replayed, list) and len(stored) == len(replayed):
+        out = []
+        for i, (a, b) in enumerate(zip(stored, replayed, strict=True)):
+            out.extend(differences(a, b, f"{path}[{i}]"))
+        return out
+    if stored != replayed:
+        return [{"path": path, "stored": stored, "replayed": replayed}]
+    return []

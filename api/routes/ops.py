@@ -1,0 +1,46 @@
+"""Operations: liveness, readiness and Prometheus metrics. No key needed; no customer
+data in any answer."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse, Response
+
+from api.problems import Problem, problem_response
+from api.service import Service, service
+
+log = logging.getLogger("creditgate.api")
+router = APIRouter(tags=["operations"])
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.get("/healthz", summary="Liveness")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="Readiness: database and policy")
+def readyz(svc: Svc) -> JSONResponse:
+    try:
+        svc.store.ping()
+    except Exception as exc:
+        log.warning("not ready: database", extra={"error": type(exc).__name__})
+        return problem_response(
+            Problem("not_ready", "the database does not answer", headers={"Retry-After": "5"})
+        )
+    policy = svc.policy
+    return JSONResponse(
+        {
+            "status": "ready",
+            "policy": {"id": policy.id, "version": policy.version, "sha256": policy.sha256},
+        }
+    )
+
+
+@router.get("/metrics", summary="Prometheus metrics")
+def prometheus(svc: Svc) -> Response:
+    data, content_type = svc.metrics.render()
+    return Response(data, media_type=content_type)
