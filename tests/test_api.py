@@ -1011,3 +1011,54 @@ def test_short_error_lists_have_no_total(api: Api) -> None:
     body = problem(api.decide(amount="-1.234", payment_term_days="x"), 422, "invalid_request")
     assert 0 < len(body["errors"]) < 100
     assert "errors_total" not in body
+
+
+def _problem_codes_in_api() -> dict[str, set[str]]:
+    """Every problem ``code`` and field ``errors[].code`` literal in ``api/`` (by file)."""
+    import re
+
+    from api import problems
+
+    patterns = [
+        r'"code":\s*"([a-z_]+)"',  # {"path": ..., "code": "ledger_conflict", ...}
+        r'Problem\(\s*"([a-z_]+)"',  # Problem("conflict", ...)
+        r'PydanticCustomError\(\s*"([a-z_]+)"',  # field codes of custom validators
+        r'\(\s*"([a-z_]+)" if \w+ else "([a-z_]+)"',  # Problem("invalid_json" if ... else ...)
+        r'_STATUS_CODES\.get\([^,]+,\s*"([a-z_]+)"\)',  # the fallback code
+    ]
+    found: dict[str, set[str]] = {}
+    for path in sorted((ROOT / "api").rglob("*.py")):
+        text = path.read_text()
+        for pattern in patterns:
+            for match in re.finditer(pattern, text):
+                for code in filter(None, match.groups()):
+                    found.setdefault(code, set()).add(path.name)
+    tables = [problems.CODES, problems._STATUS_CODES.values(), problems._PYDANTIC_CODES.values()]
+    for table in tables:
+        for code in table:
+            found.setdefault(code, set()).add("problems.py")
+    return found
+
+
+def test_every_problem_code_is_documented() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## HTTP service", 1)[1].split("## Numbers and rounding", 1)[0]
+    documented = set(re.findall(r"`([a-z_]+)`", section))
+    found = _problem_codes_in_api()
+    # the patterns do find the codes (a refactor that hides them must update the patterns)
+    expected = {"ledger_conflict", "order_conflict", "invalid_row", "not_accepted", "error"}
+    assert expected | {"fx_rate_missing", "unknown_currency", "unsupported_media_type"} <= set(
+        found
+    )
+    undocumented = {code: sorted(files) for code, files in found.items() if code not in documented}
+    assert undocumented == {}, "add these codes to README's HTTP error code tables"
+    # and every code of the problem table has its status in the README's table
+    table = readme.split("### Error codes", 1)[1].split("## Requests", 1)[0]
+    from api.problems import CODES
+
+    for code, (status, _title) in CODES.items():
+        row = re.search(rf"^\| `{code}` \| ([^|]+) \|", table, re.M)
+        assert row, code
+        assert str(status) in row.group(1), (code, status, row.group(1))
