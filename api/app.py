@@ -34,6 +34,12 @@ before parsing) and parsed with ``engine.inputs.parse_request_json``: numbers st
 Every error is an ``application/problem+json`` body (``api.problems``). A database or engine
 failure answers 503/500 and never a decision. Logs are JSON lines (logger ``creditgate``)
 carrying the decision id.
+
+The OpenAPI document (``/openapi.json``) declares the two ways of sending a key
+(``api.auth``) and every route's problem responses with the ``ProblemDetails`` schema
+(``api.routes.problems``). ``/docs`` (Swagger UI) works offline: its JavaScript and CSS are
+served by the app from the ``fastapi-offline`` package under ``/docs-assets``, never from a
+CDN. ReDoc is served the same way at ``/redoc``, without web fonts.
 """
 
 from __future__ import annotations
@@ -46,18 +52,83 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import Response
+from fastapi.openapi.docs import (
+    get_redoc_html,
+    get_swagger_ui_html,
+)
+from fastapi.responses import HTMLResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from api.bodies import engine_path
 from api.logs import JsonFormatter, configure_logging
 from api.metrics import Metrics
-from api.problems import install_handlers, internal_error_response
+from api.problems import ProblemDetails, install_handlers, internal_error_response
 from api.routes import ROUTES
 from api.service import Replayer, Service
 
-__all__ = ["ROUTES", "JsonFormatter", "configure_logging", "create_app"]
+__all__ = ["DOCS_ASSETS", "ROUTES", "JsonFormatter", "configure_logging", "create_app"]
 
 log = logging.getLogger("creditgate.api")
+
+#: where the app serves Swagger UI's and ReDoc's files (from the fastapi-offline package)
+DOCS_ASSETS = "/docs-assets"
+
+
+def docs_assets_dir() -> str:
+    """The folder of Swagger UI's and ReDoc's files in the installed ``fastapi-offline``
+    (``swagger-ui-bundle.js``, ``swagger-ui.css``, ``redoc.standalone.js``, ``favicon.png``)."""
+    from pathlib import Path
+
+    import fastapi_offline
+
+    return str(Path(fastapi_offline.__file__).parent / "static")
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their files served by the app itself, so
+    they work on a machine without internet access."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    openapi_url = str(app.openapi_url)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=None,  # no OAuth2: API keys only
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Adds ``ProblemDetails`` (and ``ProblemError``) to the document's schemas: the routes'
+    problem responses refer to it (``api.routes.problem_responses``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(problem.pop("$defs", {}))
+            schemas["ProblemDetails"] = problem
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = None) -> FastAPI:
@@ -97,7 +168,10 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
         version="0.1.0",
         description="Credit decisions (approve / refer / decline) for sales orders on credit, "
         "under a declarative YAML credit policy, with a hash-chained decision log. Errors are "
-        "application/problem+json (RFC 9457).",
+        "application/problem+json (RFC 9457). Send an API key as `Authorization: Bearer "
+        "<key>` or `X-API-Key: <key>` (the Authorize button).",
+        docs_url=None,  # install_docs: Swagger UI and ReDoc from local files, not a CDN
+        redoc_url=None,
     )
     app.state.service = svc
     app.state.settings = settings
@@ -107,6 +181,8 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     install_handlers(app, path_map=engine_path)
     for module in (decisions, customers, admin, ops):
         app.include_router(module.router)
+    install_openapi(app)
+    install_docs(app)
 
     @app.middleware("http")
     async def observe(request: Request, call_next: Any) -> Response:

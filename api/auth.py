@@ -9,22 +9,41 @@ decisions), ``compliance`` (reads decisions, replays them, verifies the audit ch
 ``policy_owner`` (reads the policy in force), ``admin`` (everything, incl. customers).
 
 ``require(*roles)`` is a FastAPI dependency: no or unknown key → 401 problem, a key whose
-role is not listed (and is not ``admin``) → 403 problem. It returns the ``Caller``.
+role is not listed (and is not ``admin``) → 403 problem. It returns the ``Caller``. It
+declares both ways of sending a key as OpenAPI security schemes (``bearerAuth``: HTTP
+bearer, ``apiKeyHeader``: the ``X-API-Key`` header), so ``/docs`` has an "Authorize" button
+and generated clients send the key; the key itself is still read by ``key_from_request``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import Request
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from api.problems import Problem
+from api.problems import INVALID_KEY_TITLE, Problem
 
 __all__ = ["ROLES", "Caller", "key_from_request", "require"]
 
 ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
 ADMIN = "admin"
+
+# For the OpenAPI document only (auto_error=False: they never answer on their own); either
+# scheme is enough (two security requirements, not one with both).
+bearer_scheme = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearerAuth",
+    bearerFormat="API key",
+    description="`Authorization: Bearer <key>` (create keys with `creditgate keys create`)",
+)
+api_key_scheme = APIKeyHeader(
+    name="X-API-Key",
+    auto_error=False,
+    scheme_name="apiKeyHeader",
+    description="`X-API-Key: <key>` (the same keys as the bearer scheme)",
+)
 
 
 @dataclass(frozen=True)
@@ -66,7 +85,11 @@ def require(*roles: str) -> Any:
         raise ValueError(f"unknown roles {sorted(unknown)}; expected {list(ROLES)}")
     allowed = frozenset(roles) | {ADMIN}
 
-    def dependency(request: Request) -> Caller:
+    def dependency(
+        request: Request,
+        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+        _api_key: Annotated[str | None, Depends(api_key_scheme)],
+    ) -> Caller:
         key = key_from_request(request)
         challenge = {"WWW-Authenticate": 'Bearer realm="creditgate"'}
         if key is None:
@@ -76,10 +99,20 @@ def require(*roles: str) -> Any:
                 headers=challenge,
             )
         if len(key) > 200:
-            raise Problem("unauthorized", "the API key is not valid", headers=challenge)
+            raise Problem(
+                "unauthorized",
+                "the API key is not valid",
+                title=INVALID_KEY_TITLE,
+                headers=challenge,
+            )
         role = request.app.state.store.role_of(key)
         if role is None:
-            raise Problem("unauthorized", "the API key is unknown or revoked", headers=challenge)
+            raise Problem(
+                "unauthorized",
+                "the API key is unknown or revoked",
+                title=INVALID_KEY_TITLE,
+                headers=challenge,
+            )
         if role not in allowed:
             raise Problem(
                 "forbidden",

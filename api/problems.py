@@ -8,8 +8,11 @@ Every error the HTTP API returns has the same shape::
 
 ``code`` is stable (clients branch on it); ``title`` is the short human name of the code;
 ``detail`` explains this occurrence; ``errors`` lists every field problem (empty when the
-problem is not about fields). No stack trace or exception text of an internal error ever
-reaches the client: it goes to the server log only.
+problem is not about fields). At most ``MAX_ERRORS`` (100) errors are listed: beyond that
+the body also carries ``errors_total`` and ``detail`` says how many more there are (a broken
+100,000-line CSV import must not answer with a 100,000-entry list). ``ProblemDetails`` is
+the pydantic model of the body, for the OpenAPI document. No stack trace or exception text
+of an internal error ever reaches the client: it goes to the server log only.
 
 Failing closed: a database or engine failure answers 503/500 and never a decision, so an
 order is never approved because something broke.
@@ -24,15 +27,20 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from engine.evaluate import EvaluationError
 from engine.inputs import InputErrors
 
 __all__ = [
+    "CODES",
+    "MAX_ERRORS",
     "PROBLEM_BASE",
     "PROBLEM_MEDIA_TYPE",
     "Problem",
+    "ProblemDetails",
+    "ProblemError",
     "install_handlers",
     "problem_response",
     "validation_errors",
@@ -47,15 +55,17 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 CODES: dict[str, tuple[int, str]] = {
     "invalid_request": (422, "The request is not valid"),
     "invalid_json": (422, "The request body is not valid JSON"),
+    "bad_request": (400, "Bad request"),
     "unauthorized": (401, "An API key is required"),
-    "forbidden": (403, "This API key may not do that"),
+    "forbidden": (403, "This API key's role may not do that"),
     "not_found": (404, "Not found"),
     "unknown_customer": (404, "Unknown customer"),
     "unknown_decision": (404, "Unknown decision"),
     "method_not_allowed": (405, "Method not allowed"),
-    "conflict": (409, "Conflict"),
+    "conflict": (409, "The request conflicts with what is recorded"),
     "request_too_large": (413, "The request body is too large"),
-    "unsupported_media_type": (415, "The request body must be JSON"),
+    "unsupported_media_type": (415, "The request body's media type is not supported"),
+    "fx_rate_missing": (422, "No exchange rate for the order's currency and date"),
     "database_unavailable": (503, "The database is unavailable; no decision was made"),
     "not_ready": (503, "The service is not ready"),
     "no_decision": (500, "No decision was made"),
@@ -76,9 +86,59 @@ _STATUS_CODES = {
 }
 
 
+#: the most field errors a problem lists (the rest are counted in ``errors_total``)
+MAX_ERRORS = 100
+
+#: the title of a 401 for a key that was sent but is unknown, revoked or malformed
+INVALID_KEY_TITLE = "The API key is not valid"
+
+
+class ProblemError(BaseModel):
+    """One field problem."""
+
+    model_config = ConfigDict(extra="allow")
+
+    path: str = Field(
+        description="where: a dotted path into the body (`facts.customer.risk_class`, "
+        "`items[2]`), `query.<name>`, or `line N.column` for a CSV import; empty for the "
+        "whole body"
+    )
+    code: str = Field(description="stable code of this field problem (`invalid_type`, ...)")
+    message: str = Field(description="what is wrong, for a person")
+    line: int | None = Field(
+        default=None, description="CSV import only: line number (1 = the header)"
+    )
+    column: str | None = Field(
+        default=None, description="CSV import only: the column (empty for the whole row)"
+    )
+
+
+class ProblemDetails(BaseModel):
+    """An RFC 9457 problem (application/problem+json): the body of every error."""
+
+    type: str = Field(
+        description="`https://creditgate.dev/problems/<code>`",
+        examples=["https://creditgate.dev/problems/invalid_request"],
+    )
+    title: str = Field(description="short human name of the problem")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what happened in this occurrence")
+    code: str = Field(description="stable code; clients branch on it", examples=["invalid_request"])
+    errors: list[ProblemError] = Field(
+        description=f"every field problem (empty when the problem is not about fields); at "
+        f"most {MAX_ERRORS}"
+    )
+    errors_total: int | None = Field(
+        default=None,
+        description=f"sent only when there were more than {MAX_ERRORS} field problems: "
+        "how many there were in all",
+    )
+
+
 class Problem(Exception):
     """Raise to answer with a problem: ``code`` (stable), ``detail``, field ``errors``
-    (``[{path, code, message}]``), optional ``status``/``title`` overrides and headers."""
+    (``[{path, code, message}]``, at most ``MAX_ERRORS`` kept: ``errors_total`` counts them
+    all), optional ``status``/``title`` overrides and headers."""
 
     def __init__(
         self,
@@ -96,6 +156,11 @@ class Problem(Exception):
         self.title = title or default_title
         self.detail = detail or self.title
         self.errors = [dict(e) for e in errors]
+        self.errors_total = len(self.errors)
+        if self.errors_total > MAX_ERRORS:
+            more = self.errors_total - MAX_ERRORS
+            del self.errors[MAX_ERRORS:]
+            self.detail += f" (the first {MAX_ERRORS} are listed, and {more} more)"
         self.headers = dict(headers or {})
         super().__init__(f"{self.status} {code}: {self.detail}")
 
@@ -108,6 +173,7 @@ def problem_body(p: Problem) -> dict[str, Any]:
         "detail": p.detail,
         "code": p.code,
         "errors": p.errors,
+        **({"errors_total": p.errors_total} if p.errors_total > len(p.errors) else {}),
     }
 
 

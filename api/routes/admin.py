@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from api.auth import Caller
 from api.bodies import FxRatesBody, parse_body, read_body, store_refusal, to_json, validate_body
 from api.problems import Problem
-from api.routes import caller
+from api.routes import caller, problems
 from api.service import Service, service
 
 router = APIRouter()
@@ -22,6 +22,7 @@ Svc = Annotated[Service, Depends(service)]
     "/v1/fx-rates",
     tags=["fx"],
     summary="Load exchange rates into the policy's currency",
+    responses=problems("PUT", "/v1/fx-rates"),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -63,7 +64,12 @@ async def put_fx_rates(
     return JSONResponse({"base": body.base, "stored": count})
 
 
-@router.get("/v1/audit/verify", tags=["audit"], summary="Verify the decision log's hash chain")
+@router.get(
+    "/v1/audit/verify",
+    tags=["audit"],
+    summary="Verify the decision log's hash chain",
+    responses=problems("GET", "/v1/audit/verify"),
+)
 def audit_verify(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/audit/verify")],
@@ -71,7 +77,12 @@ def audit_verify(
     return JSONResponse(to_json(svc.store.verify_chain()))
 
 
-@router.get("/v1/policy", tags=["policy"], summary="The policy in force")
+@router.get(
+    "/v1/policy",
+    tags=["policy"],
+    summary="The policy in force",
+    responses=problems("GET", "/v1/policy"),
+)
 def get_policy(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/policy")],

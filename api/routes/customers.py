@@ -28,7 +28,7 @@ from api.bodies import (
 )
 from api.csvio import parse_customer_csv
 from api.problems import Problem
-from api.routes import caller
+from api.routes import caller, problems
 from api.service import Service, service
 
 router = APIRouter(tags=["customers"])
@@ -38,6 +38,7 @@ Svc = Annotated[Service, Depends(service)]
 @router.put(
     "/v1/customers/{customer_id}",
     summary="Create or replace a customer's credit position",
+    responses=problems("PUT", "/v1/customers/{customer_id}"),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -92,7 +93,11 @@ async def put_customer(
     return JSONResponse(to_json(row))
 
 
-@router.get("/v1/customers/{customer_id}", summary="A customer's position")
+@router.get(
+    "/v1/customers/{customer_id}",
+    summary="A customer's position",
+    responses=problems("GET", "/v1/customers/{customer_id}"),
+)
 def get_customer(
     customer_id: Annotated[str, Path(max_length=200)],
     svc: Svc,
@@ -107,6 +112,7 @@ def get_customer(
 @router.post(
     "/v1/customers/{customer_id}/events",
     summary="Record a ledger event (order cancelled, invoice, payment, credit note)",
+    responses=problems("POST", "/v1/customers/{customer_id}/events"),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -150,6 +156,7 @@ async def post_event(
 @router.post(
     "/v1/customers/import",
     summary="Create or replace customers from CSV (all or nothing)",
+    responses=problems("POST", "/v1/customers/import"),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -33,7 +33,7 @@ from api.bodies import (
 from api.csvio import EXPORT_COLUMNS, csv_cell
 from api.masking import mask_record, sensitive_paths
 from api.problems import Problem
-from api.routes import caller
+from api.routes import caller, problems
 from api.service import Service, service
 from engine.decision import Decision
 from engine.evaluate import evaluate
@@ -47,6 +47,7 @@ Svc = Annotated[Service, Depends(service)]
 @router.post(
     "/v1/decisions",
     summary="Decide one order (approve / refer / decline) and record it",
+    responses=problems("POST", "/v1/decisions"),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -126,7 +127,11 @@ async def post_decision(
     return JSONResponse({**decision.model_dump(mode="json"), "kind": kind})
 
 
-@router.get("/v1/decisions", summary="List decisions (newest first)")
+@router.get(
+    "/v1/decisions",
+    summary="List decisions (newest first)",
+    responses=problems("GET", "/v1/decisions"),
+)
 def list_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
@@ -185,7 +190,10 @@ def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
     "/v1/decisions/export",
     summary="Export the decision log (CSV or JSON lines), sensitive inputs masked",
     response_class=Response,
-    responses={200: {"content": {"text/csv": {}, "application/x-ndjson": {}}}},
+    responses={
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        **problems("GET", "/v1/decisions/export"),
+    },
 )
 def export_decisions(
     svc: Svc,
@@ -245,7 +253,11 @@ def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:
     return row
 
 
-@router.get("/v1/decisions/{decision_id}", summary="One recorded decision")
+@router.get(
+    "/v1/decisions/{decision_id}",
+    summary="One recorded decision",
+    responses=problems("GET", "/v1/decisions/{decision_id}"),
+)
 def get_decision(
     decision_id: Annotated[str, Path(max_length=200)],
     svc: Svc,
@@ -257,6 +269,7 @@ def get_decision(
 @router.get(
     "/v1/decisions/{decision_id}/replay",
     summary="Re-evaluate a recorded decision under the policy that made it",
+    responses=problems("GET", "/v1/decisions/{decision_id}/replay"),
 )
 def replay_decision(
     decision_id: Annotated[str, Path(max_length=200)],

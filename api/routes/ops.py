@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
 from api.problems import Problem, problem_response
+from api.routes import problem_responses
 from api.service import Service, service
 
 log = logging.getLogger("creditgate.api")
@@ -22,7 +23,7 @@ def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="Readiness: database and policy")
+@router.get("/readyz", summary="Readiness: database and policy", responses=problem_responses(503))
 def readyz(svc: Svc) -> JSONResponse:
     try:
         svc.store.ping()
