@@ -9,7 +9,7 @@ Commands::
     creditgate serve [--host 127.0.0.1] [--port 8000]   run the HTTP API
     creditgate db upgrade                               apply database migrations
     creditgate keys create --role ROLE [--name N]       create an API key (printed once)
-    creditgate audit verify                             check the decision log (exit 1 broken)
+    creditgate audit verify                             check the hash chains (exit 1 broken)
 
 Exit codes (all commands): 0 success; 1 policy errors (or a failing policy test, or a
 broken tests file); 2 the request or data does not fit (input errors, unreadable or invalid
@@ -480,22 +480,33 @@ def keys_create(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the decision log's hash chain: exit 0 if intact, 1 if a record was changed,
-    removed or reordered (the first broken seq is printed)."""
+    """Check both hash chains (decision log, ledger events): exit 0 if intact, 1 if a record
+    was changed, removed (also the newest ones) or reordered. One line per chain with the
+    stored head (seq and record_hash): write them to an external log to anchor the chains
+    (someone with write access to the database could rewrite the head too)."""
     from api.store import StoreUnavailable
 
     try:
         result = _store().verify_chain()
     except StoreUnavailable as exc:
         _unavailable(exc)
-    if result["ok"]:
-        typer.echo(f"ok: {result['checked']} records, hash chain intact")
-        return
-    _fail(
-        EXIT_POLICY,
-        f"BROKEN at seq {result['first_broken_seq']}: {result['reason']} "
-        f"({result['checked']} records before it are intact)",
-    )
+    broken = False
+    for label, chain in (("decision log", result), ("ledger events", result["ledger"])):
+        head = (
+            f"head seq {chain['head_seq']} record_hash {chain['head_hash']}"
+            if chain["head_seq"] is not None
+            else "no head"
+        )
+        if chain["reason"] is None:
+            typer.echo(f"ok: {label}: {chain['checked']} records, hash chain intact; {head}")
+        else:
+            broken = True
+            _err(
+                f"BROKEN: {label} at seq {chain['first_broken_seq']}: {chain['reason']} "
+                f"({chain['checked']} records before it are intact); {head}"
+            )
+    if broken:
+        raise typer.Exit(EXIT_POLICY)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -27,6 +27,7 @@ from sqlmodel import Session, col, select
 from api import chain
 from api.models import (
     ApiKey,
+    ChainHead,
     Customer,
     DecisionLog,
     FxRate,
@@ -41,6 +42,7 @@ from engine.decision import Decision
 __all__ = [
     "EVENT_TYPES",
     "ROLES",
+    "ChainBroken",
     "EventConflict",
     "FxRateMissing",
     "ImportErrors",
@@ -54,7 +56,29 @@ __all__ = [
 ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
 KINDS = ("new", "repeat", "amended")
 CENTS = Decimal("0.01")
+# Reservation statuses after which an order id is spent (status -> wording in messages).
+CLOSED_STATUSES = {"cancelled": "cancelled", "invoiced": "fully invoiced"}
 CHAIN_LOCK_KEY = 0x43474C4F47  # "CGLOG": pg_advisory_xact_lock key of the hash chain
+LEDGER_LOCK_KEY = 0x43474C4544  # "CGLED": the same for the ledger events' chain
+# chain_head.name of each chain
+CHAIN_LOG = "decision_log"
+CHAIN_LEDGER = "ledger_events"
+# The hashed fields of a ledger event (record_hash itself excluded); fixed, so a column
+# added later does not change the hash of older events.
+LEDGER_HASHED = (
+    "seq",
+    "event_id",
+    "customer_id",
+    "type",
+    "order_id",
+    "amount",
+    "currency",
+    "content_hash",
+    "effect",
+    "caller",
+    "created_at",
+    "prev_hash",
+)
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
 # Customer inputs owned by the ledger: a request may not override them for a known customer.
 LEDGER_OWNED = ("customer.credit_limit", "customer.exposure")
@@ -71,6 +95,11 @@ _UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
 class StoreUnavailable(Exception):
     """The database cannot be reached (or did not answer in time)."""
+
+
+class ChainBroken(RuntimeError):
+    """A hash chain cannot be extended safely: it has records beyond its stored head
+    (tampering). Nothing is written; ``creditgate audit verify`` shows where it breaks."""
 
 
 class UnknownCustomer(Exception):
@@ -441,7 +470,10 @@ class Store:
         or ``amended`` (changed order: the previous reservation is released first).
 
         Raises ``UnknownCustomer``, ``ValueError`` (order does not fit: bad fields, currency
-        other than the customer's, order id used by another customer), whatever
+        other than the customer's), ``OrderConflict`` (a ``ValueError``: order id used by
+        another customer; the order was cancelled or fully invoiced — even the same content
+        again is refused, never answered as a ``repeat``; an amendment of a partly invoiced
+        order), whatever
         ``evaluate_fn`` raises (nothing is written then) and ``StoreUnavailable``.
 
         With ``decision_currency`` (the policy's), an order in another currency is
@@ -500,6 +532,15 @@ class Store:
                     f"order {order_id!r} was decided for customer {last.customer_id!r}; "
                     "an order cannot move to another customer"
                 )
+            previous = s.get(Reservation, order_id, with_for_update=True)
+            if previous is not None and previous.status != "open":
+                # Neither a repeat nor an amendment: the ERP must not believe that an
+                # approve of a cancelled (or fully invoiced) order still holds.
+                raise OrderConflict(
+                    f"order {order_id!r} was "
+                    f"{CLOSED_STATUSES.get(previous.status, previous.status)}; "
+                    "decide a new order id"
+                )
             if last is not None and last.content_hash == chash:
                 decision = Decision.model_validate(last.decision)
                 self._append(
@@ -507,12 +548,10 @@ class Store:
                 )
                 return decision, "repeat"
             kind = "new" if last is None else "amended"
-            previous = s.get(Reservation, order_id, with_for_update=True)
-            if previous is not None and (previous.status != "open" or previous.invoiced != 0):
+            if previous is not None and previous.invoiced != 0:
                 raise OrderConflict(
-                    f"order {order_id!r} is {previous.status}"
-                    + (f" (invoiced {_plain(previous.invoiced)})" if previous.invoiced else "")
-                    + "; it cannot be amended: decide a new order id"
+                    f"order {order_id!r} is partly invoiced ({_plain(previous.invoiced)} of "
+                    f"{_plain(previous.amount)}); it cannot be amended: decide a new order id"
                 )
             if previous is not None:
                 if cust is not None:
@@ -615,14 +654,8 @@ class Store:
         """Append one hash-chained record. The chain lock (PostgreSQL advisory transaction
         lock; SQLite: the write lock of BEGIN IMMEDIATE) makes the read of the last record
         and the insert one step, so no two records chain to the same predecessor."""
-        if self.dialect == "postgresql":
-            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": CHAIN_LOCK_KEY})
-        last = s.exec(
-            select(DecisionLog.seq, DecisionLog.record_hash)
-            .order_by(col(DecisionLog.seq).desc())
-            .limit(1)
-        ).first()
-        seq, prev = (last[0] + 1, last[1]) if last else (1, chain.GENESIS)
+        last_seq, prev = self._chain_position(s, CHAIN_LOG, DecisionLog, CHAIN_LOCK_KEY)
+        seq = last_seq + 1
         matched = [r.rule_id for r in decision.trail.rules if r.matched]
         record: dict[str, Any] = {
             "seq": seq,
@@ -647,8 +680,41 @@ class Store:
         record["record_hash"] = chain.record_hash(prev, record)
         row = DecisionLog(**record)
         s.add(row)
+        self._set_head(s, CHAIN_LOG, seq, record["record_hash"])
         s.flush()
         return row
+
+    def _chain_position(
+        self, s: Session, name: str, model: type[DecisionLog] | type[LedgerEvent], lock: int
+    ) -> tuple[int, str]:
+        """Take the chain lock (PostgreSQL advisory transaction lock ``lock``; SQLite: the
+        write lock of BEGIN IMMEDIATE) and return ``(seq, record_hash)`` of the record to
+        chain onto: the stored head (so records deleted at the end leave a gap that
+        ``verify_chain`` reports, even after new appends); without a head row (a new
+        database) the last record, ``(0, GENESIS)`` when there is none. Records beyond the
+        head → ``ChainBroken`` (nothing is appended)."""
+        if self.dialect == "postgresql":
+            s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
+        last = s.exec(
+            select(model.seq, model.record_hash).order_by(col(model.seq).desc()).limit(1)
+        ).first()
+        head = s.get(ChainHead, name)
+        if head is None:
+            return (last[0], last[1]) if last else (0, chain.GENESIS)
+        if last is not None and last[0] > head.seq:
+            raise ChainBroken(
+                f"{name} has records beyond its chain head (seq {last[0]} > {head.seq}); "
+                "nothing was written: run 'creditgate audit verify'"
+            )
+        return head.seq, head.record_hash
+
+    @staticmethod
+    def _set_head(s: Session, name: str, seq: int, record_hash: str) -> None:
+        head = s.get(ChainHead, name)
+        if head is None:
+            s.add(ChainHead(name=name, seq=seq, record_hash=record_hash))
+        else:
+            head.seq, head.record_hash, head.updated_at = seq, record_hash, utcnow()
 
     # -- reading the log ------------------------------------------------------------------
 
@@ -710,26 +776,71 @@ class Store:
         return rows, (rows[-1]["seq"] if more else None)
 
     def verify_chain(self, batch: int = 1000) -> dict[str, Any]:
-        """Check the whole log: contiguous ``seq`` from 1, every ``prev_hash`` link and every
-        ``record_hash``. Returns ``{ok, checked, first_broken_seq, reason}``."""
+        """Check both hash chains, the decision log and the ledger events: contiguous
+        ``seq`` from 1, every ``prev_hash`` link, every ``record_hash``, and that the last
+        record is the stored chain head (deleted newest records or an emptied table are
+        reported; so is a missing head while records exist).
 
-        def records() -> Iterator[dict[str, Any]]:
-            after = 0
-            while True:
-                with self._session(write=False) as s:
-                    rows = s.exec(
-                        select(DecisionLog)
-                        .where(col(DecisionLog.seq) > after)
-                        .order_by(col(DecisionLog.seq))
-                        .limit(batch)
-                    ).all()
-                    page = [self._log_dict(r) for r in rows]
-                if not page:
-                    return
-                yield from page
-                after = page[-1]["seq"]
+        Returns ``{ok, checked, first_broken_seq, reason, head_seq, head_hash, ledger}``:
+        ``checked`` (records found intact), ``first_broken_seq``, ``reason`` (None when
+        intact), ``head_seq`` / ``head_hash`` (the stored head, None without one; write
+        them to an external log to anchor the chain) are the decision log's; ``ledger`` has
+        the same keys (and ``ok``) for the ledger events. ``ok`` is true only if both
+        chains are intact. Raises ``StoreUnavailable``."""
+        log = self._verify_one(CHAIN_LOG, DecisionLog, self._log_dict, batch)
+        ledger = self._verify_one(CHAIN_LEDGER, LedgerEvent, _event_record, batch)
+        return {**log, "ok": log["ok"] and ledger["ok"], "ledger": ledger}
 
-        return chain.verify_records(records())
+    def _verify_one(
+        self,
+        name: str,
+        model: type[DecisionLog] | type[LedgerEvent],
+        as_record: Callable[[Any], dict[str, Any]],
+        batch: int,
+    ) -> dict[str, Any]:
+        """One chain, read in pages of ``batch`` (short read transactions, keyset on
+        ``seq``). The head is read after the last page; records appended meanwhile are
+        walked too, so a live service is never reported broken."""
+        walker = chain.ChainWalker()
+
+        def page(after: int) -> list[dict[str, Any]]:
+            with self._session(write=False) as s:
+                rows = s.exec(
+                    select(model)
+                    .where(col(model.seq) > after)
+                    .order_by(col(model.seq))
+                    .limit(batch)
+                ).all()
+                return [as_record(r) for r in rows]
+
+        def read_head() -> tuple[int, str] | None:
+            with self._session(write=False) as s:
+                h = s.get(ChainHead, name)
+                return (h.seq, h.record_hash) if h is not None else None
+
+        def result(head: tuple[int, str] | None, broken: int | None, reason: str | None):
+            return {
+                "ok": reason is None,
+                "checked": walker.checked,
+                "first_broken_seq": broken,
+                "reason": reason,
+                "head_seq": head[0] if head else None,
+                "head_hash": head[1] if head else None,
+            }
+
+        while True:
+            rows = page(walker.last_seq)
+            if not rows:
+                head = read_head()
+                if head is not None and head[0] > walker.last_seq:
+                    rows = page(walker.last_seq)  # appended since the last page?
+                if not rows:
+                    mismatch = chain.head_mismatch(walker.last_seq, walker.last_hash, head)
+                    return result(head, *(mismatch or (None, None)))
+            for rec in rows:
+                reason = walker.feed(rec)
+                if reason is not None:
+                    return result(read_head(), rec["seq"], reason)
 
     # -- FX rates -------------------------------------------------------------------------
 
@@ -849,6 +960,7 @@ class Store:
                     )
                 effect = self._effect(s, cust, kind, order_id, amount)
                 cust.updated_at = utcnow()
+                last_seq, prev = self._chain_position(s, CHAIN_LEDGER, LedgerEvent, LEDGER_LOCK_KEY)
                 row = LedgerEvent(
                     event_id=event_id,
                     customer_id=customer_id,
@@ -859,11 +971,18 @@ class Store:
                     content_hash=chash,
                     effect=chain.jsonable(effect),
                     caller=caller,
+                    created_at=datetime.now(UTC),
+                    seq=last_seq + 1,
+                    prev_hash=prev,
+                    record_hash="",
                 )
+                row.record_hash = chain.record_hash(prev, _event_record(row))
                 s.add(row)
+                self._set_head(s, CHAIN_LEDGER, row.seq, row.record_hash)
                 s.flush()
                 return self._event_dict(row, cust, replayed=False)
         except exc.IntegrityError:  # the same event id, concurrently, for another customer
+            # (seq cannot clash: it is assigned under the ledger chain lock)
             raise EventConflict(f"event_id: {event_id!r} is already used") from None
 
     @staticmethod
@@ -1041,6 +1160,13 @@ class Store:
         with self._session(write=False) as s:
             row = s.get(ApiKey, hash_key(key))
             return row.role if row is not None and not row.revoked else None
+
+
+def _event_record(row: LedgerEvent) -> dict[str, Any]:
+    """The hashed record of a ledger event (``LEDGER_HASHED`` plus ``record_hash``)."""
+    out = {f: getattr(row, f) for f in (*LEDGER_HASHED, "record_hash")}
+    out["created_at"] = chain.as_utc(out["created_at"])
+    return out
 
 
 def _as_datetime(value: date | datetime, *, end: bool) -> datetime:
