@@ -377,6 +377,41 @@ def test_head_edited_back_refuses_new_records(store, compiled):
     assert log_count(store) == 3 and store.get_customer("C1")["open_orders"] == Decimal("300.00")
 
 
+def test_sqlite_writers_of_one_process_queue_on_the_writer_lock(tmp_path, monkeypatch):
+    import api.store
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    a, b = Store(url), Store(url)
+    try:
+        a.upgrade()
+        assert a._writer_lock is b._writer_lock  # one lock per database file and process
+        assert Store(f"sqlite:///{tmp_path / 'other.db'}")._writer_lock is not a._writer_lock
+        done = threading.Event()
+
+        def write():
+            prime_customer(b)
+            done.set()
+
+        with a._writer_lock:  # another writer's turn: b waits for the lock, not in SQLite
+            t = threading.Thread(target=write)
+            t.start()
+            assert not done.wait(0.5)
+        t.join(10)
+        assert done.is_set() and b.get_customer("C1")["credit_limit"] == Decimal("100000.00")
+        # a writer that never gets its turn fails closed, nothing written
+        monkeypatch.setattr(api.store, "WRITER_LOCK_TIMEOUT", 0.2)
+        with a._writer_lock:
+            with pytest.raises(StoreUnavailable, match="no write turn within 0.2 s"):
+                prime_customer(b, customer_id="C2")
+        assert b.get_customer("C2") is None
+        # readers never wait for it
+        with a._writer_lock:
+            assert b.get_customer("C1") is not None
+    finally:
+        a.dispose()
+        b.dispose()
+
+
 def test_crash_in_evaluation_writes_nothing(store, compiled):
     prime_customer(store)
 
