@@ -64,8 +64,10 @@ KINDS = ("new", "repeat", "amended")
 CENTS = Decimal("0.01")
 KEY_ID_LENGTH = 12  # an API key's id: this many leading hex characters of its sha256
 MIN_KEY_ID_LENGTH = 6  # the shortest id prefix accepted by revoke_api_key
-# Reservation statuses after which an order id is spent (status -> wording in messages).
-CLOSED_STATUSES = {"cancelled": "cancelled", "invoiced": "fully invoiced"}
+# Reservation statuses under which the same order again is a ``repeat``: open (also partly
+# invoiced) and fully invoiced (the approved amount is still counted, now as receivables).
+# A cancelled order's reservation was released: its approve no longer holds → 409.
+REPEATABLE_STATUSES = ("open", "invoiced")
 CHAIN_LOCK_KEY = 0x43474C4F47  # "CGLOG": pg_advisory_xact_lock key of the hash chain
 LEDGER_LOCK_KEY = 0x43474C4544  # "CGLED": the same for the ledger events' chain
 # chain_head.name of each chain
@@ -550,9 +552,8 @@ class Store:
 
         Raises ``UnknownCustomer``, ``ValueError`` (order does not fit: bad fields, currency
         other than the customer's), ``OrderConflict`` (a ``ValueError``: order id used by
-        another customer; the order was cancelled or fully invoiced — even the same content
-        again is refused, never answered as a ``repeat``; an amendment of a partly invoiced
-        order), whatever
+        another customer; the order was cancelled — even the same content again is refused,
+        never answered as a ``repeat``; an amendment of a (partly) invoiced order), whatever
         ``evaluate_fn`` raises (nothing is written then) and ``StoreUnavailable``.
 
         With ``decision_currency`` (the policy's), an order in another currency is
@@ -612,13 +613,11 @@ class Store:
                     "an order cannot move to another customer"
                 )
             previous = s.get(Reservation, order_id, with_for_update=True)
-            if previous is not None and previous.status != "open":
-                # Neither a repeat nor an amendment: the ERP must not believe that an
-                # approve of a cancelled (or fully invoiced) order still holds.
+            if previous is not None and previous.status not in REPEATABLE_STATUSES:
+                # Neither a repeat nor an amendment: the reservation of a cancelled order
+                # was released, so its stored approve no longer holds.
                 raise OrderConflict(
-                    f"order {order_id!r} was "
-                    f"{CLOSED_STATUSES.get(previous.status, previous.status)}; "
-                    "decide a new order id"
+                    f"order {order_id!r} was {previous.status}; decide a new order id"
                 )
             if last is not None and last.content_hash == chash:
                 decision = Decision.model_validate(last.decision)
@@ -627,10 +626,15 @@ class Store:
                 )
                 return decision, "repeat"
             kind = "new" if last is None else "amended"
-            if previous is not None and previous.invoiced != 0:
+            if previous is not None and (previous.status != "open" or previous.invoiced != 0):
+                done = (
+                    "fully invoiced"
+                    if previous.status == "invoiced"
+                    else f"partly invoiced ({_plain(previous.invoiced)} of "
+                    f"{_plain(previous.amount)})"
+                )
                 raise OrderConflict(
-                    f"order {order_id!r} is partly invoiced ({_plain(previous.invoiced)} of "
-                    f"{_plain(previous.amount)}); it cannot be amended: decide a new order id"
+                    f"order {order_id!r} is {done}; it cannot be amended: decide a new order id"
                 )
             if previous is not None:
                 if cust is not None:

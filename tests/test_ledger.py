@@ -144,11 +144,13 @@ def test_invoice_moves_orders_to_receivables_without_double_counting(store, comp
         store.apply_event("C1", event("E4", "invoice_issued", "1.00", "O1"), "erp")
     with pytest.raises(EventConflict):
         store.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
-    with pytest.raises(OrderConflict, match="^order 'O1' was fully invoiced; decide a new"):
+    with pytest.raises(OrderConflict, match="^order 'O1' is fully invoiced; it cannot be amend"):
         store.decide(order("O1", "500.00"), ev(compiled), "erp")
-    # the same order again (same content) is no repeat either: the order id is spent
-    with pytest.raises(OrderConflict, match="^order 'O1' was fully invoiced; decide a new"):
-        store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    # the same order again (same content) is still a repeat: the approved amount is still
+    # counted (now as receivables), unlike a cancelled order's
+    again, kind = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
+    assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
     assert [e["event_id"] for e in store.list_events("C1")] == ["E1", "E3"]
 
 
