@@ -2,7 +2,9 @@
 
 A key is sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys are created
 with ``creditgate keys create --role ROLE`` (printed once; the store keeps only the sha256
-of the key) and checked with ``Store.role_of``.
+of the key), listed with ``creditgate keys list`` (id = the first 12 hex characters of the
+sha256, role, name, created, revoked; never the key), revoked with ``creditgate keys revoke
+KEY_ID`` and checked with ``Store.role_of``: an unknown or revoked key → 401.
 
 Roles: ``order_entry`` (asks for decisions, reads customers), ``reviewer`` (reads
 decisions), ``compliance`` (reads decisions, replays them, verifies the audit chain),
@@ -73,9 +75,13 @@ def key_from_request(request: Request) -> str | None:
 
 
 def _key_id(key: str) -> str:
+    """The key's id: the first 12 hex characters of its sha256 (as ``creditgate keys list``
+    shows it and ``creditgate keys revoke`` takes it)."""
     import hashlib
 
-    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:12]
+    from api.store import KEY_ID_LENGTH
+
+    return hashlib.sha256(key.encode("utf-8", "replace")).hexdigest()[:KEY_ID_LENGTH]
 
 
 def require(*roles: str) -> Any:

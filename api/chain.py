@@ -1,4 +1,5 @@
-"""Canonical JSON and the decision-log hash chain (pure functions, no database).
+"""Canonical JSON and the hash chains of the decision log and the ledger events (pure
+functions, no database).
 
 ``record_hash = sha256(prev_hash + canonical_json(record without record_hash))``; canonical
 JSON is ``json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False)`` with
@@ -16,10 +17,12 @@ from typing import Any
 
 __all__ = [
     "GENESIS",
+    "ChainWalker",
     "as_utc",
     "canonical_json",
     "content_hash",
     "decimal_str",
+    "head_mismatch",
     "jsonable",
     "record_hash",
     "timestamp",
@@ -96,25 +99,63 @@ def record_hash(prev_hash: str, record: Mapping[str, Any]) -> str:
     return sha256_hex(prev_hash + canonical_json(body))
 
 
+class ChainWalker:
+    """Checks records fed in ``seq`` order: contiguous ``seq`` from 1, every ``prev_hash``
+    link and every ``record_hash``. ``checked`` = records found intact so far; ``last_seq``
+    / ``last_hash`` = the last intact record (0 / ``GENESIS`` before the first)."""
+
+    def __init__(self) -> None:
+        self.checked = 0
+        self.last_seq = 0
+        self.last_hash = GENESIS
+
+    def feed(self, rec: Mapping[str, Any]) -> str | None:
+        """Check the next record; returns None if intact, else the reason it is not."""
+        seq = rec["seq"]
+        if seq != self.last_seq + 1:
+            return f"sequence gap: expected seq {self.last_seq + 1}, found {seq}"
+        if rec["prev_hash"] != self.last_hash:
+            return "prev_hash does not match the previous record's record_hash"
+        if record_hash(rec["prev_hash"], rec) != rec["record_hash"]:
+            return "record_hash does not match the record's contents"
+        self.checked += 1
+        self.last_seq, self.last_hash = seq, rec["record_hash"]
+        return None
+
+
+def head_mismatch(
+    last_seq: int, last_hash: str, head: tuple[int, str] | None
+) -> tuple[int, str] | None:
+    """Compare the last intact record (``last_seq`` 0 = no records) with the stored chain
+    head ``(seq, record_hash)`` (None = no head row). Returns None if they agree, else
+    ``(first_broken_seq, reason)``: records deleted at the end (tail truncation) or all of
+    them, records beyond the head, a head that names another hash, or a missing head."""
+    if head is None:
+        if last_seq == 0:
+            return None
+        return 1, f"the chain head is missing but the log has {last_seq} records"
+    head_seq, head_hash = head
+    if head_seq != last_seq:
+        first = min(last_seq, head_seq) + 1
+        return first, f"log ends at seq {last_seq} but the head says {head_seq}"
+    if head_hash != last_hash:
+        return last_seq, f"the record_hash of seq {last_seq} differs from the head's"
+    return None
+
+
 def verify_records(records: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """Walk ``records`` (in ``seq`` order) and check sequence, links and hashes.
+    """Walk ``records`` (in ``seq`` order) and check sequence, links and hashes (not the
+    head: see ``head_mismatch``).
 
     Returns ``{"ok", "checked", "first_broken_seq", "reason"}``."""
-    prev = GENESIS
-    expected_seq = 1
-    checked = 0
+    walker = ChainWalker()
     for rec in records:
-        seq = rec["seq"]
-        reason = None
-        if seq != expected_seq:
-            reason = f"sequence gap: expected seq {expected_seq}, found {seq}"
-        elif rec["prev_hash"] != prev:
-            reason = "prev_hash does not match the previous record's record_hash"
-        elif record_hash(rec["prev_hash"], rec) != rec["record_hash"]:
-            reason = "record_hash does not match the record's contents"
+        reason = walker.feed(rec)
         if reason is not None:
-            return {"ok": False, "checked": checked, "first_broken_seq": seq, "reason": reason}
-        checked += 1
-        prev = rec["record_hash"]
-        expected_seq = seq + 1
-    return {"ok": True, "checked": checked, "first_broken_seq": None, "reason": None}
+            return {
+                "ok": False,
+                "checked": walker.checked,
+                "first_broken_seq": rec["seq"],
+                "reason": reason,
+            }
+    return {"ok": True, "checked": walker.checked, "first_broken_seq": None, "reason": None}

@@ -9,13 +9,17 @@ Commands::
     creditgate serve [--host 127.0.0.1] [--port 8000]   run the HTTP API
     creditgate db upgrade                               apply database migrations
     creditgate keys create --role ROLE [--name N]       create an API key (printed once)
-    creditgate audit verify                             check the decision log (exit 1 broken)
+    creditgate keys list                                list the keys (id, role, name, ...)
+    creditgate keys revoke KEY_ID                       revoke a key (exit 1 unknown/ambiguous)
+    creditgate audit verify                             check the hash chains (exit 1 broken)
 
 Exit codes (all commands): 0 success; 1 policy errors (or a failing policy test, or a
 broken tests file); 2 the request or data does not fit (input errors, unreadable or invalid
 JSON; an unknown role); 3 no decision was made (evaluation error, rule engine unavailable)
-or, for ``db``/``keys``/``audit``, the database is unavailable. ``audit verify`` exits 1
-when the hash chain is broken.
+or, for ``serve``/``db``/``keys``/``audit``, the database is unavailable or not migrated
+(one line: ``creditgate: database unavailable at URL (Error); is it running?``, password
+masked). ``audit verify`` exits 1 when a hash chain is broken; ``keys revoke`` exits 1 for
+an unknown or ambiguous key id.
 
 Output is plain text (no rich formatting). Errors go to stderr and say what is wrong, where
 (``file:line:col`` or the request path) and why. The engine is imported only by the
@@ -163,8 +167,9 @@ def read_request(source: str) -> Any:
     try:
         return parse_request_json(data, name)
     except InputErrors as exc:
-        _fail(EXIT_INPUT, *(f"{e.message.replace(': ', ': invalid_json: ', 1)}"
-                            for e in exc.errors))
+        _fail(
+            EXIT_INPUT, *(f"{e.message.replace(': ', ': invalid_json: ', 1)}" for e in exc.errors)
+        )
 
 
 @app.command()
@@ -402,16 +407,55 @@ app.add_typer(audit_app, name="audit")
 EXIT_UNAVAILABLE = 3
 
 
-def _store() -> Any:
-    """The ``Store`` for ``Settings()`` (environment: CREDITGATE_DATABASE_URL / DATABASE_URL)."""
+def _database_url() -> str:
     from api.settings import Settings
+
+    return Settings().database_url
+
+
+def _masked_url() -> str:
+    """``DATABASE_URL`` with any password replaced by ``***``."""
+    import sqlalchemy as sa
+
+    url = _database_url()
+    try:
+        return sa.make_url(url).render_as_string(hide_password=True)
+    except sa.exc.ArgumentError:
+        return "the configured DATABASE_URL"
+
+
+def _store() -> Any:
+    """The ``Store`` for ``Settings()`` (environment: CREDITGATE_DATABASE_URL / DATABASE_URL).
+    A URL that is not a database URL exits 3 with one line (never a traceback)."""
+    import sqlalchemy as sa
+
     from api.store import Store
 
-    return Store(Settings().database_url)
+    try:
+        return Store(_database_url())
+    except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
+        _fail(
+            EXIT_UNAVAILABLE,
+            f"creditgate: DATABASE_URL {_masked_url()} is not a usable database URL "
+            f"({type(exc).__name__})",
+        )
 
 
 def _unavailable(exc: Exception) -> NoReturn:
-    _fail(EXIT_UNAVAILABLE, f"the database is unavailable: {type(exc).__name__}: {exc}")
+    """One line for a ``StoreUnavailable`` (password masked), exit 3."""
+    from api.store import StoreNotMigrated
+
+    cause = getattr(exc, "cause", "") or type(exc).__name__
+    if isinstance(exc, StoreNotMigrated):
+        _fail(
+            EXIT_UNAVAILABLE,
+            f"creditgate: database at {_masked_url()} is not migrated ({cause}); "
+            "run 'creditgate db upgrade'",
+        )
+    _fail(
+        EXIT_UNAVAILABLE,
+        f"creditgate: database unavailable at {_masked_url()} ({cause}); is it running?",
+    )
 
 
 @app.command()
@@ -422,10 +466,19 @@ def serve(
 ) -> None:
     """Run the HTTP API (uvicorn). Settings from the environment: CREDITGATE_DATABASE_URL
     (or DATABASE_URL), CREDITGATE_POLICY_PATH, CREDITGATE_MAX_REQUEST_BYTES. Logs are JSON
-    lines on stderr."""
+    lines on stderr. Exit 3 with one line if the database cannot be reached."""
     import uvicorn
 
     from api.app import configure_logging
+    from api.store import StoreUnavailable
+
+    store = _store()
+    try:
+        store.ping()  # before uvicorn: one clear line instead of a traceback from the app
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    finally:
+        store.dispose()
 
     configure_logging(root=True)
     uvicorn.run(
@@ -478,24 +531,86 @@ def keys_create(
     _err(f"created a {role} key{f' for {name}' if name else ''}; it is shown only once")
 
 
+@keys_app.command("list")
+def keys_list() -> None:
+    """List the API keys: id (first 12 hex characters of the key's sha256, as in the
+    decision log's caller), role, name, created (UTC), revoked. Keys themselves are never
+    stored, so never shown."""
+    from api.store import StoreUnavailable
+
+    try:
+        keys = _store().list_api_keys()
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    rows = [
+        [
+            k["key_id"],
+            k["role"],
+            k["name"] or "-",
+            k["created_at"].strftime("%Y-%m-%d %H:%M:%S"),
+            "yes" if k["revoked"] else "no",
+        ]
+        for k in keys
+    ]
+    header = ["id", "role", "name", "created (UTC)", "revoked"]
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    for r in [header, *rows]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    _err(f"{len(keys)} key{'s' if len(keys) != 1 else ''}")
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[
+        str, typer.Argument(help="The id shown by 'creditgate keys list' (or a longer prefix).")
+    ],
+) -> None:
+    """Revoke an API key by its id: from then on it gets 401. Exit 1 if the id matches no
+    key or several keys (nothing is revoked then)."""
+    from api.store import AmbiguousKey, StoreUnavailable, UnknownKey
+
+    try:
+        key = _store().revoke_api_key(key_id)
+    except StoreUnavailable as exc:
+        _unavailable(exc)
+    except (UnknownKey, AmbiguousKey) as exc:
+        _fail(EXIT_POLICY, f"creditgate: {exc}; nothing was revoked")
+    name = f" ({key['name']})" if key["name"] else ""
+    if key["already_revoked"]:
+        typer.echo(f"{key['key_id']}: the {key['role']} key{name} was already revoked")
+    else:
+        typer.echo(f"{key['key_id']}: revoked the {key['role']} key{name}")
+
+
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check the decision log's hash chain: exit 0 if intact, 1 if a record was changed,
-    removed or reordered (the first broken seq is printed)."""
+    """Check both hash chains (decision log, ledger events): exit 0 if intact, 1 if a record
+    was changed, removed (also the newest ones) or reordered. One line per chain with the
+    stored head (seq and record_hash): write them to an external log to anchor the chains
+    (someone with write access to the database could rewrite the head too)."""
     from api.store import StoreUnavailable
 
     try:
         result = _store().verify_chain()
     except StoreUnavailable as exc:
         _unavailable(exc)
-    if result["ok"]:
-        typer.echo(f"ok: {result['checked']} records, hash chain intact")
-        return
-    _fail(
-        EXIT_POLICY,
-        f"BROKEN at seq {result['first_broken_seq']}: {result['reason']} "
-        f"({result['checked']} records before it are intact)",
-    )
+    broken = False
+    for label, chain in (("decision log", result), ("ledger events", result["ledger"])):
+        head = (
+            f"head seq {chain['head_seq']} record_hash {chain['head_hash']}"
+            if chain["head_seq"] is not None
+            else "no head"
+        )
+        if chain["reason"] is None:
+            typer.echo(f"ok: {label}: {chain['checked']} records, hash chain intact; {head}")
+        else:
+            broken = True
+            _err(
+                f"BROKEN: {label} at seq {chain['first_broken_seq']}: {chain['reason']} "
+                f"({chain['checked']} records before it are intact); {head}"
+            )
+    if broken:
+        raise typer.Exit(EXIT_POLICY)
 
 
 if __name__ == "__main__":  # pragma: no cover

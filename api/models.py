@@ -17,6 +17,7 @@ from sqlmodel import Field, SQLModel
 
 __all__ = [
     "ApiKey",
+    "ChainHead",
     "Customer",
     "DecisionLog",
     "FxRate",
@@ -192,7 +193,10 @@ class FxRate(SQLModel, table=True):
 
 
 class LedgerEvent(SQLModel, table=True):
-    """Append-only ledger events, idempotent by the caller's ``event_id``."""
+    """Append-only ledger events, idempotent by the caller's ``event_id``. Hash-chained
+    like the decision log (revision 0003): ``seq`` (1, 2, ... no gaps, assigned under the
+    ledger chain lock), ``prev_hash``, ``record_hash``; existing events were chained in
+    ``created_at``, ``event_id`` order by the migration."""
 
     __tablename__ = "ledger_events"
 
@@ -206,6 +210,23 @@ class LedgerEvent(SQLModel, table=True):
     effect: dict[str, Any] = _json()
     caller: str = Field(max_length=200)
     created_at: datetime = _ts()
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False, unique=True))
+    prev_hash: str = Field(max_length=64)
+    record_hash: str = Field(max_length=64)
+
+
+class ChainHead(SQLModel, table=True):
+    """The newest record of each hash chain (revision 0003): ``name`` is the chained table
+    (``decision_log`` or ``ledger_events``), ``seq`` and ``record_hash`` those of its last
+    record. Written in the same transaction as the record, under the chain lock, so
+    ``verify_chain`` detects deleted newest records (tail truncation) and an emptied log."""
+
+    __tablename__ = "chain_head"
+
+    name: str = Field(primary_key=True, max_length=32)
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
+    record_hash: str = Field(max_length=64)
+    updated_at: datetime = _ts()
 
 
 class ApiKey(SQLModel, table=True):

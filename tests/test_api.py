@@ -610,11 +610,22 @@ def test_replay_uses_the_stored_policy_source(tmp_path: Path) -> None:
 def test_audit_verify_detects_tampering(api: Api) -> None:
     _three_decisions(api)
     h = api.h("compliance")
+    ((head_hash,),) = sql(api.db, "SELECT record_hash FROM decision_log WHERE seq = 3")
     assert api.client.get("/v1/audit/verify", headers=h).json() == {
         "ok": True,
         "checked": 3,
         "first_broken_seq": None,
         "reason": None,
+        "head_seq": 3,
+        "head_hash": head_hash,
+        "ledger": {
+            "ok": True,
+            "checked": 0,
+            "first_broken_seq": None,
+            "reason": None,
+            "head_seq": None,
+            "head_hash": None,
+        },
     }
     sql(api.db, "UPDATE decision_log SET outcome = 'approve' WHERE seq = 2")
     body = api.client.get("/v1/audit/verify", headers=h).json()
@@ -629,6 +640,15 @@ def test_audit_verify_detects_a_deleted_record(api: Api) -> None:
     sql(api.db, "DELETE FROM decision_log WHERE seq = 2")
     body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
     assert body["ok"] is False and body["first_broken_seq"] == 3
+
+
+def test_audit_verify_detects_deleted_newest_records(api: Api) -> None:
+    _three_decisions(api)
+    sql(api.db, "DELETE FROM decision_log WHERE seq = 3")
+    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert (body["ok"], body["checked"], body["first_broken_seq"]) == (False, 2, 3)
+    assert body["reason"] == "log ends at seq 2 but the head says 3"
+    assert body["head_seq"] == 3
 
 
 # -- customers -----------------------------------------------------------------------------
@@ -820,11 +840,19 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         api.store.dispose()
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 0, r.output
-    assert "3 records" in r.stdout
+    ((head_hash,),) = sql(db, "SELECT record_hash FROM decision_log WHERE seq = 3")
+    assert r.stdout.splitlines() == [
+        f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
+        "ok: ledger events: 0 records, hash chain intact; no head",
+    ]
     sql(db, "UPDATE decision_log SET caller = 'someone else' WHERE seq = 3")
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 1
-    assert "seq 3" in r.output
+    assert "BROKEN: decision log at seq 3: record_hash" in r.stderr
+    sql(db, "DELETE FROM decision_log WHERE seq = 3")
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1
+    assert "at seq 3: log ends at seq 2 but the head says 3" in r.stderr
 
 
 def test_cli_serve_is_registered() -> None:
@@ -854,7 +882,8 @@ def test_concurrent_orders_never_exceed_the_limit_unreferred(api: Api) -> None:
     c = api.store.get_customer("CUST-1")
     assert c["open_orders"] == Decimal("90000.00")
     body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
-    assert body == {"ok": True, "checked": 10, "first_broken_seq": None, "reason": None}
+    assert (body["ok"], body["checked"], body["head_seq"]) == (True, 10, 10)
+    assert (body["first_broken_seq"], body["reason"], body["ledger"]["ok"]) == (None, None, True)
 
 
 def test_policy_in_force(api: Api) -> None:

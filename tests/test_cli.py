@@ -81,8 +81,14 @@ def test_decide_json(in_root: Path) -> None:
 
 
 def test_decide_text(in_root: Path) -> None:
-    r = run("decide", REQUESTS / "refer-over-limit.json", "--policy", "policies.yaml",
-            "--format", "text")
+    r = run(
+        "decide",
+        REQUESTS / "refer-over-limit.json",
+        "--policy",
+        "policies.yaml",
+        "--format",
+        "text",
+    )
     assert r.exit_code == 0, r.output
     out = r.stdout
     assert "Outcome  REFER" in out
@@ -90,8 +96,10 @@ def test_decide_text(in_root: Path) -> None:
     assert "deposit        50.00 % = 5,000.00 EUR" in out
     assert "payment term   30 days" in out
     assert "available        -5,000.00 EUR" in out
-    assert ("REF_OVER_LIMIT: Order takes the customer over the credit limit "
-            "[rule REF_OVER_LIMIT, referral]") in out
+    assert (
+        "REF_OVER_LIMIT: Order takes the customer over the credit limit "
+        "[rule REF_OVER_LIMIT, referral]"
+    ) in out
     assert "level   credit_analyst (SLA 4 h)" in out
     assert "credit_analyst > credit_manager > finance_director > general_manager" in out
     # every rule in the trail, matched or not, with the values it read
@@ -111,19 +119,33 @@ def test_decide_stdin_keeps_money_exact(in_root: Path) -> None:
 
 
 def test_decide_json_numbers_with_fractions_are_exact(in_root: Path) -> None:
-    body = {"order": {"amount": 8499.99, "payment_term_days": 45},
-            "customer": {"credit_limit": 40000, "exposure": 25500.01, "years_in_business": 6,
-                         "risk_class": "medium", "avg_days_late": 25, "disputed_invoices": 1,
-                         "country_risk": "high"}}
+    body = {
+        "order": {"amount": 8499.99, "payment_term_days": 45},
+        "customer": {
+            "credit_limit": 40000,
+            "exposure": 25500.01,
+            "years_in_business": 6,
+            "risk_class": "medium",
+            "avg_days_late": 25,
+            "disputed_invoices": 1,
+            "country_risk": "high",
+        },
+    }
     r = run("decide", "-", input=json.dumps(body))
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["order_amount"] == "8499.99"
 
 
 def test_decide_bad_input_exit_2(in_root: Path) -> None:
-    body = {"order": {"amount": "12.345", "payment_term_days": 30, "colour": "red"},
-            "customer": {"credit_limit": "1000.00", "exposure": "0", "years_in_business": 2,
-                         "risk_class": "pink"}}
+    body = {
+        "order": {"amount": "12.345", "payment_term_days": 30, "colour": "red"},
+        "customer": {
+            "credit_limit": "1000.00",
+            "exposure": "0",
+            "years_in_business": 2,
+            "risk_class": "pink",
+        },
+    }
     r = run("decide", "-", input=json.dumps(body))
     assert r.exit_code == 2
     err = r.stderr
@@ -266,8 +288,11 @@ def test_backtest_jsonl(tmp_path: Path) -> None:
     pytest.importorskip("api.backtest")
     pytest.importorskip("api.datasets")
     request = json.loads((REQUESTS / "approve-prime.json").read_text())
-    rows = [{"request": request, "label": "good"}, {"request": request, "label": "bad"},
-            {"request": {"order": {"amount": "1.00"}}, "label": "bad"}]
+    rows = [
+        {"request": request, "label": "good"},
+        {"request": request, "label": "bad"},
+        {"request": {"order": {"amount": "1.00"}}, "label": "bad"},
+    ]
     data = tmp_path / "rows.jsonl"
     data.write_text("\n".join(json.dumps(r) for r in rows) + "\n", encoding="utf-8")
     r = run("backtest", POLICY, data, "--no-progress", "--limit", "2")
@@ -280,3 +305,136 @@ def test_backtest_unreadable_data_exit_2(tmp_path: Path) -> None:
     r = run("backtest", POLICY, tmp_path / "missing.jsonl", "--no-progress")
     assert r.exit_code == 2
     assert "missing.jsonl" in r.stderr
+
+
+# -- keys list / revoke, database unavailable -----------------------------------------------
+
+
+@pytest.fixture
+def db_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", url)
+    monkeypatch.delenv("DATABASE_URL", raising=False)
+    assert run("db", "upgrade").exit_code == 0
+    return url
+
+
+def test_keys_list_and_revoke(db_env: str, tmp_path: Path) -> None:
+    import sqlite3
+
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from api.settings import Settings
+    from api.store import hash_key
+
+    erp = run("keys", "create", "--role", "order_entry", "--name", "erp").stdout.strip()
+    audit = run("keys", "create", "--role", "compliance").stdout.strip()
+    erp_id, audit_id = hash_key(erp)[:12], hash_key(audit)[:12]
+    r = run("keys", "list")
+    assert r.exit_code == 0, r.output
+    lines = r.stdout.splitlines()
+    assert lines[0].split() == ["id", "role", "name", "created", "(UTC)", "revoked"]
+    rows = {line.split()[0]: line.split() for line in lines[1:]}
+    assert rows[erp_id][1:3] == ["order_entry", "erp"] and rows[erp_id][-1] == "no"
+    assert rows[audit_id][1:3] == ["compliance", "-"] and rows[audit_id][-1] == "no"
+    assert erp not in r.output and hash_key(erp) not in r.output  # neither key nor hash
+    assert r.stderr.strip() == "2 keys"
+
+    app = create_app(Settings(database_url=db_env, policy_path=str(POLICY)))
+    try:
+        client = TestClient(app, raise_server_exceptions=False)
+        assert client.get("/v1/customers/NOBODY", headers={"X-API-Key": erp}).status_code == 404
+        r = run("keys", "revoke", erp_id)
+        assert r.exit_code == 0, r.output
+        assert r.stdout.strip() == f"{erp_id}: revoked the order_entry key (erp)"
+        refused = client.get("/v1/customers/NOBODY", headers={"X-API-Key": erp})
+        assert refused.status_code == 401
+        assert refused.json()["detail"] == "the API key is unknown or revoked"
+        verify = client.get("/v1/audit/verify", headers={"Authorization": f"Bearer {audit}"})
+        assert verify.status_code == 200  # the other key still works
+    finally:
+        app.state.store.dispose()
+    r = run("keys", "list")
+    rows = {line.split()[0]: line.split() for line in r.stdout.splitlines()[1:]}
+    assert rows[erp_id][-1] == "yes" and rows[audit_id][-1] == "no"
+    r = run("keys", "revoke", hash_key(erp).upper())  # the full hash works too
+    assert r.exit_code == 0 and "already revoked" in r.stdout
+
+    # refused ids: nothing is revoked, exit 1, one clear line
+    other = "0123456789abcdef" if not erp_id.startswith("01") else "fedcba9876543210"
+    for bad, message in [
+        ("xyz123", "'xyz123' is not a key id: 6 to 64 hex characters"),
+        ("abc", "'abc' is not a key id"),
+        (other[:12], f"no API key with id '{other[:12]}'"),
+    ]:
+        r = run("keys", "revoke", bad)
+        assert r.exit_code == 1, r.output
+        assert message in r.stderr and r.stderr.strip().endswith("nothing was revoked")
+    db = Path(db_env.removeprefix("sqlite:///"))
+    con = sqlite3.connect(db)
+    for suffix in ("0" * 58, "1" * 58):
+        con.execute(
+            "INSERT INTO api_keys (key_hash, role, name, created_at, revoked) "
+            "VALUES (?, 'admin', 'twin', '2026-01-01 00:00:00', 0)",
+            ("abcdef" + suffix,),
+        )
+    con.commit()
+    r = run("keys", "revoke", "abcdef")
+    assert r.exit_code == 1
+    assert "'abcdef' matches several keys (abcdef000000, abcdef111111)" in r.stderr
+    assert con.execute("SELECT count(*) FROM api_keys WHERE revoked").fetchone() == (1,)
+    con.close()
+    assert run("keys", "revoke", "abcdef1").exit_code == 0
+
+
+UNREACHABLE = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x"
+UNREACHABLE_LINE = (
+    "creditgate: database unavailable at postgresql+psycopg://postgres:***@127.0.0.1:1/x "
+    "(OperationalError); is it running?"
+)
+
+
+@pytest.mark.parametrize(
+    "args",
+    [("db", "upgrade"), ("keys", "list"), ("keys", "revoke", "abcdef"), ("audit", "verify")]
+    + [("keys", "create", "--role", "admin")],
+)
+def test_unreachable_database_is_one_line_and_exit_3(
+    args: tuple[str, ...], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", UNREACHABLE)
+    r = run(*args)
+    assert r.exit_code == 3, r.output
+    assert r.stderr == UNREACHABLE_LINE + "\n" and r.stdout == ""
+    assert "s3cret" not in r.output
+
+
+def test_unmigrated_database_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
+    r = run("keys", "list")
+    assert r.exit_code == 3
+    assert r.stderr == (
+        f"creditgate: database at sqlite:///{tmp_path / 'empty.db'} is not migrated "
+        "(OperationalError); run 'creditgate db upgrade'\n"
+    )
+
+
+def test_serve_with_unreachable_database_exits_3_without_traceback(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(CREDITGATE_DATABASE_URL=UNREACHABLE, CREDITGATE_POLICY_PATH=str(POLICY))
+    p = subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve", "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert p.returncode == 3, p.stderr
+    assert p.stderr == UNREACHABLE_LINE + "\n"
+    assert p.stdout == ""

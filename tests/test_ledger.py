@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies.yaml"
 ALL_TABLES = (
     "ledger_events",
+    "chain_head",
     "fx_rates",
     "decision_log",
     "reservations",
@@ -143,11 +144,44 @@ def test_invoice_moves_orders_to_receivables_without_double_counting(store, comp
         store.apply_event("C1", event("E4", "invoice_issued", "1.00", "O1"), "erp")
     with pytest.raises(EventConflict):
         store.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
-    with pytest.raises(OrderConflict, match="invoiced"):
+    with pytest.raises(OrderConflict, match="^order 'O1' is fully invoiced; it cannot be amend"):
         store.decide(order("O1", "500.00"), ev(compiled), "erp")
-    # the same order again (same content) is still a repeat
-    assert store.decide(order("O1", "10000.00"), ev(compiled), "erp")[1] == "repeat"
+    # the same order again (same content) is still a repeat: the approved amount is still
+    # counted (now as receivables), unlike a cancelled order's
+    again, kind = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
+    assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
     assert [e["event_id"] for e in store.list_events("C1")] == ["E1", "E3"]
+
+
+def test_partly_invoiced_order_repeats_but_cannot_be_amended(store, compiled):
+    customer(store)
+    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    again, kind = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
+    with pytest.raises(OrderConflict, match=r"partly invoiced \(4000.00 of 10000.00\)"):
+        store.decide(order("O1", "9000.00"), ev(compiled), "erp")
+    assert position(store) == (D("6000.00"), D("24000.00"), 0, D("30000.00"))
+
+
+def test_repeat_of_a_cancelled_order_is_a_conflict(store, compiled):
+    customer(store)
+    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert d.outcome == "approve"
+    store.apply_event("C1", event("E1", "order_cancelled", order_id="O1"), "erp")
+    before = store.list_decisions()[0][0]
+    # the same content again: not the stored approve (it no longer holds), a conflict
+    with pytest.raises(OrderConflict, match="^order 'O1' was cancelled; decide a new order id$"):
+        store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    with pytest.raises(OrderConflict, match="^order 'O1' was cancelled; decide a new order id$"):
+        store.decide(order("O1", "5000.00"), ev(compiled), "erp")
+    # nothing was logged or reserved by the refusals
+    rows, _ = store.list_decisions()
+    assert len(rows) == 1 and rows[0]["seq"] == before["seq"]
+    assert position(store) == (0, D("20000.00"), 0, D("20000.00"))
+    # a new order id is decided normally
+    assert store.decide(order("O2", "10000.00"), ev(compiled), "erp")[1] == "new"
 
 
 def test_cancel_releases_the_open_part(store, compiled):
@@ -448,8 +482,10 @@ def test_http_ledger_events(api):
     r = api.event(event_id="PAY-1", type="payment_received", amount="30000.00", currency="EUR")
     assert r.json()["customer"]["open_receivables"] == "0.00"
     assert r.json()["customer"]["credit_balance"] == "5000.00"
-    # an amendment of a cancelled order is a conflict
+    # an amendment of a cancelled order is a conflict, and so is the same order again
     problem(api.decide(amount="100.00"), 409, "conflict")
+    body = problem(api.decide(), 409, "conflict")
+    assert body["detail"] == "order 'SO-1' was cancelled; decide a new order id"
     problem(
         api.event("NOBODY", event_id="X", type="credit_note", amount="1", currency="EUR"),
         404,
@@ -728,3 +764,108 @@ def test_migration_0002_downgrades_and_upgrades(tmp_path):
     assert "ledger_events" not in set(sa.inspect(engine).get_table_names())
     command.upgrade(cfg, "head")
     engine.dispose()
+
+
+# -- the ledger events' hash chain and the chain heads (both databases) ---------------------
+
+
+def _rows(url: str, sql: str) -> list[tuple]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            return [tuple(r) for r in conn.execute(sa.text(sql))]
+    finally:
+        engine.dispose()
+
+
+def _exec(url: str, sql: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        with engine.begin() as conn:
+            conn.execute(sa.text(sql))
+    finally:
+        engine.dispose()
+
+
+def _three_events(store, compiled):
+    customer(store)
+    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    store.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")
+    store.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
+
+
+def test_ledger_events_are_hash_chained(store, db_url, compiled):
+    _three_events(store, compiled)
+    rows = _rows(
+        db_url, "SELECT seq, event_id, prev_hash, record_hash FROM ledger_events ORDER BY seq"
+    )
+    assert [(r[0], r[1]) for r in rows] == [(1, "E1"), (2, "E2"), (3, "E3")]
+    assert rows[0][2] == "0" * 64 and rows[1][2] == rows[0][3] and rows[2][2] == rows[1][3]
+    # a replayed event is not appended again
+    assert store.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")["replayed"]
+    result = store.verify_chain()
+    assert result["ok"] is True and result["checked"] == 1
+    assert result["ledger"] == {
+        "ok": True,
+        "checked": 3,
+        "first_broken_seq": None,
+        "reason": None,
+        "head_seq": 3,
+        "head_hash": rows[2][3],
+    }
+    # an edited amount breaks the ledger chain at that event; the log stays intact
+    _exec(db_url, "UPDATE ledger_events SET amount = '5.00' WHERE event_id = 'E2'")
+    result = store.verify_chain()
+    assert (result["ok"], result["first_broken_seq"], result["reason"]) == (False, None, None)
+    assert result["ledger"]["ok"] is False
+    assert result["ledger"]["first_broken_seq"] == 2 and result["ledger"]["checked"] == 1
+    assert "record_hash" in result["ledger"]["reason"]
+
+
+def test_deleted_newest_ledger_event_is_detected(store, db_url, compiled):
+    _three_events(store, compiled)
+    _exec(db_url, "DELETE FROM ledger_events WHERE seq = 3")
+    ledger = store.verify_chain()["ledger"]
+    assert (ledger["ok"], ledger["checked"], ledger["first_broken_seq"]) == (False, 2, 3)
+    assert ledger["reason"] == "log ends at seq 2 but the head says 3"
+    _exec(db_url, "DELETE FROM ledger_events")
+    ledger = store.verify_chain()["ledger"]
+    assert (ledger["checked"], ledger["first_broken_seq"]) == (0, 1)
+    assert ledger["reason"] == "log ends at seq 0 but the head says 3"
+
+
+def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compiled):
+    from alembic import command
+    from alembic.config import Config
+
+    store = Store(db_url)
+    try:
+        store.upgrade()
+        _three_events(store, compiled)
+        before = _rows(db_url, "SELECT event_id, seq, record_hash FROM ledger_events ORDER BY seq")
+        log_head = _rows(db_url, "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC")[0]
+        cfg = Config(str(ROOT / "alembic.ini"))
+        cfg.set_main_option("script_location", str(ROOT / "api" / "migrations"))
+        cfg.set_main_option("sqlalchemy.url", db_url)
+        command.downgrade(cfg, "0002_ledger_fx")  # a database with records, before 0003
+        names = set(sa.inspect(store.engine).get_table_names())
+        assert "chain_head" not in names and "ledger_events" in names
+        store.dispose()
+        command.upgrade(cfg, "head")
+        # the migration computes the same hashes the store wrote
+        after = _rows(db_url, "SELECT event_id, seq, record_hash FROM ledger_events ORDER BY seq")
+        assert after == before
+        heads = dict(
+            (r[0], (r[1], r[2]))
+            for r in _rows(db_url, "SELECT name, seq, record_hash FROM chain_head")
+        )
+        assert heads == {"decision_log": log_head, "ledger_events": before[-1][1:]}
+        result = store.verify_chain()
+        assert result["ok"] is True and (result["head_seq"], result["head_hash"]) == log_head
+        assert result["ledger"]["checked"] == 3
+        # and the chains go on from there
+        store.apply_event("C1", event("E4", "payment_received", "1.00"), "erp")
+        assert store.verify_chain()["ledger"]["head_seq"] == 4
+    finally:
+        store.dispose()

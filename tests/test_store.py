@@ -13,11 +13,19 @@ import pytest
 import sqlalchemy as sa
 
 from api.models import Reservation
-from api.store import OrderConflict, Store, StoreUnavailable, UnknownCustomer
+from api.store import ChainBroken, OrderConflict, Store, StoreUnavailable, UnknownCustomer
 from engine.evaluate import EvaluationError, evaluate, load
 from tests.conftest import fresh_pg_database
 
-TABLES = ("decision_log", "reservations", "customers", "api_keys", "policy_versions")
+TABLES = (
+    "decision_log",
+    "ledger_events",
+    "chain_head",
+    "reservations",
+    "customers",
+    "api_keys",
+    "policy_versions",
+)
 PRIME = {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
 
 
@@ -91,6 +99,36 @@ def log_count(store):
         return conn.execute(sa.text("SELECT count(*) FROM decision_log")).scalar_one()
 
 
+def last_record(store, table="decision_log"):
+    with store.engine.connect() as conn:
+        return tuple(
+            conn.execute(
+                sa.text(f"SELECT seq, record_hash FROM {table} ORDER BY seq DESC LIMIT 1")
+            ).one()
+        )
+
+
+def intact(checked, head=None, ledger_checked=0, ledger_head=None):
+    """The verify_chain answer for intact chains of ``checked`` log records and
+    ``ledger_checked`` ledger events, with these heads ``(seq, hash)``."""
+    return {
+        "ok": True,
+        "checked": checked,
+        "first_broken_seq": None,
+        "reason": None,
+        "head_seq": head[0] if head else None,
+        "head_hash": head[1] if head else None,
+        "ledger": {
+            "ok": True,
+            "checked": ledger_checked,
+            "first_broken_seq": None,
+            "reason": None,
+            "head_seq": ledger_head[0] if ledger_head else None,
+            "head_hash": ledger_head[1] if ledger_head else None,
+        },
+    }
+
+
 def test_migrations_are_idempotent_and_policy_versions(store, compiled):
     store.upgrade()  # second time: nothing to do
     store.ping()
@@ -157,12 +195,9 @@ def test_concurrent_orders_never_exceed_the_limit(store, compiled):
     # ... and every referral really did not fit (exposure only grows).
     assert min(amounts[o] for o in referred) > limit - cust["exposure"]
     assert log_count(store) == 200
-    assert store.verify_chain() == {
-        "ok": True,
-        "checked": 200,
-        "first_broken_seq": None,
-        "reason": None,
-    }
+    head = last_record(store)
+    assert head[0] == 200
+    assert store.verify_chain() == intact(200, head)
 
 
 def test_repeat_and_amendment(store, compiled):
@@ -270,6 +305,111 @@ def test_deleted_record_is_detected(store, compiled):
         conn.execute(sa.text("DELETE FROM decision_log WHERE seq = 2"))
     result = store.verify_chain()
     assert (result["ok"], result["first_broken_seq"]) == (False, 3)
+
+
+def test_deleted_newest_records_are_detected(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(5):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    head = last_record(store)
+    assert head[0] == 5 and store.verify_chain() == intact(5, head)
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decision_log WHERE seq >= 4"))
+    result = store.verify_chain()
+    assert {k: result[k] for k in ("ok", "checked", "first_broken_seq", "reason")} == {
+        "ok": False,
+        "checked": 3,
+        "first_broken_seq": 4,
+        "reason": "log ends at seq 3 but the head says 5",
+    }
+    assert (result["head_seq"], result["head_hash"]) == head
+    assert result["ledger"]["ok"] is True
+    # a new decision chains onto the head, so the gap stays visible
+    store.decide(order("O9", "100.00"), ev, "erp")
+    result = store.verify_chain()
+    assert (result["ok"], result["first_broken_seq"], result["checked"]) == (False, 6, 3)
+    assert result["reason"] == "sequence gap: expected seq 4, found 6"
+
+
+def test_emptied_log_and_missing_head_are_detected(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(3):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
+    result = store.verify_chain()
+    assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 3, 1)
+    assert result["reason"] == "the chain head is missing but the log has 3 records"
+    assert (result["head_seq"], result["head_hash"]) == (None, None)
+    # the next record restores a head on the last record: that alone is no evidence
+    # (documented: a privileged attacker can rewrite the head; anchor it outside)
+    store.decide(order("O3", "100.00"), ev, "erp")
+    assert store.verify_chain() == intact(4, last_record(store))
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decision_log"))
+    result = store.verify_chain()
+    assert {k: result[k] for k in ("ok", "checked", "first_broken_seq", "reason")} == {
+        "ok": False,
+        "checked": 0,
+        "first_broken_seq": 1,
+        "reason": "log ends at seq 0 but the head says 4",
+    }
+
+
+def test_head_edited_back_refuses_new_records(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(3):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    seq2 = store.list_decisions()[0][1]["record_hash"]
+    with store.engine.begin() as conn:
+        conn.execute(
+            sa.text("UPDATE chain_head SET seq = 2, record_hash = :h WHERE name = 'decision_log'"),
+            {"h": seq2},
+        )
+    result = store.verify_chain()
+    assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 3, 3)
+    assert result["reason"] == "log ends at seq 3 but the head says 2"
+    with pytest.raises(ChainBroken, match="beyond its chain head"):
+        store.decide(order("O9", "100.00"), ev, "erp")
+    assert log_count(store) == 3 and store.get_customer("C1")["open_orders"] == Decimal("300.00")
+
+
+def test_sqlite_writers_of_one_process_queue_on_the_writer_lock(tmp_path, monkeypatch):
+    import api.store
+
+    url = f"sqlite:///{tmp_path / 'w.db'}"
+    a, b = Store(url), Store(url)
+    try:
+        a.upgrade()
+        assert a._writer_lock is b._writer_lock  # one lock per database file and process
+        assert Store(f"sqlite:///{tmp_path / 'other.db'}")._writer_lock is not a._writer_lock
+        done = threading.Event()
+
+        def write():
+            prime_customer(b)
+            done.set()
+
+        with a._writer_lock:  # another writer's turn: b waits for the lock, not in SQLite
+            t = threading.Thread(target=write)
+            t.start()
+            assert not done.wait(0.5)
+        t.join(10)
+        assert done.is_set() and b.get_customer("C1")["credit_limit"] == Decimal("100000.00")
+        # a writer that never gets its turn fails closed, nothing written
+        monkeypatch.setattr(api.store, "WRITER_LOCK_TIMEOUT", 0.2)
+        with a._writer_lock:
+            with pytest.raises(StoreUnavailable, match="no write turn within 0.2 s"):
+                prime_customer(b, customer_id="C2")
+        assert b.get_customer("C2") is None
+        # readers never wait for it
+        with a._writer_lock:
+            assert b.get_customer("C1") is not None
+    finally:
+        a.dispose()
+        b.dispose()
 
 
 def test_crash_in_evaluation_writes_nothing(store, compiled):
