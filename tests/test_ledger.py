@@ -728,3 +728,27 @@ def test_migration_0002_downgrades_and_upgrades(tmp_path):
     assert "ledger_events" not in set(sa.inspect(engine).get_table_names())
     command.upgrade(cfg, "head")
     engine.dispose()
+
+
+def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
+    rates = [
+        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
+        {"currency": "USD", "rate": "0.91", "as_of": "2026-11-02"},
+        {"currency": "GBP", "rate": "1.15", "as_of": "2026-11-01"},
+        {"currency": "USD", "rate": "0.95", "as_of": "2026-11-02"},
+        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
+    ]
+    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": rates})
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [
+        ("rates[3]", "duplicate_rate"),
+        ("rates[4]", "duplicate_rate"),
+    ]
+    assert "rates[3] duplicates rates[1]" in b["errors"][0]["message"]
+    assert "rates[4] duplicates rates[0]" in b["errors"][1]["message"]
+    assert not api.store.has_fx_rates("EUR", "USD")
+    assert not api.store.has_fx_rates("EUR", "GBP")
+    # the same date for two currencies is no duplicate
+    ok = [rates[0], rates[2]]
+    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": ok})
+    assert r.status_code == 200 and r.json()["stored"] == 2
