@@ -67,9 +67,7 @@ async def put_fx_rates(
                 }
             )
     if errors:
-        raise Problem(
-            "invalid_request", "invalid rates; nothing was stored", errors=errors
-        )
+        raise Problem("invalid_request", "invalid rates; nothing was stored", errors=errors)
     rates = [r.model_dump() for r in body.rates]
     try:
         count = await run_in_threadpool(svc.store.put_fx_rates, body.base, rates)
