@@ -752,3 +752,37 @@ def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
     ok = [rates[0], rates[2]]
     r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": ok})
     assert r.status_code == 200 and r.json()["stored"] == 2
+
+
+def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_them(api):
+    head = "customer_id,currency,credit_limit,customer.new_customer,customer.blacklisted\n"
+    good = head + "G-1,EUR,100,true,FALSE\nG-2,EUR,100,TRUE,false\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=good.encode()
+    )
+    assert r.status_code == 200, r.text
+    assert api.store.get_customer("G-1")["facts"] == {"new_customer": True, "blacklisted": False}
+    assert api.store.get_customer("G-2")["facts"] == {"new_customer": True, "blacklisted": False}
+    bad = head + "H-1,EUR,100,True,yes\nH-2,EUR,100,1,0\nH-3,EUR,100, true,N\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=bad.encode()
+    )
+    b = problem(r, 422, "invalid_request")
+    assert {(e["line"], e["column"]) for e in b["errors"]} == {
+        (line, col)
+        for line in (2, 3, 4)
+        for col in ("customer.new_customer", "customer.blacklisted")
+    }
+    assert all("expected true or false" in e["message"] for e in b["errors"])
+    assert api.store.get_customer("H-1") is None
+
+
+def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
+    text = "customer_id,currency,credit_limit,customer.credit_limit,customer.exposure\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
+    )
+    b = problem(r, 422, "invalid_request")
+    msgs = {e["column"]: e["message"] for e in b["errors"]}
+    assert "use the column 'credit_limit'" in msgs["customer.credit_limit"]
+    assert "use the column 'open_receivables'" in msgs["customer.exposure"]
