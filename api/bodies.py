@@ -469,16 +469,24 @@ def customer_currency_check(policy: Any, currency: str) -> None:
         )
 
 
-def decimals_check(policy: Any, **amounts: Decimal) -> None:
+def decimals_check(policy: Any, currency: str | None = None, **amounts: Decimal) -> None:
+    """Refuse (422 ``too_many_decimals``) an amount with more decimals than the minor unit
+    of ``currency`` (ISO 4217 via Babel: EUR/USD 2, JPY 0, KWD 3); default: the policy
+    currency. An order in another currency is checked against ITS currency, before it is
+    converted."""
+    from babel.numbers import get_currency_precision
+
+    code = currency or policy.currency
+    units = policy.minor_units if code == policy.currency else get_currency_precision(code)
     errors = []
     for path, amount in amounts.items():
-        if amount != round(amount, policy.minor_units):
+        if amount != round(amount, units):
             errors.append(
                 {
                     "path": path,
                     "code": "too_many_decimals",
-                    "message": f"{amount} has more than {policy.minor_units} decimals "
-                    f"({policy.currency})",
+                    "message": f"{amount} has more than {units} decimal"
+                    f"{'s' if units != 1 else ''} ({code})",
                 }
             )
     if errors:

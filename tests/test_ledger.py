@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -344,9 +344,14 @@ def test_iter_decisions_reads_in_batches(store, compiled):
 # -- HTTP (TestClient) on SQLite and PostgreSQL ----------------------------------------------
 
 
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
 class Api:
-    def __init__(self, db_url: str, policy: Path = POLICY):
-        self.app = create_app(Settings(database_url=db_url, policy_path=str(policy)))
+    def __init__(self, db_url: str, policy: Path = POLICY, clock=lambda: NOW, **settings):
+        self.app = create_app(
+            Settings(database_url=db_url, policy_path=str(policy), **settings), clock=clock
+        )
         self.store = self.app.state.store
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.keys = {
@@ -497,14 +502,15 @@ def test_http_fx_rates_and_conversion(api):
     r = api.client.put(
         "/v1/fx-rates",
         headers=api.h(),
-        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-01"}]},
+        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-24"}]},
     )
     assert r.status_code == 200 and r.json() == {"base": "EUR", "stored": 1}
     d = api.decide(currency="USD", amount="1000.00", order_date="2026-11-29")
     assert d.status_code == 200, d.text
     assert d.json()["order_amount"] == "920.00" and d.json()["currency"] == "EUR"
     row = api.client.get(f"/v1/decisions/{d.json()['decision_id']}", headers=api.h("compliance"))
-    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-01"
+    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-24"
+    assert d.json()["fx"] == row.json()["fx"]  # the answer shows the rate and its date too
     assert row.json()["fx"]["original_amount"] == "1000.00"
     replay = api.client.get(
         f"/v1/decisions/{d.json()['decision_id']}/replay", headers=api.h("compliance")
@@ -512,7 +518,7 @@ def test_http_fx_rates_and_conversion(api):
     assert replay.json()["identical"] is True
     # rates exist for USD, but none on or before the order date: fx_rate_missing
     b = problem(
-        api.decide(order_id="SO-2", currency="USD", order_date="2026-10-31"), 422, "fx_rate_missing"
+        api.decide(order_id="SO-2", currency="USD", order_date="2026-11-23"), 422, "fx_rate_missing"
     )
     assert b["errors"][0]["path"] == "currency"
     bad = [
@@ -666,7 +672,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         assert rows[0]["fx"] == ""
         # the log itself keeps the real values (masking is for the export only)
         one = api.client.get(f"/v1/decisions/{lines[0]['decision_id']}", headers=api.h("reviewer"))
-        assert one.json()["request"]["customer"]["years_in_business"] == 12
+        assert one.json()["request"]["customer"]["years_in_business"] == "12"
         problem(api.client.get("/v1/decisions/export", headers=api.h("reviewer")), 403)
         problem(api.client.get("/v1/decisions/export?format=xml", headers=api.h("compliance")), 422)
         r = api.client.get(
@@ -786,3 +792,87 @@ def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
     msgs = {e["column"]: e["message"] for e in b["errors"]}
     assert "use the column 'credit_limit'" in msgs["customer.credit_limit"]
     assert "use the column 'open_receivables'" in msgs["customer.exposure"]
+
+
+def _rates(api, *rates):
+    r = api.client.put(
+        "/v1/fx-rates",
+        headers=api.h(),
+        json={
+            "base": "EUR",
+            "rates": [{"currency": c, "rate": rate, "as_of": d} for c, rate, d in rates],
+        },
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_http_order_date_window_and_stale_rates(api):
+    # the app's clock says 2026-11-29 (UTC); windows are the defaults: 7 days each
+    api.customer()
+    _rates(api, ("USD", "0.90", "2026-11-10"), ("USD", "0.92", "2026-11-25"))
+    # in the future (tomorrow by the app's clock): refused, nothing decided
+    b = problem(api.decide(currency="USD", order_date="2026-11-30"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_date", "order_date_in_future")]
+    # older than 7 days: refused, even in the policy currency (no rate shopping by date)
+    b = problem(api.decide(order_date="2026-11-21"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_date", "order_date_too_old")]
+    assert "2026-11-22" in b["errors"][0]["message"]  # the oldest date accepted
+    assert api.store.list_decisions()[0] == []
+    # the edges are accepted: today, and exactly 7 days back
+    d = api.decide(order_id="SO-T", currency="USD", amount="100.00", order_date="2026-11-29")
+    assert d.status_code == 200, d.text
+    assert d.json()["fx"]["rate"] == "0.92" and d.json()["fx"]["rate_as_of"] == "2026-11-25"
+    assert d.json()["order_amount"] == "92.00"
+    # 2026-11-22: the latest rate on or before it is of 2026-11-10, 12 days older: stale
+    b = problem(
+        api.decide(order_id="SO-E", currency="USD", order_date="2026-11-22"), 422, "fx_rate_missing"
+    )
+    assert b["errors"][0]["path"] == "currency"
+    assert "2026-11-10" in b["errors"][0]["message"] and "7 days" in b["errors"][0]["message"]
+    assert [r["order_id"] for r in api.store.list_decisions()[0]] == ["SO-T"]
+    # an order in the policy currency shows no fx
+    assert "fx" not in api.decide(order_id="SO-P", amount="10.00").json()
+
+
+def test_http_order_and_rate_windows_are_settings(db_url, monkeypatch):
+    monkeypatch.setenv("CREDITGATE_MAX_ORDER_AGE_DAYS", "30")
+    assert Settings(database_url=db_url).max_order_age_days == 30
+    monkeypatch.delenv("CREDITGATE_MAX_ORDER_AGE_DAYS")
+    assert Settings(database_url=db_url).max_order_age_days == 7
+    assert Settings(database_url=db_url).max_rate_age_days == 7
+    api = Api(db_url, max_order_age_days=30, max_rate_age_days=20)
+    try:
+        api.customer()
+        _rates(api, ("USD", "0.90", "2026-11-10"))
+        d = api.decide(currency="USD", amount="100.00", order_date="2026-11-01")
+        b = problem(d, 422, "fx_rate_missing")  # inside the order window; no rate before it
+        assert "no USD->EUR exchange rate on or before 2026-11-01" in b["detail"]
+        d = api.decide(currency="USD", amount="100.00", order_date="2026-11-29")  # 19 days
+        assert d.status_code == 200 and d.json()["fx"]["rate_as_of"] == "2026-11-10", d.text
+        problem(api.decide(order_id="SO-2", order_date="2026-10-29"), 422, "invalid_request")
+    finally:
+        api.store.dispose()
+
+
+def test_http_foreign_amount_decimals_follow_the_order_currency(api):
+    api.customer()
+    _rates(api, ("USD", "0.92", "2026-11-29"), ("JPY", "0.0061", "2026-11-29"))
+    for currency, amount, units in (("JPY", "100.5", 0), ("USD", "10.123", 2)):
+        b = problem(api.decide(currency=currency, amount=amount), 422, "invalid_request")
+        assert b["errors"] == [
+            {
+                "path": "amount",
+                "code": "too_many_decimals",
+                "message": f"{amount} has more than {units} decimal{'s' if units != 1 else ''} "
+                f"({currency})",
+            }
+        ]
+    # 10.12 USD under the EUR policy: accepted; x 0.92 = 9.3104 -> 9.31 (half-even)
+    d = api.decide(order_id="SO-U", currency="USD", amount="10.12")
+    assert d.status_code == 200, d.text
+    assert d.json()["order_amount"] == "9.31" and d.json()["fx"]["original_amount"] == "10.12"
+    # 1001 JPY x 0.0061 = 6.1061 -> 6.11; the policy currency's own unit still applies to EUR
+    d = api.decide(order_id="SO-J", currency="JPY", amount="1001")
+    assert d.status_code == 200 and d.json()["order_amount"] == "6.11", d.text
+    b = problem(api.decide(order_id="SO-X", amount="1.001"), 422, "invalid_request")
+    assert b["errors"][0]["message"] == "1.001 has more than 2 decimals (EUR)"

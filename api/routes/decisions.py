@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -64,11 +64,14 @@ async def post_decision(
     policy, store = svc.policy, svc.store
     body = parse_body(await read_body(request, svc.max_bytes))
     req = validate_body(DecisionRequest, body)
+    today = service_today(svc)
+    if req.order_date is not None:
+        order_date_check(req.order_date, today, _setting(svc, "max_order_age_days"))
     if req.currency != policy.currency and not await run_in_threadpool(
         store.has_fx_rates, policy.currency, req.currency
     ):
         currency_check(policy, req.currency)  # no rate of this currency at all
-    decimals_check(policy, amount=req.amount)
+    decimals_check(policy, req.currency, amount=req.amount)  # the ORDER currency's unit
     errors = money_facts(policy, req.facts, "facts")
     if errors:
         raise Problem("invalid_request", "money facts must be exact", errors=errors)
@@ -92,7 +95,8 @@ async def post_decision(
                 who.name,
                 decision_currency=policy.currency,
                 minor_units=policy.minor_units,
-                today=svc.clock().date() if svc.clock else None,
+                today=today,
+                max_rate_age_days=_setting(svc, "max_rate_age_days"),
             )
         )
     except InputErrors:
@@ -123,7 +127,50 @@ async def post_decision(
             "caller": who.name,
         },
     )
-    return JSONResponse({**decision.model_dump(mode="json"), "kind": kind})
+    answer = {**decision.model_dump(mode="json"), "kind": kind}
+    if req.currency != policy.currency:
+        # The conversion (original amount, rate, its date, rounding) as recorded in the log
+        # row's fx: the order-entry caller sees which rate was used.
+        row = await run_in_threadpool(store.get_decision, decision.decision_id)
+        answer["fx"] = to_json((row or {}).get("fx"))
+    return JSONResponse(answer)
+
+
+def _setting(svc: Service, name: str) -> int:
+    from api.settings import Settings
+
+    value = getattr(svc.settings, name, None)
+    return int(Settings.model_fields[name].default if value is None else value)
+
+
+def service_today(svc: Service) -> date:
+    """Today's date in UTC by the service's clock (``svc.clock``, tests) or the system's."""
+    now = svc.clock() if svc.clock else datetime.now(UTC)
+    return (now.astimezone(UTC) if now.tzinfo else now).date()
+
+
+def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
+    """Refuse (422, path ``order_date``) an order date after ``today`` (UTC) or more than
+    ``max_age_days`` days before it: the caller may not shop for an exchange rate."""
+    oldest = today - timedelta(days=max_age_days)
+    if order_date > today:
+        code, message = (
+            "order_date_in_future",
+            f"{order_date.isoformat()} is after today ({today.isoformat()}, UTC)",
+        )
+    elif order_date < oldest:
+        code, message = (
+            "order_date_too_old",
+            f"{order_date.isoformat()} is more than {max_age_days} days before today "
+            f"({today.isoformat()}, UTC); the oldest accepted is {oldest.isoformat()}",
+        )
+    else:
+        return
+    raise Problem(
+        "invalid_request",
+        f"order_date: {message}",
+        errors=[{"path": "order_date", "code": code, "message": message}],
+    )
 
 
 @router.get("/v1/decisions", summary="List decisions (newest first)")
