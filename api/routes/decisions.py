@@ -31,7 +31,7 @@ from api.bodies import (
     validate_body,
 )
 from api.csvio import EXPORT_COLUMNS, csv_cell
-from api.masking import mask_record, sensitive_paths
+from api.masking import Hidden, Masking, as_shown, mask_decision, mask_record, masking_for
 from api.problems import Problem
 from api.routes import caller
 from api.service import Service, service
@@ -197,6 +197,7 @@ def list_decisions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
+    mask = masker(svc)
     rows, next_cursor = svc.store.list_decisions(
         customer_id=customer_id,
         outcome=outcome,
@@ -207,25 +208,32 @@ def list_decisions(
         cursor=cursor,
         limit=limit,
     )
-    return JSONResponse(to_json({"items": rows, "next_cursor": next_cursor}))
+    items = [mask(row) for row in rows]
+    return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
 
 
-def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Masks the inputs marked sensitive by the policy in force or by the policy version
-    that made the record."""
-    current = sensitive_paths(svc.policy)
-    by_sha: dict[str, set[str]] = {svc.policy.sha256: current}
+def masking_of(svc: Service) -> Callable[[dict[str, Any]], Masking]:
+    """The ``Masking`` of a log record: the inputs marked sensitive by the policy in force or
+    by the policy version that made the record, and everything computed from them."""
+    current = masking_for(svc.policy)
+    by_sha: dict[str, Masking] = {svc.policy.sha256: current}
 
-    def mask(row: dict[str, Any]) -> dict[str, Any]:
+    def of(row: dict[str, Any]) -> Masking:
         sha = row.get("policy_sha256") or ""
         if sha not in by_sha:
             try:
-                by_sha[sha] = current | sensitive_paths(svc.replayer.compiled(sha).policy)
+                by_sha[sha] = current | masking_for(svc.replayer.compiled(sha).policy)
             except Problem:  # source not stored: the current policy's marks
                 by_sha[sha] = current
-        return mask_record(row, by_sha[sha])
+        return by_sha[sha]
 
-    return mask
+    return of
+
+
+def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Masks a log record for reading (one, list, export): see ``api.masking``."""
+    of = masking_of(svc)
+    return lambda row: mask_record(row, of(row))
 
 
 @router.get(
@@ -298,7 +306,7 @@ def get_decision(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
 ) -> JSONResponse:
-    return JSONResponse(to_json(_get_decision(svc, decision_id)))
+    return JSONResponse(to_json(masker(svc)(_get_decision(svc, decision_id))))
 
 
 @router.get(
@@ -313,8 +321,15 @@ def replay_decision(
     row = _get_decision(svc, decision_id)
     stored = Decision.model_validate(row["decision"])
     replay_policy = svc.replayer.compiled(row.get("policy_sha256") or stored.policy.sha256)
-    replayed = evaluate(replay_policy, row["request"])
-    diffs = differences(stored.comparable(), replayed.comparable())
+    replayed = evaluate(replay_policy, row["request"])  # the stored, unmasked input
+    # Differences are found on the real values; masked values are shown as "***".
+    m = masking_of(svc)(row)
+    diffs = as_shown(
+        differences(
+            mask_decision(stored.comparable(), m, Hidden),
+            mask_decision(replayed.comparable(), m, Hidden),
+        )
+    )
     return JSONResponse(
         to_json(
             {
