@@ -9,7 +9,15 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from api.bodies import parse_currency, parse_identifier, parse_money
+from api.bodies import (
+    FactRefused,
+    customer_currency_message,
+    customer_fact_spec,
+    customer_fact_value,
+    parse_currency,
+    parse_identifier,
+    parse_money,
+)
 
 IMPORT_BASE_COLUMNS = (
     "customer_id",
@@ -21,18 +29,32 @@ IMPORT_BASE_COLUMNS = (
 IMPORT_REQUIRED = ("customer_id", "currency", "credit_limit")
 
 
+# Booleans as JSON writes them and as spreadsheets (Excel, LibreOffice, Google Sheets) export
+# them; any other spelling (True, yes, 1, Y) is refused rather than guessed.
+CSV_BOOLEANS = {"true": True, "false": False, "TRUE": True, "FALSE": False}
+
+
 def _csv_fact(spec: Any, cell: str, minor_units: int) -> Any:
-    """A CSV cell as the JSON value the ledger stores for ``spec`` (raises InputErrors)."""
-    from engine.inputs import coerce
+    """A CSV cell as the JSON value the ledger stores for ``spec`` (raises InputErrors):
+    the same check as a PUT body's fact (``customer_fact_value``); a boolean cell is
+    exactly ``true``/``false`` or ``TRUE``/``FALSE``."""
+    from engine.inputs import InputError, InputErrors
 
     raw: Any = cell
     if spec.type.kind == "bool":
-        low = cell.strip().lower()
-        raw = {"true": True, "false": False}.get(low, cell)
-    value = coerce(spec, raw, minor_units)
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    return value
+        if cell not in CSV_BOOLEANS:
+            raise InputErrors(
+                [
+                    InputError(
+                        spec.path,
+                        "invalid_type",
+                        f"expected true or false (TRUE/FALSE as spreadsheets export them), "
+                        f"got {cell[:40]!r}",
+                    )
+                ]
+            )
+        raw = CSV_BOOLEANS[cell]
+    return customer_fact_value(spec, raw, minor_units)
 
 
 def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
@@ -63,25 +85,10 @@ def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
         elif name in IMPORT_BASE_COLUMNS:
             continue
         elif name.startswith("customer."):
-            spec = policy.inputs.get(name)
-            if spec is None:
-                errors.append({"line": 1, "column": name, "problem": "not a policy input"})
-            elif name in (
-                "customer.credit_limit",
-                "customer.exposure",
-                "customer.id",
-                "customer.days_past_due",
-            ):
-                errors.append(
-                    {
-                        "line": 1,
-                        "column": name,
-                        "problem": "owned by the ledger; use the column "
-                        "without the 'customer.' prefix (exposure is computed)",
-                    }
-                )
-            else:
-                facts[name] = spec
+            try:
+                facts[name] = customer_fact_spec(policy, name, "column")
+            except FactRefused as e:
+                errors.append({"line": 1, "column": name, "problem": str(e)})
         else:
             errors.append({"line": 1, "column": name, "problem": "unknown column"})
     for name in IMPORT_REQUIRED:
@@ -158,7 +165,7 @@ def _import_row(
     def currency(cell: str) -> str:
         code = parse_currency(cell)
         if code != policy.currency:
-            raise ValueError(f"the policy decides in {policy.currency}, not {code}")
+            raise ValueError(customer_currency_message(policy, code))
         return code
 
     def days(cell: str) -> int:

@@ -1,7 +1,8 @@
 """Service settings (pydantic-settings).
 
 Environment: ``CREDITGATE_DATABASE_URL`` (or plain ``DATABASE_URL``), ``CREDITGATE_POLICY_PATH``,
-``CREDITGATE_MAX_REQUEST_BYTES``. PostgreSQL URLs given as ``postgres://`` or
+``CREDITGATE_MAX_REQUEST_BYTES``, ``CREDITGATE_MAX_ORDER_AGE_DAYS`` (days, default 7),
+``CREDITGATE_MAX_RATE_AGE_DAYS`` (days, default 7). PostgreSQL URLs given as ``postgres://`` or
 ``postgresql://`` are rewritten to the psycopg 3 driver (``postgresql+psycopg://``).
 """
 
@@ -30,6 +31,18 @@ class Settings(BaseSettings):
     )
     policy_path: str = "policies.yaml"
     max_request_bytes: int = 1024 * 1024
+    max_order_age_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days: the oldest order_date POST /v1/decisions accepts is today (UTC) "
+        "minus this; a later one than today is always refused",
+    )
+    max_rate_age_days: int = Field(
+        default=7,
+        ge=0,
+        description="Days: an exchange rate more than this older than the order date is "
+        "stale (fx_rate_missing), never used",
+    )
 
     @field_validator("database_url")
     @classmethod

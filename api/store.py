@@ -179,12 +179,22 @@ class EventConflict(ValueError):
 class FxRateMissing(ValueError):
     """No exchange rate on or before the order date: never converted 1:1."""
 
-    def __init__(self, base: str, currency: str, on: date):
-        super().__init__(
-            f"currency: no {currency}->{base} exchange rate on or before {on.isoformat()}; "
-            "load it with PUT /v1/fx-rates"
-        )
-        self.base, self.currency, self.on = base, currency, on
+    def __init__(
+        self, base: str, currency: str, on: date, stale: date | None = None, max_age: int = 0
+    ):
+        if stale is None:
+            message = (
+                f"currency: no {currency}->{base} exchange rate on or before {on.isoformat()}; "
+                "load it with PUT /v1/fx-rates"
+            )
+        else:
+            message = (
+                f"currency: the latest {currency}->{base} exchange rate on or before "
+                f"{on.isoformat()} is of {stale.isoformat()}, more than {max_age} days "
+                "older than the order date; load a current rate with PUT /v1/fx-rates"
+            )
+        super().__init__(message)
+        self.base, self.currency, self.on, self.stale = base, currency, on, stale
 
 
 class ImportErrors(ValueError):
@@ -545,6 +555,7 @@ class Store:
         decision_currency: str | None = None,
         minor_units: int = 2,
         today: date | None = None,
+        max_rate_age_days: int | None = None,
     ) -> tuple[Decision, str]:
         """Decide ``order`` and record it, atomically; returns ``(decision, kind)`` with
         kind ``new``, ``repeat`` (same order again: the stored decision, nothing reserved)
@@ -560,7 +571,8 @@ class Store:
         converted with the latest rate on or before its ``order_date`` (default ``today``,
         else the UTC date): ``amount × rate`` rounded half-even to ``minor_units``; the
         engine sees the converted amount, the log row's ``fx`` keeps the original amount,
-        the rate and its date. No rate → ``FxRateMissing`` (never 1:1)."""
+        the rate and its date. No rate → ``FxRateMissing`` (never 1:1); so is a rate more
+        than ``max_rate_age_days`` days older than the order date (None: no age limit)."""
         norm = self._normalise_order(order)
         chash = self._content_hash(norm)
         order_id, customer_id = norm["order_id"], norm["customer_id"]
@@ -580,7 +592,7 @@ class Store:
                     if "order_date" in norm
                     else today or datetime.now(UTC).date()
                 )
-                fx = self._convert(s, norm, decision_currency, minor_units, on)
+                fx = self._convert(s, norm, decision_currency, minor_units, on, max_rate_age_days)
                 norm = {**norm, "amount": fx["converted_amount"], "currency": decision_currency}
                 fx = chain.jsonable(fx)
             if cust is not None:
@@ -672,11 +684,19 @@ class Store:
         ).first()
 
     def _convert(
-        self, s: Session, norm: dict[str, Any], base: str, minor_units: int, on: date
+        self,
+        s: Session,
+        norm: dict[str, Any],
+        base: str,
+        minor_units: int,
+        on: date,
+        max_age_days: int | None = None,
     ) -> dict[str, Any]:
         row = self._rate(s, base, norm["currency"], on)
         if row is None:
             raise FxRateMissing(base, norm["currency"], on)
+        if max_age_days is not None and (on - row.as_of).days > max_age_days:
+            raise FxRateMissing(base, norm["currency"], on, stale=row.as_of, max_age=max_age_days)
         unit = Decimal(1).scaleb(-minor_units)
         converted = (norm["amount"] * row.rate).quantize(unit, rounding=ROUND_HALF_EVEN)
         if converted <= 0:

@@ -659,7 +659,8 @@ def test_put_and_get_customer(api: Api) -> None:
     assert c["credit_limit"] == "2500.50"
     assert c["exposure"] == "20000.00"
     assert c["days_past_due"] == 3
-    assert c["facts"] == {"years_in_business": 12, "risk_class": "low", "avg_days_late": "0.4"}
+    # stored as checked against the policy: a decimal input as its exact string
+    assert c["facts"] == {"years_in_business": "12", "risk_class": "low", "avg_days_late": "0.4"}
     got = api.client.get("/v1/customers/CUST-7", headers=api.h("order_entry")).json()
     assert got == c
 
@@ -679,10 +680,14 @@ def test_put_and_get_customer(api: Api) -> None:
         ),
         (
             {"currency": "EUR", "credit_limit": "1", "facts": {"credit_limit": "5"}},
-            "",
-            "not_accepted",
+            "facts.credit_limit",
+            "ledger_field",
         ),
-        ({"currency": "EUR", "credit_limit": "1", "facts": {"a.b.c": 1}}, "facts", "invalid_value"),
+        (
+            {"currency": "EUR", "credit_limit": "1", "facts": {"a.b.c": 1}},
+            "facts.a.b.c",
+            "unknown_fact",
+        ),
         (
             {"currency": "EUR", "credit_limit": "1", "facts": {"overdue_amount": 2.5}},
             "facts.overdue_amount",
@@ -694,6 +699,85 @@ def test_put_customer_invalid_is_422(api: Api, body: dict, path: str, code: str)
     r = api.client.put("/v1/customers/CUST-1", headers=api.h(), json=body)
     b = problem(r, 422, "invalid_request")
     assert any(e["code"] == code and e["path"].startswith(path) for e in b["errors"]), b
+    assert api.store.get_customer("CUST-1") is None
+
+
+def test_put_customer_facts_are_checked_against_the_policy_all_errors_at_once(api: Api) -> None:
+    body = {
+        "currency": "EUR",
+        "credit_limit": "1000.00",
+        "facts": {
+            "risk_clas": "low",
+            "customer.years_in_business": "-1",
+            "country_risk": "excellent",
+            "blacklisted": "no",
+            "disputed_invoices": "1.5",
+            "exposure": "10.00",
+            "customer.credit_limit": "5.00",
+            "days_past_due": 4,
+            "id": "X",
+        },
+    }
+    r = api.client.put("/v1/customers/CUST-1", headers=api.h(), json=body)
+    b = problem(r, 422, "invalid_request")
+    got = {e["path"]: (e["code"], e["message"]) for e in b["errors"]}
+    assert {p: c for p, (c, _) in got.items()} == {
+        "facts.risk_clas": "unknown_fact",
+        "facts.customer.years_in_business": "below_min",
+        "facts.country_risk": "invalid_value",
+        "facts.blacklisted": "invalid_type",
+        "facts.disputed_invoices": "too_many_decimals",
+        "facts.exposure": "ledger_field",
+        "facts.customer.credit_limit": "ledger_field",
+        "facts.days_past_due": "ledger_field",
+        "facts.id": "ledger_field",
+    }, b["errors"]
+    assert "did you mean 'risk_class'?" in got["facts.risk_clas"][1]
+    assert "top-level field 'credit_limit'" in got["facts.customer.credit_limit"][1]
+    assert "top-level field 'days_past_due'" in got["facts.days_past_due"][1]
+    assert "top-level field 'open_receivables'" in got["facts.exposure"][1]
+    assert "URL" in got["facts.id"][1]
+    assert "['low', 'medium', 'high']" in got["facts.country_risk"][1]
+    assert b["detail"].startswith("9 problems")
+    assert api.store.get_customer("CUST-1") is None
+    # the same facts, valid: stored as the policy types them (bool, enum, int, exact decimal)
+    ok = {
+        "risk_class": "low",
+        "customer.years_in_business": 3,
+        "blacklisted": False,
+        "disputed_invoices": 2,
+        "avg_days_late": "1.50",
+        "overdue_amount": "10",
+    }
+    c = api.customer(facts=ok)
+    assert c["facts"] == {
+        "risk_class": "low",
+        "years_in_business": "3",
+        "blacklisted": False,
+        "disputed_invoices": 2,
+        "avg_days_late": "1.50",
+        "overdue_amount": "10.00",
+    }
+
+
+def test_put_customer_in_another_currency_says_customers_use_the_policy_currency(
+    api: Api,
+) -> None:
+    r = api.client.put(
+        "/v1/customers/CUST-1",
+        headers=api.h(),
+        json={"currency": "USD", "credit_limit": "1000.00"},
+    )
+    b = problem(r, 422, "invalid_request")
+    assert b["errors"] == [
+        {
+            "path": "currency",
+            "code": "currency_mismatch",
+            "message": "customers are kept in the policy currency EUR only, not USD: send the "
+            "credit limit and receivables in EUR (orders in another currency are converted "
+            "with the rates of PUT /v1/fx-rates)",
+        }
+    ]
     assert api.store.get_customer("CUST-1") is None
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -378,9 +378,14 @@ def test_iter_decisions_reads_in_batches(store, compiled):
 # -- HTTP (TestClient) on SQLite and PostgreSQL ----------------------------------------------
 
 
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+
+
 class Api:
-    def __init__(self, db_url: str, policy: Path = POLICY):
-        self.app = create_app(Settings(database_url=db_url, policy_path=str(policy)))
+    def __init__(self, db_url: str, policy: Path = POLICY, clock=lambda: NOW, **settings):
+        self.app = create_app(
+            Settings(database_url=db_url, policy_path=str(policy), **settings), clock=clock
+        )
         self.store = self.app.state.store
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.keys = {
@@ -533,14 +538,15 @@ def test_http_fx_rates_and_conversion(api):
     r = api.client.put(
         "/v1/fx-rates",
         headers=api.h(),
-        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-01"}]},
+        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-24"}]},
     )
     assert r.status_code == 200 and r.json() == {"base": "EUR", "stored": 1}
     d = api.decide(currency="USD", amount="1000.00", order_date="2026-11-29")
     assert d.status_code == 200, d.text
     assert d.json()["order_amount"] == "920.00" and d.json()["currency"] == "EUR"
     row = api.client.get(f"/v1/decisions/{d.json()['decision_id']}", headers=api.h("compliance"))
-    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-01"
+    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-24"
+    assert d.json()["fx"] == row.json()["fx"]  # the answer shows the rate and its date too
     assert row.json()["fx"]["original_amount"] == "1000.00"
     replay = api.client.get(
         f"/v1/decisions/{d.json()['decision_id']}/replay", headers=api.h("compliance")
@@ -548,7 +554,7 @@ def test_http_fx_rates_and_conversion(api):
     assert replay.json()["identical"] is True
     # rates exist for USD, but none on or before the order date: fx_rate_missing
     b = problem(
-        api.decide(order_id="SO-2", currency="USD", order_date="2026-10-31"), 422, "fx_rate_missing"
+        api.decide(order_id="SO-2", currency="USD", order_date="2026-11-23"), 422, "fx_rate_missing"
     )
     assert b["errors"][0]["path"] == "currency"
     bad = [
@@ -665,9 +671,10 @@ def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
     )
 
 
-def _sensitive_policy(tmp_path: Path) -> Path:
+def _sensitive_policy(
+    tmp_path: Path, old: str = "customer.years_in_business: {type: decimal, min: 0,"
+) -> Path:
     text = POLICY.read_text()
-    old = "customer.years_in_business: {type: decimal, min: 0,"
     assert old in text
     path = tmp_path / "policy-sensitive.yaml"
     path.write_text(text.replace(old, old + " sensitive: true,"))
@@ -700,9 +707,20 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         assert [x["order_id"] for x in rows] == ["SO-0", "SO-1", "SO-2"]
         assert json.loads(rows[0]["request"])["customer"]["years_in_business"] == "***"
         assert rows[0]["fx"] == ""
-        # the log itself keeps the real values (masking is for the export only)
+        # every read of the log masks the same way: one record, the list
         one = api.client.get(f"/v1/decisions/{lines[0]['decision_id']}", headers=api.h("reviewer"))
-        assert one.json()["request"]["customer"]["years_in_business"] == 12
+        assert one.status_code == 200, one.text
+        assert one.json()["request"]["customer"]["years_in_business"] == "***"
+        assert one.json()["decision"]["trail"]["inputs"]["customer.years_in_business"] == "***"
+        assert one.json()["request"]["customer"]["risk_class"] == "low"
+        listed = api.client.get("/v1/decisions", headers=api.h("reviewer")).json()["items"]
+        assert [x["order_id"] for x in listed] == ["SO-2", "SO-1", "SO-0"]
+        assert all(x["request"]["customer"]["years_in_business"] == "***" for x in listed)
+        assert '"12"' not in json.dumps(listed) and '"12"' not in one.text
+        # ...while the log itself keeps the real values (replay and the hash chain use them)
+        stored = api.store.get_decision(lines[0]["decision_id"])
+        assert stored["request"]["customer"]["years_in_business"] == "12"
+        assert api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()["ok"]
         problem(api.client.get("/v1/decisions/export", headers=api.h("reviewer")), 403)
         problem(api.client.get("/v1/decisions/export?format=xml", headers=api.h("compliance")), 422)
         r = api.client.get(
@@ -869,3 +887,250 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
         assert store.verify_chain()["ledger"]["head_seq"] == 4
     finally:
         store.dispose()
+
+
+def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
+    rates = [
+        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
+        {"currency": "USD", "rate": "0.91", "as_of": "2026-11-02"},
+        {"currency": "GBP", "rate": "1.15", "as_of": "2026-11-01"},
+        {"currency": "USD", "rate": "0.95", "as_of": "2026-11-02"},
+        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
+    ]
+    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": rates})
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [
+        ("rates[3]", "duplicate_rate"),
+        ("rates[4]", "duplicate_rate"),
+    ]
+    assert "rates[3] duplicates rates[1]" in b["errors"][0]["message"]
+    assert "rates[4] duplicates rates[0]" in b["errors"][1]["message"]
+    assert not api.store.has_fx_rates("EUR", "USD")
+    assert not api.store.has_fx_rates("EUR", "GBP")
+    # the same date for two currencies is no duplicate
+    ok = [rates[0], rates[2]]
+    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": ok})
+    assert r.status_code == 200 and r.json()["stored"] == 2
+
+
+def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_them(api):
+    head = "customer_id,currency,credit_limit,customer.new_customer,customer.blacklisted\n"
+    good = head + "G-1,EUR,100,true,FALSE\nG-2,EUR,100,TRUE,false\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=good.encode()
+    )
+    assert r.status_code == 200, r.text
+    assert api.store.get_customer("G-1")["facts"] == {"new_customer": True, "blacklisted": False}
+    assert api.store.get_customer("G-2")["facts"] == {"new_customer": True, "blacklisted": False}
+    bad = head + "H-1,EUR,100,True,yes\nH-2,EUR,100,1,0\nH-3,EUR,100, true,N\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=bad.encode()
+    )
+    b = problem(r, 422, "invalid_request")
+    assert {(e["line"], e["column"]) for e in b["errors"]} == {
+        (line, col)
+        for line in (2, 3, 4)
+        for col in ("customer.new_customer", "customer.blacklisted")
+    }
+    assert all("expected true or false" in e["message"] for e in b["errors"])
+    assert api.store.get_customer("H-1") is None
+
+
+def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
+    text = "customer_id,currency,credit_limit,customer.credit_limit,customer.exposure\n"
+    r = api.client.post(
+        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
+    )
+    b = problem(r, 422, "invalid_request")
+    msgs = {e["column"]: e["message"] for e in b["errors"]}
+    assert "use the column 'credit_limit'" in msgs["customer.credit_limit"]
+    assert "use the column 'open_receivables'" in msgs["customer.exposure"]
+
+
+def _rates(api, *rates):
+    r = api.client.put(
+        "/v1/fx-rates",
+        headers=api.h(),
+        json={
+            "base": "EUR",
+            "rates": [{"currency": c, "rate": rate, "as_of": d} for c, rate, d in rates],
+        },
+    )
+    assert r.status_code == 200, r.text
+
+
+def test_http_order_date_window_and_stale_rates(api):
+    # the app's clock says 2026-11-29 (UTC); windows are the defaults: 7 days each
+    api.customer()
+    _rates(api, ("USD", "0.90", "2026-11-10"), ("USD", "0.92", "2026-11-25"))
+    # in the future (tomorrow by the app's clock): refused, nothing decided
+    b = problem(api.decide(currency="USD", order_date="2026-11-30"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_date", "order_date_in_future")]
+    # older than 7 days: refused, even in the policy currency (no rate shopping by date)
+    b = problem(api.decide(order_date="2026-11-21"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_date", "order_date_too_old")]
+    assert "2026-11-22" in b["errors"][0]["message"]  # the oldest date accepted
+    assert api.store.list_decisions()[0] == []
+    # the edges are accepted: today, and exactly 7 days back
+    d = api.decide(order_id="SO-T", currency="USD", amount="100.00", order_date="2026-11-29")
+    assert d.status_code == 200, d.text
+    assert d.json()["fx"]["rate"] == "0.92" and d.json()["fx"]["rate_as_of"] == "2026-11-25"
+    assert d.json()["order_amount"] == "92.00"
+    # 2026-11-22: the latest rate on or before it is of 2026-11-10, 12 days older: stale
+    b = problem(
+        api.decide(order_id="SO-E", currency="USD", order_date="2026-11-22"), 422, "fx_rate_missing"
+    )
+    assert b["errors"][0]["path"] == "currency"
+    assert "2026-11-10" in b["errors"][0]["message"] and "7 days" in b["errors"][0]["message"]
+    assert [r["order_id"] for r in api.store.list_decisions()[0]] == ["SO-T"]
+    # an order in the policy currency shows no fx
+    assert "fx" not in api.decide(order_id="SO-P", amount="10.00").json()
+
+
+def test_http_order_and_rate_windows_are_settings(db_url, monkeypatch):
+    monkeypatch.setenv("CREDITGATE_MAX_ORDER_AGE_DAYS", "30")
+    assert Settings(database_url=db_url).max_order_age_days == 30
+    monkeypatch.delenv("CREDITGATE_MAX_ORDER_AGE_DAYS")
+    assert Settings(database_url=db_url).max_order_age_days == 7
+    assert Settings(database_url=db_url).max_rate_age_days == 7
+    api = Api(db_url, max_order_age_days=30, max_rate_age_days=20)
+    try:
+        api.customer()
+        _rates(api, ("USD", "0.90", "2026-11-10"))
+        d = api.decide(currency="USD", amount="100.00", order_date="2026-11-01")
+        b = problem(d, 422, "fx_rate_missing")  # inside the order window; no rate before it
+        assert "no USD->EUR exchange rate on or before 2026-11-01" in b["detail"]
+        d = api.decide(currency="USD", amount="100.00", order_date="2026-11-29")  # 19 days
+        assert d.status_code == 200 and d.json()["fx"]["rate_as_of"] == "2026-11-10", d.text
+        problem(api.decide(order_id="SO-2", order_date="2026-10-29"), 422, "invalid_request")
+    finally:
+        api.store.dispose()
+
+
+def test_http_foreign_amount_decimals_follow_the_order_currency(api):
+    api.customer()
+    _rates(api, ("USD", "0.92", "2026-11-29"), ("JPY", "0.0061", "2026-11-29"))
+    for currency, amount, units in (("JPY", "100.5", 0), ("USD", "10.123", 2)):
+        b = problem(api.decide(currency=currency, amount=amount), 422, "invalid_request")
+        assert b["errors"] == [
+            {
+                "path": "amount",
+                "code": "too_many_decimals",
+                "message": f"{amount} has more than {units} decimal{'s' if units != 1 else ''} "
+                f"({currency})",
+            }
+        ]
+    # 10.12 USD under the EUR policy: accepted; x 0.92 = 9.3104 -> 9.31 (half-even)
+    d = api.decide(order_id="SO-U", currency="USD", amount="10.12")
+    assert d.status_code == 200, d.text
+    assert d.json()["order_amount"] == "9.31" and d.json()["fx"]["original_amount"] == "10.12"
+    # 1001 JPY x 0.0061 = 6.1061 -> 6.11; the policy currency's own unit still applies to EUR
+    d = api.decide(order_id="SO-J", currency="JPY", amount="1001")
+    assert d.status_code == 200 and d.json()["order_amount"] == "6.11", d.text
+    b = problem(api.decide(order_id="SO-X", amount="1.001"), 422, "invalid_request")
+    assert b["errors"][0]["message"] == "1.001 has more than 2 decimals (EUR)"
+
+
+def test_http_reads_mask_fields_and_derived_values_computed_from_a_sensitive_input(
+    db_url, tmp_path
+):
+    from api.models import DecisionLog
+
+    policy = _sensitive_policy(tmp_path, "customer.credit_limit:   {type: money, min: 0,")
+    api = Api(db_url, policy)
+    try:
+        api.customer(credit_limit="54321.00")
+        posted = api.decide(amount="100.00")
+        assert posted.status_code == 200, posted.text
+        # the order-entry caller who sent the order gets the decision unmasked
+        assert posted.json()["credit_limit"] == "54321.00"
+        assert posted.json()["available_credit"] == "34221.00"
+        did = posted.json()["decision_id"]
+        one = api.client.get(f"/v1/decisions/{did}", headers=api.h("reviewer")).json()
+        listed = api.client.get("/v1/decisions", headers=api.h("reviewer")).json()["items"]
+        export = api.client.get("/v1/decisions/export", headers=api.h("compliance")).text
+        for text in (json.dumps(one), json.dumps(listed), export):
+            assert "54321" not in text and "34221" not in text
+        d = one["decision"]
+        assert d["credit_limit"] == "***" and d["available_credit"] == "***"
+        assert d["exposure_after"] == "20100.00"  # exposure + amount: not from the limit
+        assert d["order_amount"] == "100.00" and d["outcome"] == "approve"
+        derived = d["trail"]["derived"]
+        assert derived["available_credit"] == "***" and derived["over_limit_amount"] == "***"
+        assert derived["utilisation"] == "***"
+        assert derived["exposure_after"] == "20100.00" and derived["overdue_share"] != "***"
+        assert d["trail"]["inputs"]["customer.credit_limit"] == "***"
+        assert one["request"]["customer"]["credit_limit"] == "***"
+        assert listed[0]["decision"]["credit_limit"] == "***"
+        reads = [r["reads"] for r in d["trail"]["rules"] if "utilisation" in r["reads"]]
+        assert reads and all(r["utilisation"] == "***" for r in reads)
+        # replay works from the stored values and shows no masked value in its differences
+        r = api.client.get(f"/v1/decisions/{did}/replay", headers=api.h("compliance")).json()
+        assert r["identical"] is True and r["differences"] == []
+        with api.store.engine.begin() as conn:  # a tampered snapshot: the limit changed
+            request = api.store.get_decision(did)["request"]
+            request["customer"]["credit_limit"] = "54322.00"
+            conn.execute(
+                sa.update(DecisionLog.__table__)
+                .where(DecisionLog.__table__.c.decision_id == did)
+                .values(request=request)
+            )
+        r = api.client.get(f"/v1/decisions/{did}/replay", headers=api.h("compliance"))
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["identical"] is False
+        paths = {x["path"] for x in body["differences"]}
+        assert {"credit_limit", "available_credit", "trail.inputs.customer.credit_limit"} <= paths
+        assert all(x["stored"] == "***" and x["replayed"] == "***" for x in body["differences"])
+        assert "5432" not in r.text and "3422" not in r.text
+    finally:
+        api.store.dispose()
+
+
+def test_mask_record_hides_amount_term_escalation_and_fx_of_sensitive_order_inputs(tmp_path):
+    from api.masking import mask_record, masking_for
+
+    text = POLICY.read_text()
+    for old in (
+        "order.amount:            {type: money, min: 0.01,",
+        "order.payment_term_days: {type: int, min: 0, max: 365,",
+    ):
+        assert old in text
+        text = text.replace(old, old + " sensitive: true,")
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    compiled = load(str(path))
+    request = {
+        "order": {"id": "SO-1", "amount": "98765.43", "payment_term_days": 365},
+        "customer": {
+            "id": "C1",
+            "credit_limit": "50000.00",
+            "exposure": "1000.00",
+            **PRIME,
+        },
+    }
+    decision = evaluate(compiled, request).model_dump(mode="json")
+    assert decision["outcome"] == "refer" and decision["escalation"] is not None
+    assert any(r["rule_id"] == "terms.over_cap" for r in decision["reasons"])
+    row = {
+        "request": request,
+        "decision": decision,
+        "fx": {"original_amount": "107353.73", "rate": "0.92", "converted_amount": "98765.43"},
+    }
+    out = mask_record(row, masking_for(compiled.policy))
+    d = out["decision"]
+    for field in (
+        "order_amount",
+        "exposure_after",
+        "available_credit",
+        "requested_payment_term_days",
+        "approved_payment_term_days",
+    ):
+        assert d[field] == "***", field
+    assert d["credit_limit"] == "50000.00"  # not sensitive, not computed from one
+    assert d["escalation"]["basis_amount"] == "***" and d["escalation"]["level"]
+    over_cap = [r for r in d["reasons"] if r["rule_id"] == "terms.over_cap"]
+    assert over_cap[0]["message"] == "***" and over_cap[0]["code"]
+    assert out["fx"] == {"original_amount": "***", "rate": "0.92", "converted_amount": "***"}
+    assert "98765" not in json.dumps(out) and "365" not in json.dumps(out["decision"]["trail"])
+    assert row["decision"]["order_amount"] == "98765.43"  # a copy: the record is untouched

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
@@ -54,8 +55,20 @@ async def put_fx_rates(
         for i, r in enumerate(body.rates)
         if r.currency == body.base
     ]
+    first: dict[tuple[str, date], int] = {}
+    for i, r in enumerate(body.rates):
+        j = first.setdefault((r.currency, r.as_of), i)
+        if j != i:
+            errors.append(
+                {
+                    "path": f"rates[{i}]",
+                    "code": "duplicate_rate",
+                    "message": f"rates[{i}] duplicates rates[{j}] ({r.currency} on "
+                    f"{r.as_of.isoformat()}); send one rate per currency and date",
+                }
+            )
     if errors:
-        raise Problem("invalid_request", "invalid rates", errors=errors)
+        raise Problem("invalid_request", "invalid rates; nothing was stored", errors=errors)
     rates = [r.model_dump() for r in body.rates]
     try:
         count = await run_in_threadpool(svc.store.put_fx_rates, body.base, rates)

@@ -16,7 +16,8 @@ from api.auth import Caller
 from api.bodies import (
     CustomerBody,
     EventBody,
-    currency_check,
+    check_customer_facts,
+    customer_currency_check,
     decimals_check,
     money_facts,
     parse_body,
@@ -62,7 +63,7 @@ async def put_customer(
             errors=[{"path": "customer_id", "code": exc.type, "message": exc.message()}],
         ) from None
     body = validate_body(CustomerBody, parse_body(await read_body(request, svc.max_bytes)))
-    currency_check(policy, body.currency)
+    customer_currency_check(policy, body.currency)
     decimals_check(policy, credit_limit=body.credit_limit, open_receivables=body.open_receivables)
     errors = [
         {"path": p, "code": "below_min", "message": "must not be negative"}
@@ -74,8 +75,15 @@ async def put_customer(
         if v < 0
     ]
     errors += money_facts(policy, body.facts, "facts")
+    facts, bad_facts = check_customer_facts(policy, body.facts)
+    errors += bad_facts
     if errors:
-        raise Problem("invalid_request", "the customer is not valid", errors=errors)
+        n = len(errors)
+        raise Problem(
+            "invalid_request",
+            f"{n} problem{'s' if n != 1 else ''} with the customer; nothing was stored",
+            errors=errors,
+        )
     try:
         row = await run_in_threadpool(
             partial(
@@ -85,7 +93,7 @@ async def put_customer(
                 credit_limit=body.credit_limit,
                 open_receivables=body.open_receivables,
                 days_past_due=body.days_past_due,
-                facts=body.facts,
+                facts=facts,
             )
         )
     except ValueError as exc:

@@ -10,7 +10,7 @@ import logging
 import re
 import time
 from collections.abc import Callable
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from typing import Annotated, Any, Literal
 
@@ -31,7 +31,7 @@ from api.bodies import (
     validate_body,
 )
 from api.csvio import EXPORT_COLUMNS, csv_cell
-from api.masking import mask_record, sensitive_paths
+from api.masking import Hidden, Masking, as_shown, mask_decision, mask_record, masking_for
 from api.problems import Problem
 from api.routes import caller, problems
 from api.service import Service, service
@@ -65,11 +65,14 @@ async def post_decision(
     policy, store = svc.policy, svc.store
     body = parse_body(await read_body(request, svc.max_bytes))
     req = validate_body(DecisionRequest, body)
+    today = service_today(svc)
+    if req.order_date is not None:
+        order_date_check(req.order_date, today, _setting(svc, "max_order_age_days"))
     if req.currency != policy.currency and not await run_in_threadpool(
         store.has_fx_rates, policy.currency, req.currency
     ):
         currency_check(policy, req.currency)  # no rate of this currency at all
-    decimals_check(policy, amount=req.amount)
+    decimals_check(policy, req.currency, amount=req.amount)  # the ORDER currency's unit
     errors = money_facts(policy, req.facts, "facts")
     if errors:
         raise Problem("invalid_request", "money facts must be exact", errors=errors)
@@ -93,7 +96,8 @@ async def post_decision(
                 who.name,
                 decision_currency=policy.currency,
                 minor_units=policy.minor_units,
-                today=svc.clock().date() if svc.clock else None,
+                today=today,
+                max_rate_age_days=_setting(svc, "max_rate_age_days"),
             )
         )
     except InputErrors:
@@ -124,7 +128,50 @@ async def post_decision(
             "caller": who.name,
         },
     )
-    return JSONResponse({**decision.model_dump(mode="json"), "kind": kind})
+    answer = {**decision.model_dump(mode="json"), "kind": kind}
+    if req.currency != policy.currency:
+        # The conversion (original amount, rate, its date, rounding) as recorded in the log
+        # row's fx: the order-entry caller sees which rate was used.
+        row = await run_in_threadpool(store.get_decision, decision.decision_id)
+        answer["fx"] = to_json((row or {}).get("fx"))
+    return JSONResponse(answer)
+
+
+def _setting(svc: Service, name: str) -> int:
+    from api.settings import Settings
+
+    value = getattr(svc.settings, name, None)
+    return int(Settings.model_fields[name].default if value is None else value)
+
+
+def service_today(svc: Service) -> date:
+    """Today's date in UTC by the service's clock (``svc.clock``, tests) or the system's."""
+    now = svc.clock() if svc.clock else datetime.now(UTC)
+    return (now.astimezone(UTC) if now.tzinfo else now).date()
+
+
+def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
+    """Refuse (422, path ``order_date``) an order date after ``today`` (UTC) or more than
+    ``max_age_days`` days before it: the caller may not shop for an exchange rate."""
+    oldest = today - timedelta(days=max_age_days)
+    if order_date > today:
+        code, message = (
+            "order_date_in_future",
+            f"{order_date.isoformat()} is after today ({today.isoformat()}, UTC)",
+        )
+    elif order_date < oldest:
+        code, message = (
+            "order_date_too_old",
+            f"{order_date.isoformat()} is more than {max_age_days} days before today "
+            f"({today.isoformat()}, UTC); the oldest accepted is {oldest.isoformat()}",
+        )
+    else:
+        return
+    raise Problem(
+        "invalid_request",
+        f"order_date: {message}",
+        errors=[{"path": "order_date", "code": code, "message": message}],
+    )
 
 
 @router.get(
@@ -155,6 +202,7 @@ def list_decisions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
+    mask = masker(svc)
     rows, next_cursor = svc.store.list_decisions(
         customer_id=customer_id,
         outcome=outcome,
@@ -165,25 +213,32 @@ def list_decisions(
         cursor=cursor,
         limit=limit,
     )
-    return JSONResponse(to_json({"items": rows, "next_cursor": next_cursor}))
+    items = [mask(row) for row in rows]
+    return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
 
 
-def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
-    """Masks the inputs marked sensitive by the policy in force or by the policy version
-    that made the record."""
-    current = sensitive_paths(svc.policy)
-    by_sha: dict[str, set[str]] = {svc.policy.sha256: current}
+def masking_of(svc: Service) -> Callable[[dict[str, Any]], Masking]:
+    """The ``Masking`` of a log record: the inputs marked sensitive by the policy in force or
+    by the policy version that made the record, and everything computed from them."""
+    current = masking_for(svc.policy)
+    by_sha: dict[str, Masking] = {svc.policy.sha256: current}
 
-    def mask(row: dict[str, Any]) -> dict[str, Any]:
+    def of(row: dict[str, Any]) -> Masking:
         sha = row.get("policy_sha256") or ""
         if sha not in by_sha:
             try:
-                by_sha[sha] = current | sensitive_paths(svc.replayer.compiled(sha).policy)
+                by_sha[sha] = current | masking_for(svc.replayer.compiled(sha).policy)
             except Problem:  # source not stored: the current policy's marks
                 by_sha[sha] = current
-        return mask_record(row, by_sha[sha])
+        return by_sha[sha]
 
-    return mask
+    return of
+
+
+def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """Masks a log record for reading (one, list, export): see ``api.masking``."""
+    of = masking_of(svc)
+    return lambda row: mask_record(row, of(row))
 
 
 @router.get(
@@ -263,7 +318,7 @@ def get_decision(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
 ) -> JSONResponse:
-    return JSONResponse(to_json(_get_decision(svc, decision_id)))
+    return JSONResponse(to_json(masker(svc)(_get_decision(svc, decision_id))))
 
 
 @router.get(
@@ -279,8 +334,15 @@ def replay_decision(
     row = _get_decision(svc, decision_id)
     stored = Decision.model_validate(row["decision"])
     replay_policy = svc.replayer.compiled(row.get("policy_sha256") or stored.policy.sha256)
-    replayed = evaluate(replay_policy, row["request"])
-    diffs = differences(stored.comparable(), replayed.comparable())
+    replayed = evaluate(replay_policy, row["request"])  # the stored, unmasked input
+    # Differences are found on the real values; masked values are shown as "***".
+    m = masking_of(svc)(row)
+    diffs = as_shown(
+        differences(
+            mask_decision(stored.comparable(), m, Hidden),
+            mask_decision(replayed.comparable(), m, Hidden),
+        )
+    )
     return JSONResponse(
         to_json(
             {
