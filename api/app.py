@@ -17,7 +17,7 @@ Routes (role in brackets; ``admin`` may do everything)::
     POST /v1/customers/import          [admin]         customers from CSV, all or nothing
     PUT  /v1/fx-rates                  [admin]         exchange rates into the policy currency
     GET  /v1/decisions/export          [compliance]    CSV / JSON lines, streamed, masked
-    GET  /v1/audit/verify              [compliance]    check the decision log's hash chain
+    GET  /v1/audit/verify              [compliance]    check the hash chains (decision log, ledger)
     GET  /v1/policy                    [policy_owner, compliance, reviewer]
     GET  /healthz, /readyz, /metrics   (no key)
 

@@ -80,7 +80,7 @@ async def put_fx_rates(
 @router.get(
     "/v1/audit/verify",
     tags=["audit"],
-    summary="Verify the decision log's hash chain",
+    summary="Verify the hash chains of the decision log and the ledger events",
     responses=problems("GET", "/v1/audit/verify"),
 )
 def audit_verify(
