@@ -68,6 +68,7 @@ CODES: dict[str, tuple[int, str]] = {
     "fx_rate_missing": (422, "No exchange rate for the order's currency and date"),
     "database_unavailable": (503, "The database is unavailable; no decision was made"),
     "not_ready": (503, "The service is not ready"),
+    "audit_chain_broken": (503, "The audit hash chain is broken; no decision was made"),
     "no_decision": (500, "No decision was made"),
     "internal_error": (500, "Internal error; no decision was made"),
 }
@@ -260,7 +261,7 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
     from sqlalchemy.exc import InterfaceError, OperationalError
     from sqlalchemy.exc import TimeoutError as PoolTimeout
 
-    from api.store import StoreUnavailable, UnknownCustomer
+    from api.store import ChainBroken, StoreUnavailable, UnknownCustomer
 
     async def on_problem(request: Request, exc: Problem) -> JSONResponse:
         return problem_response(exc)
@@ -325,6 +326,19 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
             )
         )
 
+    async def on_chain_broken(request: Request, exc: Exception) -> JSONResponse:
+        log.critical(
+            "audit chain broken: %s", exc, extra={"path": request.url.path, "error": str(exc)}
+        )
+        return problem_response(
+            Problem(
+                "audit_chain_broken",
+                "the hash chain of the audit log is broken (records were removed or edited), "
+                "so nothing more can be recorded and no decision was made; an operator must "
+                "run 'creditgate audit verify' and restore the database",
+            )
+        )
+
     async def on_evaluation_error(request: Request, exc: EvaluationError) -> JSONResponse:
         log.error("no decision: %s", exc.code, extra={"path": request.url.path, "error": exc.code})
         status = 503 if exc.code == "engine" else 500
@@ -351,6 +365,7 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
     app.add_exception_handler(InputErrors, on_input_errors)  # type: ignore[arg-type]
     app.add_exception_handler(UnknownCustomer, on_unknown_customer)
     app.add_exception_handler(StoreUnavailable, on_db_unavailable)
+    app.add_exception_handler(ChainBroken, on_chain_broken)
     for db_error in (OperationalError, InterfaceError, PoolTimeout):
         app.add_exception_handler(db_error, on_db_unavailable)
     app.add_exception_handler(EvaluationError, on_evaluation_error)  # type: ignore[arg-type]

@@ -793,9 +793,11 @@ class Store:
         """Take the chain lock (PostgreSQL advisory transaction lock ``lock``; SQLite: the
         write lock of BEGIN IMMEDIATE) and return ``(seq, record_hash)`` of the record to
         chain onto: the stored head (so records deleted at the end leave a gap that
-        ``verify_chain`` reports, even after new appends); without a head row (a new
-        database) the last record, ``(0, GENESIS)`` when there is none. Records beyond the
-        head → ``ChainBroken`` (nothing is appended)."""
+        ``verify_chain`` reports, even after new appends); ``(0, GENESIS)`` for an empty
+        chain without a head (a new database). Records beyond the head, or records without
+        a head row (migration 0003 writes the heads of existing chains, so a missing head
+        means it was deleted, perhaps with the newest records) → ``ChainBroken``; nothing
+        is appended, so the gap cannot be papered over by a new head."""
         if self.dialect == "postgresql":
             s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock})
         last = s.exec(
@@ -803,7 +805,12 @@ class Store:
         ).first()
         head = s.get(ChainHead, name)
         if head is None:
-            return (last[0], last[1]) if last else (0, chain.GENESIS)
+            if last is not None:
+                raise ChainBroken(
+                    f"{name} has records (up to seq {last[0]}) but no chain head; nothing was "
+                    "written: run 'creditgate audit verify'"
+                )
+            return 0, chain.GENESIS
         if last is not None and last[0] > head.seq:
             raise ChainBroken(
                 f"{name} has records beyond its chain head (seq {last[0]} > {head.seq}); "

@@ -1134,3 +1134,28 @@ def test_mask_record_hides_amount_term_escalation_and_fx_of_sensitive_order_inpu
     assert out["fx"] == {"original_amount": "***", "rate": "0.92", "converted_amount": "***"}
     assert "98765" not in json.dumps(out) and "365" not in json.dumps(out["decision"]["trail"])
     assert row["decision"]["order_amount"] == "98765.43"  # a copy: the record is untouched
+
+
+def test_http_broken_chain_answers_503_and_never_an_approve(api):
+    # The newest record and the chain head deleted directly in the database: the next order
+    # (which would be approved) gets 503 audit_chain_broken and nothing is logged. The
+    # ledger events have their own chain, intact here, so a payment is still recorded.
+    api.customer()
+    assert api.decide(order_id="SO-1").json()["outcome"] == "approve"
+    assert api.decide(order_id="SO-2", amount="100.00").json()["outcome"] == "approve"
+    with api.store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM reservations WHERE order_id = 'SO-2'"))
+        conn.execute(sa.text("DELETE FROM decision_log WHERE order_id = 'SO-2'"))
+        conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
+    r = api.decide(order_id="SO-3", amount="100.00")
+    assert r.status_code == 503, r.text
+    body = r.json()
+    assert r.headers["content-type"].startswith("application/problem+json")
+    assert body["code"] == "audit_chain_broken" and "audit verify" in body["detail"]
+    assert "approve" not in r.text
+    rows, _ = api.store.list_decisions()
+    assert [x["order_id"] for x in rows] == ["SO-1"]
+    verify = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert verify["ok"] is False and verify["head_seq"] is None
+    paid = api.event(event_id="PAY-1", type="payment_received", amount="10.00", currency="EUR")
+    assert paid.status_code == 200, paid.text

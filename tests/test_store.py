@@ -343,9 +343,17 @@ def test_emptied_log_and_missing_head_are_detected(store, compiled):
     assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 3, 1)
     assert result["reason"] == "the chain head is missing but the log has 3 records"
     assert (result["head_seq"], result["head_hash"]) == (None, None)
-    # the next record restores a head on the last record: that alone is no evidence
-    # (documented: a privileged attacker can rewrite the head; anchor it outside)
-    store.decide(order("O3", "100.00"), ev, "erp")
+    # the next record does not restore a head over the evidence: refused (fail closed)
+    with pytest.raises(ChainBroken, match="no chain head"):
+        store.decide(order("O3", "100.00"), ev, "erp")
+    assert log_count(store) == 3
+
+
+def test_emptied_log_is_detected(store, compiled):
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(4):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
     assert store.verify_chain() == intact(4, last_record(store))
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log"))
@@ -375,6 +383,24 @@ def test_head_edited_back_refuses_new_records(store, compiled):
     with pytest.raises(ChainBroken, match="beyond its chain head"):
         store.decide(order("O9", "100.00"), ev, "erp")
     assert log_count(store) == 3 and store.get_customer("C1")["open_orders"] == Decimal("300.00")
+
+
+def test_head_deleted_with_the_newest_records_refuses_new_records(store, compiled):
+    # Deleting the newest records AND the head row must not let the next append write a new
+    # head over the gap: the store refuses to record (fail closed) and verify reports it.
+    prime_customer(store)
+    ev = evaluator(compiled)
+    for i in range(3):
+        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decision_log WHERE seq = 3"))
+        conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
+    result = store.verify_chain()
+    assert result["ok"] is False and result["checked"] == 2
+    with pytest.raises(ChainBroken, match=r"records \(up to seq 2\) but no chain head"):
+        store.decide(order("O9", "100.00"), ev, "erp")
+    assert log_count(store) == 2
+    assert store.verify_chain()["ok"] is False  # still reported, nothing papered over
 
 
 def test_sqlite_writers_of_one_process_queue_on_the_writer_lock(tmp_path, monkeypatch):
