@@ -434,18 +434,18 @@ def money_facts(policy: Any, facts: dict[str, Any], where: str) -> list[dict[str
 
 
 def currency_check(policy: Any, currency: str) -> None:
+    """Refuse (422 ``currency_mismatch``) an order in ``currency`` other than the policy's
+    when no exchange rate of that currency is loaded at all."""
     if currency != policy.currency:
+        message = (
+            f"the policy decides in {policy.currency} and no {currency}->{policy.currency} "
+            "exchange rates are loaded: load them with PUT /v1/fx-rates (admin) or send "
+            f"the amount in {policy.currency}"
+        )
         raise Problem(
             "invalid_request",
-            f"this service decides in {policy.currency}; the amount is in {currency}",
-            errors=[
-                {
-                    "path": "currency",
-                    "code": "currency_mismatch",
-                    "message": f"the policy decides in {policy.currency}, not {currency}; "
-                    "convert the amount first",
-                }
-            ],
+            message,
+            errors=[{"path": "currency", "code": "currency_mismatch", "message": message}],
         )
 
 

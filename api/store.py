@@ -1009,9 +1009,12 @@ class Store:
         true); the same id with other content → ``EventConflict``.
 
         Types: ``order_cancelled`` {order_id} releases the open part of the order's
-        reservation; ``invoice_issued`` {order_id, amount, currency} moves ``amount`` from
-        open orders to open receivables (partial invoices add up; above the open part →
-        ``ValueError``), first offset against a credit balance; ``payment_received`` /
+        reservation; ``invoice_issued`` {order_id, amount, currency} adds ``amount`` to open
+        receivables (first offset against a credit balance) and takes the part the order's
+        open reservation covers off open orders (partial invoices add up); it is never
+        refused for the order's state: an amount without an open reservation (a referred
+        order approved by a person, a cancelled or fully invoiced order, more than
+        approved) is new exposure, reported as ``effect.unreserved``; ``payment_received`` /
         ``credit_note`` {amount, currency, order_id optional} reduce open receivables, no
         credit check, never refused for the customer's state; an excess becomes the
         customer's ``credit_balance``."""
@@ -1100,8 +1103,8 @@ class Store:
         s: Session, cust: Customer, kind: str, order_id: str | None, amount: Decimal | None
     ) -> dict[str, Any]:
         zero = Decimal("0.00")
-        d_orders = d_recv = d_bal = zero
-        if kind in ("order_cancelled", "invoice_issued"):
+        d_orders = d_recv = d_bal = unreserved = zero
+        if kind == "order_cancelled":
             res = s.get(Reservation, order_id, with_for_update=True)
             if res is None or res.customer_id != cust.customer_id:
                 raise EventConflict(
@@ -1111,23 +1114,33 @@ class Store:
             open_part = res.amount - res.invoiced
             if res.status != "open" or open_part <= 0:
                 raise EventConflict(f"order_id: order {order_id!r} is {res.status}")
-            if kind == "order_cancelled":
-                d_orders = -open_part
-                res.status = "cancelled"
-            else:
-                assert amount is not None
-                if amount > open_part:
-                    raise ValueError(
-                        f"amount: invoice of {_plain(amount)} is above the open reservation "
-                        f"of order {order_id!r} ({_plain(open_part)})"
-                    )
-                d_orders = -amount
-                offset = min(amount, cust.credit_balance)
-                d_bal, d_recv = -offset, amount - offset
-                res.invoiced = res.invoiced + amount
+            d_orders = -open_part
+            res.status = "cancelled"
+            res.updated_at = utcnow()
+        elif kind == "invoice_issued":
+            # An invoice is a receivable whatever Creditgate decided: never refused for the
+            # order's state, never counted twice. The part covered by the order's open
+            # reservation moves from open orders to receivables; the rest (no reservation:
+            # a referred order approved by a person, an order decided elsewhere; or more
+            # than was approved) is new exposure (``unreserved``), so it is never lost.
+            assert amount is not None
+            res = s.get(Reservation, order_id, with_for_update=True)
+            if res is not None and res.customer_id != cust.customer_id:
+                raise EventConflict(
+                    f"order_id: order {order_id!r} belongs to customer {res.customer_id!r}"
+                )
+            moved = zero
+            if res is not None and res.status == "open":
+                moved = min(amount, res.amount - res.invoiced)
+                res.invoiced = res.invoiced + moved
                 if res.invoiced == res.amount:
                     res.status = "invoiced"
-            res.updated_at = utcnow()
+                res.updated_at = utcnow()
+            d_orders = -moved
+            offset = min(amount, cust.credit_balance)
+            d_bal, d_recv = -offset, amount - offset
+            if amount > moved:
+                unreserved = amount - moved
         else:  # payment_received, credit_note: never blocked
             assert amount is not None
             d_recv = -min(amount, cust.open_receivables)
@@ -1135,11 +1148,10 @@ class Store:
         cust.open_orders = cust.open_orders + d_orders
         cust.open_receivables = cust.open_receivables + d_recv
         cust.credit_balance = cust.credit_balance + d_bal
-        return {
-            "open_orders": d_orders,
-            "open_receivables": d_recv,
-            "credit_balance": d_bal,
-        }
+        effect = {"open_orders": d_orders, "open_receivables": d_recv, "credit_balance": d_bal}
+        if unreserved:
+            effect["unreserved"] = unreserved
+        return effect
 
     def _event_dict(self, row: LedgerEvent, cust: Customer, *, replayed: bool) -> dict[str, Any]:
         return {

@@ -134,14 +134,9 @@ def test_invoice_moves_orders_to_receivables_without_double_counting(store, comp
     }
     assert r["replayed"] is False
     assert position(store) == (D("6000.00"), D("24000.00"), 0, D("30000.00"))
-    # above what is still open on the order: refused, nothing changes
-    with pytest.raises(ValueError, match="above the open reservation"):
-        store.apply_event("C1", event("E2", "invoice_issued", "6000.01", "O1"), "erp")
     store.apply_event("C1", event("E3", "invoice_issued", "6000.00", "O1"), "erp")
     assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
-    # fully invoiced: nothing left to invoice or cancel, the order cannot be amended
-    with pytest.raises(EventConflict):
-        store.apply_event("C1", event("E4", "invoice_issued", "1.00", "O1"), "erp")
+    # fully invoiced: nothing left to cancel, the order cannot be amended
     with pytest.raises(EventConflict):
         store.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
     with pytest.raises(OrderConflict, match="^order 'O1' is fully invoiced; it cannot be amend"):
@@ -152,6 +147,34 @@ def test_invoice_moves_orders_to_receivables_without_double_counting(store, comp
     assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
     assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
     assert [e["event_id"] for e in store.list_events("C1")] == ["E1", "E3"]
+
+
+def test_invoice_beyond_or_without_a_reservation_is_new_exposure(store, compiled):
+    # An invoice is a receivable whatever was decided: never refused (that would hide
+    # exposure), never counted twice. What no open reservation covers is `unreserved`.
+    customer(store)
+    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    assert d.outcome == "approve"
+    r = store.apply_event("C1", event("E1", "invoice_issued", "10000.01", "O1"), "erp")
+    assert r["effect"] == {
+        "open_orders": "-10000.00",
+        "open_receivables": "10000.01",
+        "credit_balance": "0.00",
+        "unreserved": "0.01",
+    }
+    assert position(store) == (0, D("30000.01"), 0, D("30000.01"))
+    # fully invoiced already: another invoice is all new exposure
+    r = store.apply_event("C1", event("E2", "invoice_issued", "1.00", "O1"), "erp")
+    assert r["effect"]["unreserved"] == "1.00" and r["effect"]["open_orders"] == "0.00"
+    # a referred order (no reservation) approved by a person and invoiced: counted
+    big, _ = store.decide(order("O2", "95000.00"), ev(compiled), "erp")
+    assert big.outcome != "approve"
+    r = store.apply_event("C1", event("E3", "invoice_issued", "95000.00", "O2"), "erp")
+    assert r["effect"]["unreserved"] == "95000.00"
+    assert position(store) == (0, D("125001.01"), 0, D("125001.01"))
+    # ... and a new order now sees that exposure (over the 100,000 limit: not approved)
+    after, _ = store.decide(order("O3", "100.00"), ev(compiled), "erp")
+    assert after.outcome != "approve"
 
 
 def test_partly_invoiced_order_repeats_but_cannot_be_amended(store, compiled):
@@ -470,23 +493,19 @@ def test_http_ledger_events(api):
         409,
         "conflict",
     )
-    b = problem(
-        api.event(
-            event_id="INV-2",
-            type="invoice_issued",
-            order_id="SO-1",
-            amount="7500.01",
-            currency="EUR",
-        ),
-        422,
-        "invalid_request",
+    # an invoice of an order Creditgate never approved (referred, then approved by a person)
+    # is still a receivable: counted as new exposure, never refused
+    r = api.event(
+        event_id="INV-2", type="invoice_issued", order_id="SO-X", amount="100.00", currency="EUR"
     )
-    assert b["errors"][0]["path"] == "amount"
+    assert r.status_code == 200, r.text
+    assert r.json()["effect"]["unreserved"] == "100.00"
+    assert r.json()["customer"]["exposure"] == "32600.00"
     r = api.event(event_id="CAN-1", type="order_cancelled", order_id="SO-1")
     assert r.json()["customer"]["open_orders"] == "0.00"
     r = api.event(event_id="PAY-1", type="payment_received", amount="30000.00", currency="EUR")
     assert r.json()["customer"]["open_receivables"] == "0.00"
-    assert r.json()["customer"]["credit_balance"] == "5000.00"
+    assert r.json()["customer"]["credit_balance"] == "4900.00"
     # an amendment of a cancelled order is a conflict, and so is the same order again
     problem(api.decide(amount="100.00"), 409, "conflict")
     body = problem(api.decide(), 409, "conflict")
@@ -731,7 +750,10 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         api.store.dispose()
 
 
-def test_concurrent_invoices_never_exceed_the_reservation(store, compiled):
+def test_concurrent_invoices_move_the_reservation_exactly_once(store, compiled):
+    # 20 concurrent invoices of 1,000 against a 10,000 reservation: every invoice counts
+    # as a receivable, exactly 10,000 comes off open orders (never below zero) and the
+    # other 10,000 is reported as unreserved exposure.
     import threading
 
     customer(store)
@@ -742,8 +764,10 @@ def test_concurrent_invoices_never_exceed_the_reservation(store, compiled):
     def run(i):
         barrier.wait()
         try:
-            store.apply_event("C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp")
-            results.append("ok")
+            r = store.apply_event(
+                "C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp"
+            )
+            results.append(r["effect"].get("unreserved", "0.00"))
         except (ValueError, EventConflict) as e:
             results.append(type(e).__name__)
 
@@ -752,8 +776,8 @@ def test_concurrent_invoices_never_exceed_the_reservation(store, compiled):
         t.start()
     for t in threads:
         t.join()
-    assert results.count("ok") == 10 and len(results) == 20
-    assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
+    assert sorted(results) == ["0.00"] * 10 + ["1000.00"] * 10
+    assert position(store) == (0, D("40000.00"), 0, D("40000.00"))
 
 
 def test_migration_0002_downgrades_and_upgrades(tmp_path):
