@@ -109,14 +109,16 @@ def summary(policy: Any) -> str:
     for r in policy.rules:
         stages[r.stage] = stages.get(r.stage, 0) + 1
     names = {
-        "knockout": "knock-outs",
-        "scorecard": "scorecard bins",
-        "decline": "decline",
-        "deposit": "deposit",
-        "term": "term",
-        "referral": "referral",
+        "knockout": ("knock-out", "knock-outs"),
+        "scorecard": ("scorecard bin", "scorecard bins"),
+        "decline": ("decline", "decline"),
+        "deposit": ("deposit", "deposit"),
+        "term": ("term", "term"),
+        "referral": ("referral", "referral"),
     }
-    parts = ", ".join(f"{stages[s]} {names[s]}" for s in names if s in stages)
+    parts = ", ".join(
+        f"{stages[s]} {names[s][stages[s] != 1]}" for s in names if s in stages
+    )
     return (
         f"ok: {policy.id} {policy.version} sha256:{policy.sha256[:12]} "
         f"{policy.rule_count} rules ({parts}), score {policy.min_score}..{policy.max_score}, "
@@ -498,10 +500,13 @@ def db_upgrade() -> None:
     from api.store import StoreUnavailable
 
     try:
-        _store().upgrade()
+        before, after = _store().upgrade()
     except StoreUnavailable as exc:
         _unavailable(exc)
-    typer.echo("ok: database is up to date")
+    if before == after:
+        typer.echo(f"ok: database is up to date (schema {after})")
+    else:
+        typer.echo(f"ok: database migrated from schema {before or '(none: new)'} to {after}")
 
 
 @keys_app.command("create")
@@ -528,7 +533,8 @@ def keys_create(
     except ValueError as exc:  # a role the store does not accept
         _fail(EXIT_INPUT, f"cannot create a {role} key: {exc}")
     typer.echo(key)
-    _err(f"created a {role} key{f' for {name}' if name else ''}; it is shown only once")
+    article = "an" if role[:1] in "aeiou" else "a"
+    _err(f"created {article} {role} key{f' for {name}' if name else ''}; it is shown only once")
 
 
 @keys_app.command("list")
@@ -602,7 +608,8 @@ def audit_verify() -> None:
             else "no head"
         )
         if chain["reason"] is None:
-            typer.echo(f"ok: {label}: {chain['checked']} records, hash chain intact; {head}")
+            n = chain["checked"]
+            typer.echo(f"ok: {label}: {n} record{'s' if n != 1 else ''}, hash chain intact; {head}")
         else:
             broken = True
             _err(

@@ -352,10 +352,12 @@ class Store:
 
     # -- schema and health ----------------------------------------------------------------
 
-    def upgrade(self) -> None:
-        """Apply the Alembic migrations (``alembic upgrade head``) to this database."""
+    def upgrade(self) -> tuple[str | None, str | None]:
+        """Apply the Alembic migrations (``alembic upgrade head``) to this database; returns
+        the schema revision ``(before, after)`` (``before`` None: a new database)."""
         from alembic import command
         from alembic.config import Config
+        from alembic.runtime.migration import MigrationContext
 
         root = Path(__file__).resolve().parent
         cfg = Config()
@@ -367,10 +369,13 @@ class Store:
                     conn.execute(
                         sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATE_LOCK_KEY}
                     )
+                before = MigrationContext.configure(conn).get_current_revision()
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
+                after = MigrationContext.configure(conn).get_current_revision()
         except _UNAVAILABLE as e:
             raise _unavailable(e) from e
+        return before, after
 
     def ping(self) -> None:
         """Raise ``StoreUnavailable`` unless the database answers ``SELECT 1``."""

@@ -326,7 +326,7 @@ def test_image_install_serves_decisions(tmp_path: Path) -> None:
         status, _ = _call("POST", f"{base}/v1/decisions", None, {})
         assert status == 401
         r = _run([creditgate, "audit", "verify"], timeout=60, env=env, cwd=app_dir)
-        assert r.stdout.startswith("ok: 1 records"), r.stdout
+        assert r.stdout.startswith("ok: decision log: 1 record, hash chain intact"), r.stdout
     finally:
         if server.poll() is None:
             server.send_signal(signal.SIGTERM)
