@@ -468,17 +468,27 @@ def serve(
 ) -> None:
     """Run the HTTP API (uvicorn). Settings from the environment: CREDITGATE_DATABASE_URL
     (or DATABASE_URL), CREDITGATE_POLICY_PATH, CREDITGATE_MAX_REQUEST_BYTES. Logs are JSON
-    lines on stderr. Exit 3 with one line if the database cannot be reached."""
+    lines on stderr. Exit 1 with every error if the policy is broken, or if its id and
+    version are already recorded with another text; exit 3 with one line if the database
+    cannot be reached."""
     import uvicorn
 
     from api.app import configure_logging
-    from api.store import StoreUnavailable
+    from api.settings import Settings
+    from api.store import PolicyVersionConflict, StoreUnavailable
 
+    # Everything that can stop the app from starting is checked here, before uvicorn: one
+    # clear line (policy errors: all of them) instead of a traceback from the app factory.
+    compiled = _load_compiled(str(Settings().policy_path))
     store = _store()
     try:
-        store.ping()  # before uvicorn: one clear line instead of a traceback from the app
+        store.ping()
+        store.upgrade()
+        store.save_policy(compiled.policy)
     except StoreUnavailable as exc:
         _unavailable(exc)
+    except PolicyVersionConflict as exc:
+        _fail(EXIT_POLICY, f"creditgate: {exc}")
     finally:
         store.dispose()
 

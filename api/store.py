@@ -51,6 +51,7 @@ __all__ = [
     "FxRateMissing",
     "ImportErrors",
     "OrderConflict",
+    "PolicyVersionConflict",
     "Store",
     "StoreNotMigrated",
     "StoreUnavailable",
@@ -148,6 +149,11 @@ def _sqlite_writer_lock(url: sa.URL) -> threading.Lock:
 class ChainBroken(RuntimeError):
     """A hash chain cannot be extended safely: it has records beyond its stored head
     (tampering). Nothing is written; ``creditgate audit verify`` shows where it breaks."""
+
+
+class PolicyVersionConflict(ValueError):
+    """Another policy text is already recorded under this policy id and version: decisions
+    of two different policies would share one version label (raise ``version``)."""
 
 
 class UnknownKey(LookupError):
@@ -388,9 +394,24 @@ class Store:
     # -- policies -------------------------------------------------------------------------
 
     def save_policy(self, policy: Any) -> None:
-        """Record a policy version (``rules.policy.Policy``); idempotent by sha256."""
+        """Record a policy version (``rules.policy.Policy``); idempotent by sha256. Raises
+        ``PolicyVersionConflict`` if another text is recorded under the same policy id and
+        version: the version label must identify one policy text for audit and
+        ``?policy_version=`` filters."""
         with self._session(write=True) as s:
             if s.get(PolicyVersion, policy.sha256) is None:
+                other = s.exec(
+                    select(PolicyVersion.sha256).where(
+                        PolicyVersion.policy_id == policy.id,
+                        PolicyVersion.version == policy.version,
+                    )
+                ).first()
+                if other is not None:
+                    raise PolicyVersionConflict(
+                        f"policy {policy.id} version {policy.version} is already recorded with "
+                        f"another text (sha256 {other[:12]}; this file: {policy.sha256[:12]}); "
+                        "raise 'version' in the policy file before putting a changed policy live"
+                    )
                 s.add(
                     PolicyVersion(
                         sha256=policy.sha256,

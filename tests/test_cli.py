@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -438,3 +439,61 @@ def test_serve_with_unreachable_database_exits_3_without_traceback(tmp_path: Pat
     assert p.returncode == 3, p.stderr
     assert p.stderr == UNREACHABLE_LINE + "\n"
     assert p.stdout == ""
+
+
+def _serve(env_extra: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    import os
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
+    env.update(env_extra)
+    return subprocess.run(
+        [sys.executable, "-m", "api.cli", "serve", "--port", "1"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_serve_refuses_a_changed_policy_under_the_same_version(tmp_path: Path) -> None:
+    # The shipped policy is recorded; the same id and version with another text must not go
+    # live: decisions of two policies would share one version label. Port 1 is never bound:
+    # the checks run before uvicorn starts.
+    from api.store import PolicyVersionConflict, Store
+    from engine.evaluate import load
+
+    url = f"sqlite:///{tmp_path / 'v.db'}"
+    store = Store(url)
+    store.upgrade()
+    compiled = load(str(POLICY))
+    store.save_policy(compiled.policy)
+    changed = tmp_path / "policy.yaml"
+    changed.write_text(POLICY.read_text().replace("utilisation > 2", "utilisation > 1.5", 1))
+    assert changed.read_text() != POLICY.read_text()
+    with pytest.raises(PolicyVersionConflict, match="raise 'version'"):
+        store.save_policy(load(str(changed)).policy)
+    store.dispose()
+    p = _serve({"CREDITGATE_DATABASE_URL": url, "CREDITGATE_POLICY_PATH": str(changed)})
+    assert p.returncode == 1, p.stderr
+    line = p.stderr.strip()
+    assert line.startswith(
+        f"creditgate: policy trade-credit version {compiled.policy.version} is already "
+        "recorded with another text"
+    ), p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
+
+
+def test_serve_with_a_broken_policy_lists_its_errors_and_exits_1(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(POLICY.read_text().replace("currency: EUR", "currency: EURO", 1))
+    p = _serve(
+        {
+            "CREDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'b.db'}",
+            "CREDITGATE_POLICY_PATH": str(broken),
+        }
+    )
+    assert p.returncode == 1, p.stderr
+    assert f"{broken}:" in p.stderr and "currency" in p.stderr
+    assert "Traceback" not in p.stderr
