@@ -78,6 +78,7 @@ class Document:
         )
 
 
+_LEADING_ZERO = re.compile(r"^[-+]?0[0-9_]+(\.[0-9_]*)?$")
 _PLAIN_INT = re.compile(r"^[-+]?(0|[1-9][0-9_]*)$")
 _PLAIN_DECIMAL = re.compile(r"^[-+]?([0-9][0-9_]*)?\.?[0-9_]*([eE][-+]?[0-9]+)?$")
 _MAP_TAG = "tag:yaml.org,2002:map"
@@ -203,6 +204,16 @@ class _Builder:
                 return None
             return dec
         if tag == "tag:yaml.org,2002:str":
+            if not node.style and _LEADING_ZERO.match(value):
+                # 090 is not YAML 1.1 octal, so PyYAML makes it the text "090": refuse it
+                # like 030 instead of letting a later step read it as 90.
+                self.err(
+                    node,
+                    "invalid_number",
+                    f"{_short(value)} is not a plain decimal number (leading zeros are not "
+                    "allowed; quote it if it is text)",
+                )
+                return None
             return value
         self.err(node, "unsupported_yaml", f"YAML tag {tag!r} is not supported in a policy")
         return None

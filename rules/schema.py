@@ -11,7 +11,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictStr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, StrictStr, field_validator
 
 ID_PATTERN = r"^[A-Za-z][A-Za-z0-9_.-]{0,79}$"
 MAX_AMOUNT = Decimal(10) ** 15  # money in a policy, as in requests (engine/inputs.py)
@@ -33,7 +33,7 @@ class InputSpec(_Strict):
     description: str | None = None
     min: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
     max: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
-    sensitive: bool = False
+    sensitive: StrictBool = False
 
 
 class DerivedSpec(_Strict):
@@ -67,7 +67,7 @@ class DepositRuleSpec(RuleSpec):
 class TermRuleSpec(RuleSpec):
     """Caps the payment term at ``max_payment_term_days`` (0 = cash in advance)."""
 
-    max_payment_term_days: int = Field(ge=0, le=3650)
+    max_payment_term_days: StrictInt = Field(ge=0, le=3650)
 
 
 class ReferralRuleSpec(RuleSpec):
@@ -84,7 +84,7 @@ class BinSpec(_Strict):
     from_: Decimal | None = Field(default=None, alias="from", gt=-MAX_NUMBER, lt=MAX_NUMBER)
     below: Decimal | None = Field(default=None, gt=-MAX_NUMBER, lt=MAX_NUMBER)
     in_: list[str | bool | int] | None = Field(default=None, alias="in")
-    points: int = Field(ge=-100_000, le=100_000)
+    points: StrictInt = Field(ge=-100_000, le=100_000)
     label: str | None = None
 
 
@@ -100,8 +100,8 @@ class ScorecardSpec(_Strict):
     """Additive scorecard: ``base_points`` plus one bin's points per factor. The
     ``max_reasons`` factors with the largest shortfall from their best bin give reason codes."""
 
-    base_points: int = Field(default=0, ge=-1_000_000, le=1_000_000)
-    max_reasons: int = Field(default=4, ge=0, le=20)
+    base_points: StrictInt = Field(default=0, ge=-1_000_000, le=1_000_000)
+    max_reasons: StrictInt = Field(default=4, ge=0, le=20)
     factors: list[FactorSpec] = Field(min_length=1)
 
 
@@ -110,9 +110,9 @@ class TierSpec(_Strict):
 
     tier: str = Field(pattern=r"^[A-Za-z0-9_]{1,20}$")
     description: str | None = None
-    min_score: int
-    max_score: int
-    max_payment_term_days: int = Field(ge=0, le=3650)
+    min_score: StrictInt
+    max_score: StrictInt
+    max_payment_term_days: StrictInt = Field(ge=0, le=3650)
     deposit_pct: Decimal = Field(ge=0, le=100)
     auto_approve_up_to: Decimal = Field(ge=0, lt=MAX_AMOUNT)
 
@@ -133,7 +133,7 @@ class LevelSpec(_Strict):
     level: str = Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")
     description: str | None = None
     up_to: Decimal | None = Field(default=None, ge=0, lt=MAX_AMOUNT)
-    sla_hours: int = Field(ge=1, le=24 * 90)
+    sla_hours: StrictInt = Field(ge=1, le=24 * 90)
 
 
 class EscalationSpec(_Strict):
