@@ -91,6 +91,7 @@ LEDGER_HASHED = (
     "prev_hash",
 )
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
+ORDER_LOCK_NS = 0x43474F52  # "CGOR": namespace (int4) of the per-order-id advisory locks
 # Customer inputs owned by the ledger: a request may not override them for a known customer.
 LEDGER_OWNED = ("customer.credit_limit", "customer.exposure")
 # Order fields given at the top level of an order, never in its facts.
@@ -595,7 +596,8 @@ class Store:
 
         With ``decision_currency`` (the policy's), an order in another currency is
         converted with the latest rate on or before its ``order_date`` (default ``today``,
-        else the UTC date): ``amount × rate`` rounded half-even to ``minor_units``; the
+        else the UTC date), or the latest rate on or before today if that is higher (see
+        ``_convert``): ``amount × rate`` rounded half-even to ``minor_units``; the
         engine sees the converted amount, the log row's ``fx`` keeps the original amount,
         the rate and its date. No rate → ``FxRateMissing`` (never 1:1); so is a rate more
         than ``max_rate_age_days`` days older than the order date (None: no age limit)."""
@@ -611,14 +613,18 @@ class Store:
                 # Never decide a customer the ledger does not hold: the caller's own credit
                 # limit and exposure would be believed and nothing could be reserved.
                 raise UnknownCustomer(customer_id)
+            # The order id, across customers: two customers sending one order id at once
+            # must not both pass the ownership check below (their customer locks differ).
+            self._lock_order_id(s, order_id)
             fx = None
             if decision_currency is not None and norm["currency"] != decision_currency:
+                current = today or datetime.now(UTC).date()
                 on = (
-                    date.fromisoformat(norm["order_date"])
-                    if "order_date" in norm
-                    else today or datetime.now(UTC).date()
+                    date.fromisoformat(norm["order_date"]) if "order_date" in norm else current
                 )
-                fx = self._convert(s, norm, decision_currency, minor_units, on, max_rate_age_days)
+                fx = self._convert(
+                    s, norm, decision_currency, minor_units, on, max_rate_age_days, latest=current
+                )
                 norm = {**norm, "amount": fx["converted_amount"], "currency": decision_currency}
                 fx = chain.jsonable(fx)
             if cust is not None:
@@ -651,6 +657,11 @@ class Store:
                     "an order cannot move to another customer"
                 )
             previous = s.get(Reservation, order_id, with_for_update=True)
+            if previous is not None and previous.customer_id != customer_id:
+                raise OrderConflict(
+                    f"order {order_id!r} was decided for customer {previous.customer_id!r}; "
+                    "an order cannot move to another customer"
+                )
             if previous is not None and previous.status not in REPEATABLE_STATUSES:
                 # Neither a repeat nor an amendment: the reservation of a cancelled order
                 # was released, so its stored approve no longer holds.
@@ -709,6 +720,17 @@ class Store:
             .limit(1)
         ).first()
 
+    def _lock_order_id(self, s: Session, order_id: str) -> None:
+        """Serialise decisions on one order id across customers (PostgreSQL: a transaction
+        advisory lock on the id's hash, taken after the customer's row lock, so no cycle;
+        SQLite: writers are serialised already). A hash collision only makes two unrelated
+        orders wait for each other."""
+        if self.dialect == "postgresql":
+            s.execute(
+                sa.text("SELECT pg_advisory_xact_lock(:ns, hashtext(:oid))"),
+                {"ns": ORDER_LOCK_NS, "oid": order_id},
+            )
+
     def _convert(
         self,
         s: Session,
@@ -717,12 +739,28 @@ class Store:
         minor_units: int,
         on: date,
         max_age_days: int | None = None,
+        *,
+        latest: date | None = None,
     ) -> dict[str, Any]:
+        """Convert the order's amount into ``base``. The rate is the latest on or before
+        the order date ``on`` (missing, or more than ``max_age_days`` older than ``on`` →
+        ``FxRateMissing``); with ``latest`` (today), the latest rate on or before that day
+        is considered too and the HIGHER of the two is used: the larger exposure, so a
+        caller cannot lower an order's value by choosing its date (conservative; both
+        rates are recorded in ``candidates``)."""
         row = self._rate(s, base, norm["currency"], on)
         if row is None:
             raise FxRateMissing(base, norm["currency"], on)
         if max_age_days is not None and (on - row.as_of).days > max_age_days:
             raise FxRateMissing(base, norm["currency"], on, stale=row.as_of, max_age=max_age_days)
+        rows = [row]
+        if latest is not None and latest > on:
+            now_row = self._rate(s, base, norm["currency"], latest)
+            if now_row is not None and now_row.as_of != row.as_of:
+                rows.append(now_row)
+        used = max(rows, key=lambda r: (r.rate, r.as_of))
+        candidates = [{"rate": _plain(r.rate), "as_of": r.as_of.isoformat()} for r in rows]
+        row = used
         unit = Decimal(1).scaleb(-minor_units)
         converted = (norm["amount"] * row.rate).quantize(unit, rounding=ROUND_HALF_EVEN)
         if converted <= 0:
@@ -735,6 +773,7 @@ class Store:
             "rate_as_of": row.as_of.isoformat(),
             "order_date": on.isoformat(),
             "rounding": f"half-even to {_plain(unit)}",
+            **({"candidates": candidates} if len(candidates) > 1 else {}),
             "converted_amount": converted,
         }
 

@@ -1183,3 +1183,86 @@ def test_http_broken_chain_answers_503_and_never_an_approve(api):
     assert verify["ok"] is False and verify["head_seq"] is None
     paid = api.event(event_id="PAY-1", type="payment_received", amount="10.00", currency="EUR")
     assert paid.status_code == 200, paid.text
+
+
+def test_http_order_date_cannot_lower_the_converted_amount(api):
+    # GBP 1.15 today, 1.00 six days ago; limit 1,000.00 EUR. 900 GBP today is 1,035.00 EUR
+    # (over the limit); backdating the order to pick the older, lower rate must not make
+    # it fit: the higher of the order-date rate and the latest rate is used.
+    api.customer(credit_limit="1000.00", open_receivables="0.00")
+    _rates(api, ("GBP", "1.00", "2026-11-23"), ("GBP", "1.15", "2026-11-29"))
+    first = api.decide(order_id="SO-G", currency="GBP", amount="900.00")
+    assert first.status_code == 200, first.text
+    assert first.json()["outcome"] != "approve"
+    assert first.json()["order_amount"] == "1035.00"
+    # the same order, amended only in its date: re-decided, at the same (higher) rate
+    amended = api.decide(
+        order_id="SO-G", currency="GBP", amount="900.00", order_date="2026-11-23"
+    ).json()
+    assert (amended["kind"], amended["outcome"]) == ("amended", first.json()["outcome"])
+    assert amended["order_amount"] == "1035.00"
+    assert amended["fx"]["rate"] == "1.15" and amended["fx"]["rate_as_of"] == "2026-11-29"
+    assert amended["fx"]["order_date"] == "2026-11-23"
+    assert amended["fx"]["candidates"] == [
+        {"rate": "1", "as_of": "2026-11-23"},
+        {"rate": "1.15", "as_of": "2026-11-29"},
+    ]
+    # and when the order date's rate is the higher one, that one is used
+    _rates(api, ("GBP", "1.20", "2026-11-24"))
+    older = api.decide(
+        order_id="SO-H", currency="GBP", amount="100.00", order_date="2026-11-25"
+    ).json()
+    assert (older["fx"]["rate"], older["order_amount"]) == ("1.2", "120.00")
+
+
+def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, compiled):
+    # Two customers send the same order id at the same moment, 25 times. Exactly one of
+    # each pair is decided; the other is an OrderConflict (409); no reservation ever moves
+    # between customers and each customer's open orders equal its reservations.
+    import threading
+
+    customer(store, "A", limit="1000000.00", receivables="0.00")
+    customer(store, "B", limit="1000000.00", receivables="0.00")
+    outcomes: list[tuple[str, str]] = []
+
+    def run(cid: str, oid: str, amount: str, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            store.decide(order(oid, amount, customer_id=cid), ev(compiled), "erp")
+            outcomes.append((oid, cid))
+        except OrderConflict:
+            outcomes.append((oid, "conflict"))
+
+    for k in range(25):
+        barrier = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=run, args=("A", f"R-{k}", "900.00", barrier)),
+            threading.Thread(target=run, args=("B", f"R-{k}", "1.00", barrier)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    by_order: dict[str, list[str]] = {}
+    for oid, who in outcomes:
+        by_order.setdefault(oid, []).append(who)
+    assert len(by_order) == 25
+    for oid, whos in by_order.items():
+        ordered = sorted(whos, key=lambda w: w == "conflict")
+        assert ordered in (["A", "conflict"], ["B", "conflict"]), (oid, whos)
+    rows, _ = store.list_decisions(limit=500)
+    owners: dict[str, set[str]] = {}
+    for r in rows:
+        owners.setdefault(r["order_id"], set()).add(r["customer_id"])
+    assert all(len(v) == 1 for v in owners.values()), owners
+    with store.engine.begin() as conn:
+        sums = dict(
+            conn.execute(
+                sa.text(
+                    "SELECT customer_id, SUM(amount) FROM reservations "
+                    "WHERE status = 'open' GROUP BY customer_id"
+                )
+            ).all()
+        )
+    for cid in ("A", "B"):
+        assert D(str(sums.get(cid, 0))) == store.get_customer(cid)["open_orders"]
