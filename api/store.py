@@ -219,20 +219,33 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _money(value: Any, what: str) -> Decimal:
+def _money(value: Any, what: str, places: int = 2, currency: str = "") -> Decimal:
+    """``value`` as an exact Decimal with ``places`` decimals (the minor unit of its
+    currency: EUR 2, JPY 0, KWD 3); messages show the number as sent, never a repr."""
     if isinstance(value, float) or isinstance(value, bool):
         raise ValueError(f"{what}: send money as a string or Decimal, not {type(value).__name__}")
     try:
         d = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except (InvalidOperation, ValueError):
-        raise ValueError(f"{what}: {value!r} is not a number") from None
+        raise ValueError(f"{what}: {str(value)[:40]!r} is not a number") from None
     if not d.is_finite():
-        raise ValueError(f"{what}: {value!r} is not a finite number")
-    if d.quantize(CENTS) != d:
-        raise ValueError(f"{what}: {value!r} has more than 2 decimals")
+        raise ValueError(f"{what}: {value} is not a finite number")
+    unit = Decimal(1).scaleb(-places)
     if abs(d) >= Decimal(10) ** 15:
-        raise ValueError(f"{what}: {value!r} is too large")
-    return d.quantize(CENTS)
+        raise ValueError(f"{what}: {_plain(d)} is too large (at most 15 digits before the point)")
+    if d.quantize(unit) != d:
+        where = f" ({currency})" if currency else ""
+        raise ValueError(
+            f"{what}: {_plain(d)} has more than {places} decimal{'s' if places != 1 else ''}{where}"
+        )
+    return d.quantize(unit)
+
+
+def _currency_places(currency: str) -> int:
+    """Decimals of ``currency`` (ISO 4217 minor unit from Babel/CLDR), at most 4."""
+    from babel.numbers import get_currency_precision
+
+    return min(get_currency_precision(currency), 4)
 
 
 def _ident(value: Any, what: str) -> str:
@@ -534,10 +547,12 @@ class Store:
                 raise ValueError(f"facts: {key!r} is not a policy input name (group.name)")
             if key in RESERVED_FACTS:
                 raise ValueError(f"facts: {key!r} is given at the top level of the order")
-        amount = _money(order["amount"], "amount")
         currency = order["currency"]
         if not isinstance(currency, str):
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
+        # The order currency's own minor unit (KWD 1.234, JPY 150000): the original amount
+        # of a converted order keeps it (fx.original_amount).
+        amount = _money(order["amount"], "amount", _currency_places(currency), currency)
         out = {
             "order_id": _ident(order["order_id"], "order_id"),
             "customer_id": _ident(order["customer_id"], "customer_id"),
