@@ -69,6 +69,34 @@ def parse_identifier(value: Any) -> str:
     return value
 
 
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
+
+
+def parse_date(value: Any) -> date:
+    """A calendar date as an ISO 8601 string ``YYYY-MM-DD`` only: no number (a Unix
+    timestamp to pydantic), no ``20261129``, no time, no ``null`` (leave the field out)."""
+    if value is None:
+        raise PydanticCustomError(
+            "null_value", "explicit null is not allowed: leave the field out for its default"
+        )
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "invalid_type", 'expected a date as a string "YYYY-MM-DD" such as "2026-11-29"'
+        )
+    if not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_value",
+            "{value} is not a date written YYYY-MM-DD (ISO 8601) such as 2026-11-29",
+            {"value": repr(value[:40])},
+        )
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "invalid_value", "{value} is not a calendar date", {"value": value}
+        ) from None
+
+
 def parse_currency(value: Any) -> str:
     from babel.numbers import list_currencies
 
@@ -247,6 +275,7 @@ Money = Annotated[Decimal, BeforeValidator(parse_money)]
 Whole = Annotated[int, BeforeValidator(_whole)]
 Identifier = Annotated[str, BeforeValidator(parse_identifier)]
 Currency = Annotated[str, BeforeValidator(parse_currency)]
+IsoDate = Annotated[date, BeforeValidator(parse_date)]
 OrderFacts = Annotated[dict[str, Any], BeforeValidator(_order_facts)]
 CustomerFacts = Annotated[dict[str, Any], BeforeValidator(_customer_facts)]
 
@@ -263,10 +292,11 @@ class DecisionRequest(_Body):
     amount: Money = Field(description='Order value, e.g. "12500.00", in `currency`')
     currency: Currency
     payment_term_days: Whole
-    order_date: date | None = Field(
+    order_date: IsoDate = Field(  # type: ignore[assignment]
         default=None,
-        description="Date of the order (ISO 8601); picks the exchange rate of an order in "
-        "another currency than the policy's (latest rate on or before it). Default: today.",
+        description="Date of the order, YYYY-MM-DD (ISO 8601); picks the exchange rate of an "
+        "order in another currency than the policy's (latest rate on or before it). Default: "
+        "today.",
     )
     facts: OrderFacts = Field(
         default_factory=dict,
@@ -317,7 +347,7 @@ class FxRateItem(_Body):
         description="Units of `base` for ONE unit of `currency` on `as_of` "
         '(base EUR, currency USD, rate "0.92": 1 USD = 0.92 EUR)'
     )
-    as_of: date
+    as_of: IsoDate = Field(description="Date of the rate, YYYY-MM-DD (ISO 8601)")
 
 
 class FxRatesBody(_Body):
@@ -333,9 +363,11 @@ class EventBody(_Body):
 
     event_id: Identifier = Field(description="Caller's unique id of the event (idempotency)")
     type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
-    order_id: Identifier | None = None
-    amount: Money | None = None
-    currency: Currency | None = None
+    # Optional: left out when the type does not need them; an explicit null is refused
+    # (null_value), as everywhere in the API.
+    order_id: Identifier = None  # type: ignore[assignment]
+    amount: Money = None  # type: ignore[assignment]
+    currency: Currency = None  # type: ignore[assignment]
 
 
 async def read_body(request: Request, limit: int) -> bytes:

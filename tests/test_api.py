@@ -1178,3 +1178,64 @@ def test_every_problem_code_is_documented() -> None:
         row = re.search(rf"^\| `{code}` \| ([^|]+) \|", table, re.M)
         assert row, code
         assert str(status) in row.group(1), (code, status, row.group(1))
+
+
+@pytest.mark.parametrize(
+    "value, code",
+    [
+        (None, "null_value"),
+        (0, "invalid_type"),
+        (1764374400, "invalid_type"),
+        ("20261129", "invalid_value"),
+        ("2026-11-29T00:00:00", "invalid_value"),
+        ("2026-11-29 ", "invalid_value"),
+        ("2026-02-30", "invalid_value"),
+        ("29.11.2026", "invalid_value"),
+        (True, "invalid_type"),
+    ],
+)
+def test_order_date_and_rate_dates_are_iso_strings_only(api: Api, value: Any, code: str) -> None:
+    api.customer()
+    body = problem(api.decide(order_date=value), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("order_date", code)], body
+    message = body["errors"][0]["message"]
+    assert "Datetime" not in message and "pydantic" not in message
+    assert ("YYYY-MM-DD" in message) or ("calendar date" in message) or ("null" in message)
+    assert api.store.list_decisions()[0] == []
+    rates = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": value}]}
+    body = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=rates), 422)
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("rates[0].as_of", code)], body
+
+
+def test_explicit_null_is_null_value_in_every_body(api: Api) -> None:
+    api.customer()
+    body = problem(api.decide(facts=None, amount=None), 422, "invalid_request")
+    assert {(e["path"], e["code"]) for e in body["errors"]} == {
+        ("facts", "null_value"),
+        ("amount", "null_value"),
+    }
+    r = api.client.post(
+        "/v1/customers/CUST-1/events",
+        headers=api.h("order_entry"),
+        json={
+            "event_id": "E1",
+            "type": "payment_received",
+            "amount": "1.00",
+            "order_id": None,
+            "currency": "EUR",
+        },
+    )
+    body = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("order_id", "null_value")]
+    r = api.client.put(
+        "/v1/customers/CUST-2",
+        headers=api.h(),
+        json={"currency": "EUR", "credit_limit": "1.00", "days_past_due": None},
+    )
+    body = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("days_past_due", "null_value")]
+    # a valid ISO date is still accepted
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date().isoformat()
+    assert api.decide(order_date=today).status_code == 200
