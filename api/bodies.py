@@ -370,6 +370,30 @@ class EventBody(_Body):
     currency: Currency = None  # type: ignore[assignment]
 
 
+def require_json(request: Request) -> None:
+    """Refuse (415 ``unsupported_media_type``) a body not sent as ``application/json``
+    (a ``charset`` parameter, if any, must be UTF-8): a form or text body is never read as
+    JSON by accident. Other JSON media types (``application/*+json``) are refused too:
+    the API speaks one."""
+    raw = request.headers.get("content-type")
+    media, *params = (raw or "").split(";")
+    ok = media.strip().lower() == "application/json"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            ok = False
+    if not ok:
+        sent = f"'{raw[:80]}'" if raw else "no Content-Type"
+        raise Problem(
+            "unsupported_media_type",
+            f"send the body as JSON with 'Content-Type: application/json' (UTF-8); got {sent}",
+            status=415,
+        )
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw request body, refusing more than ``limit`` bytes (413) before any parsing."""
     declared = request.headers.get("content-length")

@@ -1239,3 +1239,49 @@ def test_explicit_null_is_null_value_in_every_body(api: Api) -> None:
 
     today = datetime.now(UTC).date().isoformat()
     assert api.decide(order_date=today).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "application/merge-patch+json",
+        "multipart/form-data",
+    ],
+)
+def test_json_bodies_need_application_json(api: Api, ctype: str | None) -> None:
+    api.customer()
+    headers = {"Content-Type": ctype} if ctype else {}
+    customer = {"currency": "EUR", "credit_limit": "1.00"}
+    order = json.loads(VALID + b"}")
+    rates = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-29"}]}
+    event = {"event_id": "E1", "type": "payment_received", "amount": "1.00", "currency": "EUR"}
+    for method, url, role, payload in (
+        ("POST", "/v1/decisions", "order_entry", order),
+        ("PUT", "/v1/customers/CUST-2", "admin", customer),
+        ("POST", "/v1/customers/CUST-1/events", "order_entry", event),
+        ("PUT", "/v1/fx-rates", "admin", rates),
+    ):
+        r = api.client.request(
+            method, url, headers={**api.h(role), **headers}, content=json.dumps(payload).encode()
+        )
+        body = problem(r, 415, "unsupported_media_type")
+        assert "application/json" in body["detail"], body
+    assert api.store.list_decisions()[0] == []
+    assert api.store.get_customer("CUST-2") is None
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"],
+)
+def test_application_json_with_utf8_charset_is_accepted(api: Api, ctype: str) -> None:
+    api.customer()
+    raw = VALID + b"}"
+    r = api.client.post(
+        "/v1/decisions", headers={**api.h("order_entry"), "Content-Type": ctype}, content=raw
+    )
+    assert r.status_code == 200, r.text
