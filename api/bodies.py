@@ -60,13 +60,40 @@ def _whole(value: Any) -> int:
 
 
 def parse_identifier(value: Any) -> str:
+    """An order, event or customer id: 1 to 200 printable characters (no control
+    characters), not beginning or ending with whitespace."""
     if not isinstance(value, str):
         raise PydanticCustomError("invalid_type", "expected text")
     if not _IDENT.fullmatch(value):
         raise PydanticCustomError(
             "invalid_value", "an identifier is text of 1 to 200 printable characters"
         )
+    if value != value.strip():
+        raise PydanticCustomError(
+            "invalid_value",
+            "an identifier may not begin or end with spaces: {value}",
+            {"value": repr(value[:60])},
+        )
     return value
+
+
+# A customer id is a URL path segment (/v1/customers/{id}): none of these, and not . or ..
+URL_UNSAFE = "/?#%\\"
+
+
+def parse_customer_id(value: Any) -> str:
+    """A customer id: an identifier (``parse_identifier``) usable as one URL path segment
+    as it is: no ``/ ? # % \\``, not ``.`` or ``..``."""
+    cid = parse_identifier(value)
+    bad = "".join(sorted({c for c in cid if c in URL_UNSAFE}))
+    if bad or cid in (".", ".."):
+        raise PydanticCustomError(
+            "invalid_value",
+            "a customer id is one URL path segment (/v1/customers/<id>): it may not "
+            "contain / ? # % or \\ nor be . or ..; got {value}",
+            {"value": repr(cid[:60])},
+        )
+    return cid
 
 
 _ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
@@ -274,6 +301,7 @@ def check_customer_facts(
 Money = Annotated[Decimal, BeforeValidator(parse_money)]
 Whole = Annotated[int, BeforeValidator(_whole)]
 Identifier = Annotated[str, BeforeValidator(parse_identifier)]
+CustomerId = Annotated[str, BeforeValidator(parse_customer_id)]
 Currency = Annotated[str, BeforeValidator(parse_currency)]
 IsoDate = Annotated[date, BeforeValidator(parse_date)]
 OrderFacts = Annotated[dict[str, Any], BeforeValidator(_order_facts)]
@@ -288,7 +316,7 @@ class DecisionRequest(_Body):
     """An order to decide. Money as a string (``"12500.00"``) or whole number."""
 
     order_id: Identifier
-    customer_id: Identifier
+    customer_id: CustomerId
     amount: Money = Field(description='Order value, e.g. "12500.00", in `currency`')
     currency: Currency
     payment_term_days: Whole

@@ -15,7 +15,7 @@ from api.bodies import (
     customer_fact_spec,
     customer_fact_value,
     parse_currency,
-    parse_identifier,
+    parse_customer_id,
     parse_money,
 )
 
@@ -180,7 +180,10 @@ def _import_row(
             raise ValueError("required")
         return money(cell)
 
-    check("customer_id", parse_identifier)
+    try:  # not stripped: " B5 " is refused, never silently another id
+        row["customer_id"] = parse_customer_id(cells.get("customer_id", ""))
+    except PydanticCustomError as e:
+        bad.append({"line": line, "column": "customer_id", "problem": e.message()})
     check("currency", currency)
     check("credit_limit", required_money)
     check("open_receivables", money)

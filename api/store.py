@@ -251,7 +251,20 @@ def _currency_places(currency: str) -> int:
 def _ident(value: Any, what: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
         raise ValueError(f"{what}: an identifier is text of 1 to 200 printable characters")
+    if value != value.strip():
+        raise ValueError(f"{what}: an identifier may not begin or end with spaces")
     return value
+
+
+def _customer_ident(value: Any, what: str = "customer_id") -> str:
+    """A customer id is also one URL path segment (``/v1/customers/<id>``)."""
+    cid = _ident(value, what)
+    if any(c in cid for c in "/?#%\\") or cid in (".", ".."):
+        raise ValueError(
+            f"{what}: a customer id is one URL path segment: it may not contain / ? # % or \\ "
+            "nor be . or .."
+        )
+    return cid
 
 
 def _customer_facts(facts: dict[str, Any] | None) -> dict[str, Any]:
@@ -453,7 +466,7 @@ class Store:
     ) -> dict[str, Any]:
         """Create or replace a customer's ledger data. ``open_orders`` (the open approved
         reservations) is kept: it belongs to the store."""
-        _ident(customer_id, "customer_id")
+        _customer_ident(customer_id)
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
         currency = currency.upper()
@@ -555,7 +568,7 @@ class Store:
         amount = _money(order["amount"], "amount", _currency_places(currency), currency)
         out = {
             "order_id": _ident(order["order_id"], "order_id"),
-            "customer_id": _ident(order["customer_id"], "customer_id"),
+            "customer_id": _customer_ident(order["customer_id"]),
             "amount": amount,
             "currency": currency,
             "payment_term_days": term,

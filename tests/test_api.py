@@ -1285,3 +1285,57 @@ def test_application_json_with_utf8_charset_is_accepted(api: Api, ctype: str) ->
         "/v1/decisions", headers={**api.h("order_entry"), "Content-Type": ctype}, content=raw
     )
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("segment", ["%20B5%20", "B5%20", "a%25b", "a%23b", "a%5Cb", "%09B5"])
+def test_customer_ids_must_be_one_clean_url_path_segment(api: Api, segment: str) -> None:
+    body = {"currency": "EUR", "credit_limit": "1.00"}
+    r = api.client.put(f"/v1/customers/{segment}", headers=api.h(), json=body)
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    assert not sql(api.db, "SELECT customer_id FROM customers")
+
+
+def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
+    text = (
+        "customer_id,currency,credit_limit\n"
+        "a/b,EUR,1.00\n"
+        " B5 ,EUR,1.00\n"
+        "B6 ,EUR,1.00\n"
+        "a?b,EUR,1.00\n"
+        "OK-1,EUR,1.00\n"
+    )
+    r = api.client.post(
+        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=text
+    )
+    b = problem(r, 422, "invalid_request")
+    assert [(e["line"], e["column"]) for e in b["errors"]] == [
+        (2, "customer_id"),
+        (3, "customer_id"),
+        (4, "customer_id"),
+        (5, "customer_id"),
+    ]
+    assert "URL path segment" in b["errors"][0]["message"]
+    assert "spaces" in b["errors"][1]["message"]
+    assert api.store.get_customer("OK-1") is None  # all or nothing
+    api.customer()
+    b = problem(api.decide(customer_id="a/b"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    b = problem(api.decide(customer_id="CUST-1 "), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    # order ids stay permissive (a slash is fine) but never with surrounding spaces
+    b = problem(api.decide(order_id=" SO-1"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_id", "invalid_value")]
+    assert api.decide(order_id="SO/2026/1").status_code == 200
+    r = api.client.post(
+        "/v1/customers/CUST-1/events",
+        headers=api.h("order_entry"),
+        json={"event_id": "E1 ", "type": "payment_received", "amount": "1.00", "currency": "EUR"},
+    )
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("event_id", "invalid_value")]
+    # the store refuses them too (other callers than the HTTP API)
+    with pytest.raises(ValueError, match="URL path segment"):
+        api.store.put_customer("x/y", currency="EUR", credit_limit=Decimal("1.00"))
+    with pytest.raises(ValueError, match="spaces"):
+        api.store.put_customer(" x", currency="EUR", credit_limit=Decimal("1.00"))

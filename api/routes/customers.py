@@ -21,7 +21,7 @@ from api.bodies import (
     decimals_check,
     money_facts,
     parse_body,
-    parse_identifier,
+    parse_customer_id,
     read_body,
     require_json,
     store_refusal,
@@ -56,7 +56,7 @@ async def put_customer(
 ) -> JSONResponse:
     policy = svc.policy
     try:
-        parse_identifier(customer_id)
+        parse_customer_id(customer_id)
     except PydanticCustomError as exc:
         raise Problem(
             "invalid_request",
