@@ -1339,3 +1339,24 @@ def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
         api.store.put_customer("x/y", currency="EUR", credit_limit=Decimal("1.00"))
     with pytest.raises(ValueError, match="spaces"):
         api.store.put_customer(" x", currency="EUR", credit_limit=Decimal("1.00"))
+
+
+def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:
+    api.customer()
+    valid, other = api.keys["order_entry"], api.keys["reviewer"]
+    for headers in (
+        {"Authorization": f"Bearer {valid}", "X-API-Key": "junk"},
+        {"Authorization": "Bearer junk", "X-API-Key": valid},
+        {"Authorization": f"Bearer {valid}", "X-API-Key": other},
+    ):
+        r = api.client.get("/v1/customers/CUST-1", headers=headers)
+        body = problem(r, 401, "unauthorized")
+        assert "different keys" in body["detail"], body
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    # the same key in both, or one header alone, is fine
+    for headers in (
+        {"Authorization": f"Bearer {valid}", "X-API-Key": valid},
+        {"X-API-Key": valid},
+        {"Authorization": f"Bearer {valid}"},
+    ):
+        assert api.client.get("/v1/customers/CUST-1", headers=headers).status_code == 200
