@@ -301,7 +301,7 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         return problem_response(
             Problem(
                 "unknown_customer",
-                f"no customer {cid!r} in the ledger and no customer facts in the request"
+                f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
                 if cid
                 else "unknown customer",
                 errors=[

@@ -664,7 +664,8 @@ class Store:
                     # The order may add facts the ledger lacks, never contradict it: an
                     # order-entry caller must not clear a blacklist or overdue days.
                     raise ValueError(
-                        f"facts: {', '.join(clash)} come from the ledger for customer "
+                        f"facts: {', '.join(clash)} {'comes' if len(clash) == 1 else 'come'} "
+                        f"from the ledger for customer "
                         f"{customer_id!r}; change them with PUT /v1/customers/{customer_id}"
                     )
             last = s.exec(

@@ -1360,3 +1360,29 @@ def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:
         {"Authorization": f"Bearer {valid}"},
     ):
         assert api.client.get("/v1/customers/CUST-1", headers=headers).status_code == 200
+
+
+def test_messages_unknown_customer_fact_clash_and_non_utf8_csv(api: Api) -> None:
+    body = problem(api.decide(customer_id="NOBODY"), 404, "unknown_customer")
+    assert body["detail"] == (
+        "no customer 'NOBODY' in the ledger; create it with PUT /v1/customers/NOBODY"
+    )
+    api.customer(facts={**PRIME, "blacklisted": False})
+    one = problem(api.decide(facts={"customer.blacklisted": True}), 422, "invalid_request")
+    assert "customer.blacklisted comes from the ledger" in one["errors"][0]["message"], one
+    two = problem(
+        api.decide(facts={"customer.blacklisted": True, "customer.risk_class": "high"}), 422
+    )
+    assert "customer.blacklisted, customer.risk_class come from the ledger" in two["detail"]
+    # a non-UTF-8 byte is reported on its line, with its byte offset (a BOM counted)
+    data = "\ufeffcustomer_id,currency,credit_limit\nA-1,EUR,1.00\nM".encode() + b"\xfcller,EUR,1\n"
+    r = api.client.post(
+        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=data
+    )
+    err = problem(r, 422, "invalid_request")["errors"][0]
+    assert err["line"] == 3 and err["path"] == "line 3", err
+    offset = data.index(b"\xfc")
+    assert offset == 51  # 3 (BOM) + 34 (header line) + 13 (A-1 line) + 1 ("M")
+    assert err["message"] == (
+        f"not UTF-8: byte 0xfc at byte offset {offset} of the file; save the CSV as UTF-8"
+    )
