@@ -62,16 +62,25 @@ class Caller:
 
 
 def key_from_request(request: Request) -> str | None:
-    """The API key of ``request`` (``Authorization: Bearer`` first, then ``X-API-Key``)."""
+    """The API key of ``request``, from ``Authorization: Bearer`` or ``X-API-Key``. Both
+    headers with DIFFERENT keys are ambiguous: refused (401), never one silently chosen (a
+    junk key in one header must not ride on a valid one in the other)."""
+    bearer = None
     auth = request.headers.get("authorization")
     if auth:
         scheme, _, value = auth.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
-            return value.strip()
-    key = request.headers.get("x-api-key")
-    if key and key.strip():
-        return key.strip()
-    return None
+            bearer = value.strip()
+    header = (request.headers.get("x-api-key") or "").strip() or None
+    if bearer is not None and header is not None and bearer != header:
+        raise Problem(
+            "unauthorized",
+            "'Authorization: Bearer' and 'X-API-Key' carry different keys; send one key "
+            "(in either header, or the same key in both)",
+            title=INVALID_KEY_TITLE,
+            headers={"WWW-Authenticate": 'Bearer realm="creditgate"'},
+        )
+    return bearer or header
 
 
 def _key_id(key: str) -> str:

@@ -60,13 +60,68 @@ def _whole(value: Any) -> int:
 
 
 def parse_identifier(value: Any) -> str:
+    """An order, event or customer id: 1 to 200 printable characters (no control
+    characters), not beginning or ending with whitespace."""
     if not isinstance(value, str):
         raise PydanticCustomError("invalid_type", "expected text")
     if not _IDENT.fullmatch(value):
         raise PydanticCustomError(
             "invalid_value", "an identifier is text of 1 to 200 printable characters"
         )
+    if value != value.strip():
+        raise PydanticCustomError(
+            "invalid_value",
+            "an identifier may not begin or end with spaces: {value}",
+            {"value": repr(value[:60])},
+        )
     return value
+
+
+# A customer id is a URL path segment (/v1/customers/{id}): none of these, and not . or ..
+URL_UNSAFE = "/?#%\\"
+
+
+def parse_customer_id(value: Any) -> str:
+    """A customer id: an identifier (``parse_identifier``) usable as one URL path segment
+    as it is: no ``/ ? # % \\``, not ``.`` or ``..``."""
+    cid = parse_identifier(value)
+    bad = "".join(sorted({c for c in cid if c in URL_UNSAFE}))
+    if bad or cid in (".", ".."):
+        raise PydanticCustomError(
+            "invalid_value",
+            "a customer id is one URL path segment (/v1/customers/<id>): it may not "
+            "contain / ? # % or \\ nor be . or ..; got {value}",
+            {"value": repr(cid[:60])},
+        )
+    return cid
+
+
+_ISO_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", re.ASCII)
+
+
+def parse_date(value: Any) -> date:
+    """A calendar date as an ISO 8601 string ``YYYY-MM-DD`` only: no number (a Unix
+    timestamp to pydantic), no ``20261129``, no time, no ``null`` (leave the field out)."""
+    if value is None:
+        raise PydanticCustomError(
+            "null_value", "explicit null is not allowed: leave the field out for its default"
+        )
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "invalid_type", 'expected a date as a string "YYYY-MM-DD" such as "2026-11-29"'
+        )
+    if not _ISO_DATE.fullmatch(value):
+        raise PydanticCustomError(
+            "invalid_value",
+            "{value} is not a date written YYYY-MM-DD (ISO 8601) such as 2026-11-29",
+            {"value": repr(value[:40])},
+        )
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "invalid_value", "{value} is not a calendar date", {"value": value}
+        ) from None
 
 
 def parse_currency(value: Any) -> str:
@@ -246,7 +301,9 @@ def check_customer_facts(
 Money = Annotated[Decimal, BeforeValidator(parse_money)]
 Whole = Annotated[int, BeforeValidator(_whole)]
 Identifier = Annotated[str, BeforeValidator(parse_identifier)]
+CustomerId = Annotated[str, BeforeValidator(parse_customer_id)]
 Currency = Annotated[str, BeforeValidator(parse_currency)]
+IsoDate = Annotated[date, BeforeValidator(parse_date)]
 OrderFacts = Annotated[dict[str, Any], BeforeValidator(_order_facts)]
 CustomerFacts = Annotated[dict[str, Any], BeforeValidator(_customer_facts)]
 
@@ -259,14 +316,15 @@ class DecisionRequest(_Body):
     """An order to decide. Money as a string (``"12500.00"``) or whole number."""
 
     order_id: Identifier
-    customer_id: Identifier
+    customer_id: CustomerId
     amount: Money = Field(description='Order value, e.g. "12500.00", in `currency`')
     currency: Currency
     payment_term_days: Whole
-    order_date: date | None = Field(
+    order_date: IsoDate = Field(  # type: ignore[assignment]
         default=None,
-        description="Date of the order (ISO 8601); picks the exchange rate of an order in "
-        "another currency than the policy's (latest rate on or before it). Default: today.",
+        description="Date of the order, YYYY-MM-DD (ISO 8601); picks the exchange rate of an "
+        "order in another currency than the policy's (latest rate on or before it). Default: "
+        "today.",
     )
     facts: OrderFacts = Field(
         default_factory=dict,
@@ -317,7 +375,7 @@ class FxRateItem(_Body):
         description="Units of `base` for ONE unit of `currency` on `as_of` "
         '(base EUR, currency USD, rate "0.92": 1 USD = 0.92 EUR)'
     )
-    as_of: date
+    as_of: IsoDate = Field(description="Date of the rate, YYYY-MM-DD (ISO 8601)")
 
 
 class FxRatesBody(_Body):
@@ -333,9 +391,35 @@ class EventBody(_Body):
 
     event_id: Identifier = Field(description="Caller's unique id of the event (idempotency)")
     type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
-    order_id: Identifier | None = None
-    amount: Money | None = None
-    currency: Currency | None = None
+    # Optional: left out when the type does not need them; an explicit null is refused
+    # (null_value), as everywhere in the API.
+    order_id: Identifier = None  # type: ignore[assignment]
+    amount: Money = None  # type: ignore[assignment]
+    currency: Currency = None  # type: ignore[assignment]
+
+
+def require_json(request: Request) -> None:
+    """Refuse (415 ``unsupported_media_type``) a body not sent as ``application/json``
+    (a ``charset`` parameter, if any, must be UTF-8): a form or text body is never read as
+    JSON by accident. Other JSON media types (``application/*+json``) are refused too:
+    the API speaks one."""
+    raw = request.headers.get("content-type")
+    media, *params = (raw or "").split(";")
+    ok = media.strip().lower() == "application/json"
+    for param in params:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
+            "utf-8",
+            "utf8",
+        ):
+            ok = False
+    if not ok:
+        sent = f"'{raw[:80]}'" if raw else "no Content-Type"
+        raise Problem(
+            "unsupported_media_type",
+            f"send the body as JSON with 'Content-Type: application/json' (UTF-8); got {sent}",
+            status=415,
+        )
 
 
 async def read_body(request: Request, limit: int) -> bytes:

@@ -15,7 +15,7 @@ from api.bodies import (
     customer_fact_spec,
     customer_fact_value,
     parse_currency,
-    parse_identifier,
+    parse_customer_id,
     parse_money,
 )
 
@@ -69,7 +69,14 @@ def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
     try:
         text = data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
-        raise ImportErrors([{"line": 0, "column": "", "problem": f"not UTF-8: {e}"}]) from None
+        # e.object is the data after a BOM: the line is counted there, the offset in the file
+        line = e.object[: e.start].count(b"\n") + 1
+        offset = e.start + (len(data) - len(e.object))
+        problem = (
+            f"not UTF-8: byte 0x{e.object[e.start]:02x} at byte offset {offset} of the file; "
+            "save the CSV as UTF-8"
+        )
+        raise ImportErrors([{"line": line, "column": "", "problem": problem}]) from None
     reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader, None)
@@ -180,7 +187,10 @@ def _import_row(
             raise ValueError("required")
         return money(cell)
 
-    check("customer_id", parse_identifier)
+    try:  # not stripped: " B5 " is refused, never silently another id
+        row["customer_id"] = parse_customer_id(cells.get("customer_id", ""))
+    except PydanticCustomError as e:
+        bad.append({"line": line, "column": "customer_id", "problem": e.message()})
     check("currency", currency)
     check("credit_limit", required_money)
     check("open_receivables", money)

@@ -238,7 +238,12 @@ def validation_errors(
         code = _PYDANTIC_CODES.get(kind, kind)
         msg = str(e.get("msg", "invalid value"))
         path = _path(loc)
-        if kind == "extra_forbidden":
+        if kind != "missing" and "input" in e and e["input"] is None:
+            # An explicit null is never "left out": optional fields take their default only
+            # when absent (as in engine requests).
+            code = "null_value"
+            msg = "explicit null is not allowed: leave the field out for its default"
+        elif kind == "extra_forbidden":
             msg = f"unknown field {str(loc[-1])!r}" if loc else "unknown field"
         elif kind == "missing":
             msg = "required field is missing"
@@ -296,7 +301,7 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         return problem_response(
             Problem(
                 "unknown_customer",
-                f"no customer {cid!r} in the ledger and no customer facts in the request"
+                f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
                 if cid
                 else "unknown customer",
                 errors=[

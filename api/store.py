@@ -220,26 +220,52 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-def _money(value: Any, what: str) -> Decimal:
+def _money(value: Any, what: str, places: int = 2, currency: str = "") -> Decimal:
+    """``value`` as an exact Decimal with ``places`` decimals (the minor unit of its
+    currency: EUR 2, JPY 0, KWD 3); messages show the number as sent, never a repr."""
     if isinstance(value, float) or isinstance(value, bool):
         raise ValueError(f"{what}: send money as a string or Decimal, not {type(value).__name__}")
     try:
         d = Decimal(str(value)) if not isinstance(value, Decimal) else value
     except (InvalidOperation, ValueError):
-        raise ValueError(f"{what}: {value!r} is not a number") from None
+        raise ValueError(f"{what}: {str(value)[:40]!r} is not a number") from None
     if not d.is_finite():
-        raise ValueError(f"{what}: {value!r} is not a finite number")
-    if d.quantize(CENTS) != d:
-        raise ValueError(f"{what}: {value!r} has more than 2 decimals")
+        raise ValueError(f"{what}: {value} is not a finite number")
+    unit = Decimal(1).scaleb(-places)
     if abs(d) >= Decimal(10) ** 15:
-        raise ValueError(f"{what}: {value!r} is too large")
-    return d.quantize(CENTS)
+        raise ValueError(f"{what}: {_plain(d)} is too large (at most 15 digits before the point)")
+    if d.quantize(unit) != d:
+        where = f" ({currency})" if currency else ""
+        raise ValueError(
+            f"{what}: {_plain(d)} has more than {places} decimal{'s' if places != 1 else ''}{where}"
+        )
+    return d.quantize(unit)
+
+
+def _currency_places(currency: str) -> int:
+    """Decimals of ``currency`` (ISO 4217 minor unit from Babel/CLDR), at most 4."""
+    from babel.numbers import get_currency_precision
+
+    return min(get_currency_precision(currency), 4)
 
 
 def _ident(value: Any, what: str) -> str:
     if not isinstance(value, str) or not 0 < len(value) <= 200 or not value.isprintable():
         raise ValueError(f"{what}: an identifier is text of 1 to 200 printable characters")
+    if value != value.strip():
+        raise ValueError(f"{what}: an identifier may not begin or end with spaces")
     return value
+
+
+def _customer_ident(value: Any, what: str = "customer_id") -> str:
+    """A customer id is also one URL path segment (``/v1/customers/<id>``)."""
+    cid = _ident(value, what)
+    if any(c in cid for c in "/?#%\\") or cid in (".", ".."):
+        raise ValueError(
+            f"{what}: a customer id is one URL path segment: it may not contain / ? # % or \\ "
+            "nor be . or .."
+        )
+    return cid
 
 
 def _customer_facts(facts: dict[str, Any] | None) -> dict[str, Any]:
@@ -441,7 +467,7 @@ class Store:
     ) -> dict[str, Any]:
         """Create or replace a customer's ledger data. ``open_orders`` (the open approved
         reservations) is kept: it belongs to the store."""
-        _ident(customer_id, "customer_id")
+        _customer_ident(customer_id)
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
         currency = currency.upper()
@@ -535,13 +561,15 @@ class Store:
                 raise ValueError(f"facts: {key!r} is not a policy input name (group.name)")
             if key in RESERVED_FACTS:
                 raise ValueError(f"facts: {key!r} is given at the top level of the order")
-        amount = _money(order["amount"], "amount")
         currency = order["currency"]
         if not isinstance(currency, str):
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
+        # The order currency's own minor unit (KWD 1.234, JPY 150000): the original amount
+        # of a converted order keeps it (fx.original_amount).
+        amount = _money(order["amount"], "amount", _currency_places(currency), currency)
         out = {
             "order_id": _ident(order["order_id"], "order_id"),
-            "customer_id": _ident(order["customer_id"], "customer_id"),
+            "customer_id": _customer_ident(order["customer_id"]),
             "amount": amount,
             "currency": currency,
             "payment_term_days": term,
@@ -642,7 +670,8 @@ class Store:
                     # The order may add facts the ledger lacks, never contradict it: an
                     # order-entry caller must not clear a blacklist or overdue days.
                     raise ValueError(
-                        f"facts: {', '.join(clash)} come from the ledger for customer "
+                        f"facts: {', '.join(clash)} {'comes' if len(clash) == 1 else 'come'} "
+                        f"from the ledger for customer "
                         f"{customer_id!r}; change them with PUT /v1/customers/{customer_id}"
                     )
             last = s.exec(

@@ -1178,3 +1178,211 @@ def test_every_problem_code_is_documented() -> None:
         row = re.search(rf"^\| `{code}` \| ([^|]+) \|", table, re.M)
         assert row, code
         assert str(status) in row.group(1), (code, status, row.group(1))
+
+
+@pytest.mark.parametrize(
+    "value, code",
+    [
+        (None, "null_value"),
+        (0, "invalid_type"),
+        (1764374400, "invalid_type"),
+        ("20261129", "invalid_value"),
+        ("2026-11-29T00:00:00", "invalid_value"),
+        ("2026-11-29 ", "invalid_value"),
+        ("2026-02-30", "invalid_value"),
+        ("29.11.2026", "invalid_value"),
+        (True, "invalid_type"),
+    ],
+)
+def test_order_date_and_rate_dates_are_iso_strings_only(api: Api, value: Any, code: str) -> None:
+    api.customer()
+    body = problem(api.decide(order_date=value), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("order_date", code)], body
+    message = body["errors"][0]["message"]
+    assert "Datetime" not in message and "pydantic" not in message
+    assert ("YYYY-MM-DD" in message) or ("calendar date" in message) or ("null" in message)
+    assert api.store.list_decisions()[0] == []
+    rates = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": value}]}
+    body = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=rates), 422)
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("rates[0].as_of", code)], body
+
+
+def test_explicit_null_is_null_value_in_every_body(api: Api) -> None:
+    api.customer()
+    body = problem(api.decide(facts=None, amount=None), 422, "invalid_request")
+    assert {(e["path"], e["code"]) for e in body["errors"]} == {
+        ("facts", "null_value"),
+        ("amount", "null_value"),
+    }
+    r = api.client.post(
+        "/v1/customers/CUST-1/events",
+        headers=api.h("order_entry"),
+        json={
+            "event_id": "E1",
+            "type": "payment_received",
+            "amount": "1.00",
+            "order_id": None,
+            "currency": "EUR",
+        },
+    )
+    body = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("order_id", "null_value")]
+    r = api.client.put(
+        "/v1/customers/CUST-2",
+        headers=api.h(),
+        json={"currency": "EUR", "credit_limit": "1.00", "days_past_due": None},
+    )
+    body = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in body["errors"]] == [("days_past_due", "null_value")]
+    # a valid ISO date is still accepted
+    from datetime import UTC, datetime
+
+    today = datetime.now(UTC).date().isoformat()
+    assert api.decide(order_date=today).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    [
+        None,
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "application/json; charset=latin-1",
+        "application/merge-patch+json",
+        "multipart/form-data",
+    ],
+)
+def test_json_bodies_need_application_json(api: Api, ctype: str | None) -> None:
+    api.customer()
+    headers = {"Content-Type": ctype} if ctype else {}
+    customer = {"currency": "EUR", "credit_limit": "1.00"}
+    order = json.loads(VALID + b"}")
+    rates = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-29"}]}
+    event = {"event_id": "E1", "type": "payment_received", "amount": "1.00", "currency": "EUR"}
+    for method, url, role, payload in (
+        ("POST", "/v1/decisions", "order_entry", order),
+        ("PUT", "/v1/customers/CUST-2", "admin", customer),
+        ("POST", "/v1/customers/CUST-1/events", "order_entry", event),
+        ("PUT", "/v1/fx-rates", "admin", rates),
+    ):
+        r = api.client.request(
+            method, url, headers={**api.h(role), **headers}, content=json.dumps(payload).encode()
+        )
+        body = problem(r, 415, "unsupported_media_type")
+        assert "application/json" in body["detail"], body
+    assert api.store.list_decisions()[0] == []
+    assert api.store.get_customer("CUST-2") is None
+
+
+@pytest.mark.parametrize(
+    "ctype",
+    ["application/json", "application/json; charset=utf-8", "Application/JSON;charset=UTF-8"],
+)
+def test_application_json_with_utf8_charset_is_accepted(api: Api, ctype: str) -> None:
+    api.customer()
+    raw = VALID + b"}"
+    r = api.client.post(
+        "/v1/decisions", headers={**api.h("order_entry"), "Content-Type": ctype}, content=raw
+    )
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("segment", ["%20B5%20", "B5%20", "a%25b", "a%23b", "a%5Cb", "%09B5"])
+def test_customer_ids_must_be_one_clean_url_path_segment(api: Api, segment: str) -> None:
+    body = {"currency": "EUR", "credit_limit": "1.00"}
+    r = api.client.put(f"/v1/customers/{segment}", headers=api.h(), json=body)
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    assert not sql(api.db, "SELECT customer_id FROM customers")
+
+
+def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
+    text = (
+        "customer_id,currency,credit_limit\n"
+        "a/b,EUR,1.00\n"
+        " B5 ,EUR,1.00\n"
+        "B6 ,EUR,1.00\n"
+        "a?b,EUR,1.00\n"
+        "OK-1,EUR,1.00\n"
+    )
+    r = api.client.post(
+        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=text
+    )
+    b = problem(r, 422, "invalid_request")
+    assert [(e["line"], e["column"]) for e in b["errors"]] == [
+        (2, "customer_id"),
+        (3, "customer_id"),
+        (4, "customer_id"),
+        (5, "customer_id"),
+    ]
+    assert "URL path segment" in b["errors"][0]["message"]
+    assert "spaces" in b["errors"][1]["message"]
+    assert api.store.get_customer("OK-1") is None  # all or nothing
+    api.customer()
+    b = problem(api.decide(customer_id="a/b"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    b = problem(api.decide(customer_id="CUST-1 "), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
+    # order ids stay permissive (a slash is fine) but never with surrounding spaces
+    b = problem(api.decide(order_id=" SO-1"), 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_id", "invalid_value")]
+    assert api.decide(order_id="SO/2026/1").status_code == 200
+    r = api.client.post(
+        "/v1/customers/CUST-1/events",
+        headers=api.h("order_entry"),
+        json={"event_id": "E1 ", "type": "payment_received", "amount": "1.00", "currency": "EUR"},
+    )
+    b = problem(r, 422, "invalid_request")
+    assert [(e["path"], e["code"]) for e in b["errors"]] == [("event_id", "invalid_value")]
+    # the store refuses them too (other callers than the HTTP API)
+    with pytest.raises(ValueError, match="URL path segment"):
+        api.store.put_customer("x/y", currency="EUR", credit_limit=Decimal("1.00"))
+    with pytest.raises(ValueError, match="spaces"):
+        api.store.put_customer(" x", currency="EUR", credit_limit=Decimal("1.00"))
+
+
+def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:
+    api.customer()
+    valid, other = api.keys["order_entry"], api.keys["reviewer"]
+    for headers in (
+        {"Authorization": f"Bearer {valid}", "X-API-Key": "junk"},
+        {"Authorization": "Bearer junk", "X-API-Key": valid},
+        {"Authorization": f"Bearer {valid}", "X-API-Key": other},
+    ):
+        r = api.client.get("/v1/customers/CUST-1", headers=headers)
+        body = problem(r, 401, "unauthorized")
+        assert "different keys" in body["detail"], body
+        assert r.headers["www-authenticate"].startswith("Bearer")
+    # the same key in both, or one header alone, is fine
+    for headers in (
+        {"Authorization": f"Bearer {valid}", "X-API-Key": valid},
+        {"X-API-Key": valid},
+        {"Authorization": f"Bearer {valid}"},
+    ):
+        assert api.client.get("/v1/customers/CUST-1", headers=headers).status_code == 200
+
+
+def test_messages_unknown_customer_fact_clash_and_non_utf8_csv(api: Api) -> None:
+    body = problem(api.decide(customer_id="NOBODY"), 404, "unknown_customer")
+    assert body["detail"] == (
+        "no customer 'NOBODY' in the ledger; create it with PUT /v1/customers/NOBODY"
+    )
+    api.customer(facts={**PRIME, "blacklisted": False})
+    one = problem(api.decide(facts={"customer.blacklisted": True}), 422, "invalid_request")
+    assert "customer.blacklisted comes from the ledger" in one["errors"][0]["message"], one
+    two = problem(
+        api.decide(facts={"customer.blacklisted": True, "customer.risk_class": "high"}), 422
+    )
+    assert "customer.blacklisted, customer.risk_class come from the ledger" in two["detail"]
+    # a non-UTF-8 byte is reported on its line, with its byte offset (a BOM counted)
+    data = "\ufeffcustomer_id,currency,credit_limit\nA-1,EUR,1.00\nM".encode() + b"\xfcller,EUR,1\n"
+    r = api.client.post(
+        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=data
+    )
+    err = problem(r, 422, "invalid_request")["errors"][0]
+    assert err["line"] == 3 and err["path"] == "line 3", err
+    offset = data.index(b"\xfc")
+    assert offset == 51  # 3 (BOM) + 34 (header line) + 13 (A-1 line) + 1 ("M")
+    assert err["message"] == (
+        f"not UTF-8: byte 0xfc at byte offset {offset} of the file; save the CSV as UTF-8"
+    )

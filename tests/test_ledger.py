@@ -1266,3 +1266,57 @@ def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, co
         )
     for cid in ("A", "B"):
         assert D(str(sums.get(cid, 0))) == store.get_customer(cid)["open_orders"]
+
+
+def test_http_orders_in_three_decimal_currencies_are_accepted_and_converted(api):
+    api.customer()
+    _rates(api, ("KWD", "3.0", "2026-11-29"))
+    # 1.234 KWD x 3.0 = 3.702 -> 3.70 EUR (half-even); the original keeps KWD's 3 decimals
+    d = api.decide(order_id="SO-K", currency="KWD", amount="1.234")
+    assert d.status_code == 200, d.text
+    assert d.json()["order_amount"] == "3.70"
+    assert d.json()["fx"]["original_amount"] == "1.234"
+    assert d.json()["fx"]["original_currency"] == "KWD"
+    b = problem(api.decide(order_id="SO-K2", currency="KWD", amount="1.2345"), 422)
+    assert b["errors"] == [
+        {
+            "path": "amount",
+            "code": "too_many_decimals",
+            "message": "1.2345 has more than 3 decimals (KWD)",
+        }
+    ]
+    assert "Decimal(" not in json.dumps(b)
+
+
+def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store, compiled):
+    customer(store)
+    store.put_fx_rates(
+        "EUR",
+        [
+            {"currency": "KWD", "rate": D("3"), "as_of": date(2026, 1, 1)},
+            {"currency": "JPY", "rate": D("0.0061"), "as_of": date(2026, 1, 1)},
+        ],
+    )
+    kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 1, 2)}
+    d, _ = store.decide(order("O-K", D("1.234"), currency="KWD"), ev(compiled), "erp", **kw)
+    assert d.order_amount == D("3.70")
+    assert store.get_decision(d.decision_id)["fx"]["original_amount"] == "1.234"
+    with pytest.raises(ValueError) as e:
+        store.decide(order("O-K2", D("1.2345"), currency="KWD"), ev(compiled), "erp", **kw)
+    assert str(e.value) == "amount: 1.2345 has more than 3 decimals (KWD)"
+    with pytest.raises(ValueError) as e:
+        store.decide(order("O-E", D("1.234"), currency="EUR"), ev(compiled), "erp", **kw)
+    assert str(e.value) == "amount: 1.234 has more than 2 decimals (EUR)"
+    # JPY has no minor unit: the original amount is shown without decimals
+    d, _ = store.decide(order("O-J", D("150000.00"), currency="JPY"), ev(compiled), "erp", **kw)
+    assert store.get_decision(d.decision_id)["fx"]["original_amount"] == "150000"
+    assert d.order_amount == D("915.00")
+
+
+def test_http_jpy_original_amount_has_no_decimals(api):
+    api.customer()
+    _rates(api, ("JPY", "0.0061", "2026-11-29"))
+    d = api.decide(order_id="SO-J", currency="JPY", amount="150000.00")
+    assert d.status_code == 200, d.text
+    assert d.json()["fx"]["original_amount"] == "150000"
+    assert d.json()["order_amount"] == "915.00"

@@ -71,16 +71,16 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
 
 #: problem statuses of each route besides 401, 403 and 503 (every route with a key)
 PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
-    ("POST", "/v1/decisions"): (404, 409, 413, 422, 500),
+    ("POST", "/v1/decisions"): (404, 409, 413, 415, 422, 500),
     ("GET", "/v1/decisions"): (422,),
     ("GET", "/v1/decisions/export"): (422,),
     ("GET", "/v1/decisions/{decision_id}"): (404, 422),
     ("GET", "/v1/decisions/{decision_id}/replay"): (404, 409, 422, 500),
-    ("PUT", "/v1/customers/{customer_id}"): (413, 422),
+    ("PUT", "/v1/customers/{customer_id}"): (413, 415, 422),
     ("GET", "/v1/customers/{customer_id}"): (404, 422),
-    ("POST", "/v1/customers/{customer_id}/events"): (404, 409, 413, 422),
+    ("POST", "/v1/customers/{customer_id}/events"): (404, 409, 413, 415, 422),
     ("POST", "/v1/customers/import"): (413, 415, 422),
-    ("PUT", "/v1/fx-rates"): (413, 422),
+    ("PUT", "/v1/fx-rates"): (413, 415, 422),
     ("GET", "/v1/audit/verify"): (),
     ("GET", "/v1/policy"): (),
 }

@@ -10,7 +10,15 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from api.auth import Caller
-from api.bodies import FxRatesBody, parse_body, read_body, store_refusal, to_json, validate_body
+from api.bodies import (
+    FxRatesBody,
+    parse_body,
+    read_body,
+    require_json,
+    store_refusal,
+    to_json,
+    validate_body,
+)
 from api.problems import Problem
 from api.routes import caller, problems
 from api.service import Service, service
@@ -37,6 +45,7 @@ async def put_fx_rates(
     _: Annotated[Caller, caller("PUT", "/v1/fx-rates")],
 ) -> JSONResponse:
     policy = svc.policy
+    require_json(request)
     body = validate_body(FxRatesBody, parse_body(await read_body(request, svc.max_bytes)))
     if body.base != policy.currency:
         raise Problem(

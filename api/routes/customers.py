@@ -21,8 +21,9 @@ from api.bodies import (
     decimals_check,
     money_facts,
     parse_body,
-    parse_identifier,
+    parse_customer_id,
     read_body,
+    require_json,
     store_refusal,
     to_json,
     validate_body,
@@ -55,13 +56,14 @@ async def put_customer(
 ) -> JSONResponse:
     policy = svc.policy
     try:
-        parse_identifier(customer_id)
+        parse_customer_id(customer_id)
     except PydanticCustomError as exc:
         raise Problem(
             "invalid_request",
             "the customer id is not valid",
             errors=[{"path": "customer_id", "code": exc.type, "message": exc.message()}],
         ) from None
+    require_json(request)
     body = validate_body(CustomerBody, parse_body(await read_body(request, svc.max_bytes)))
     customer_currency_check(policy, body.currency)
     decimals_check(policy, credit_limit=body.credit_limit, open_receivables=body.open_receivables)
@@ -136,6 +138,7 @@ async def post_event(
 ) -> JSONResponse:
     from api.store import EventConflict
 
+    require_json(request)
     body = validate_body(EventBody, parse_body(await read_body(request, svc.max_bytes)))
     if body.amount is not None:
         if body.amount <= 0:

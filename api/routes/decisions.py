@@ -26,6 +26,7 @@ from api.bodies import (
     money_facts,
     parse_body,
     read_body,
+    require_json,
     store_refusal,
     to_json,
     validate_body,
@@ -63,6 +64,7 @@ async def post_decision(
     from api.store import FxRateMissing
 
     policy, store = svc.policy, svc.store
+    require_json(request)
     body = parse_body(await read_body(request, svc.max_bytes))
     req = validate_body(DecisionRequest, body)
     today = service_today(svc)
