@@ -1371,8 +1371,18 @@ def _event_record(row: LedgerEvent) -> dict[str, Any]:
     return out
 
 
-def _as_datetime(value: date | datetime, *, end: bool) -> datetime:
+def query_bound(value: date | datetime, *, end: bool) -> datetime:
+    """A ``from`` (``end=False``, inclusive) or ``to`` (``end=True``, exclusive) bound on
+    ``created_at`` as an aware UTC datetime. A plain date means its whole day: as ``to``, up
+    to the start of the next day; ``to=9999-12-31`` is clamped to the last representable
+    instant. Raises ``OverflowError`` for a date-time whose UTC time is outside years
+    1..9999 (``0001-01-01T00:00:00+05:00``, ``9999-12-31T23:00:00-05:00``)."""
     if isinstance(value, datetime):
         return chain.as_utc(value)
+    if end and value == date.max:
+        return datetime.max.replace(tzinfo=UTC)
     day = value + timedelta(days=1) if end else value
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+_as_datetime = query_bound

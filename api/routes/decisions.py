@@ -17,6 +17,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from api.auth import Caller
 from api.bodies import (
@@ -42,6 +44,44 @@ from engine.inputs import InputErrors
 log = logging.getLogger("creditgate.api")
 router = APIRouter(tags=["decisions"])
 Svc = Annotated[Service, Depends(service)]
+
+
+def parse_when(value: str | None, name: str) -> date | datetime | None:
+    """``from`` / ``to`` query values: a date (``2026-11-29``, the whole day) or an ISO 8601
+    date-time (``2026-11-29T10:00:00Z``; without an offset it is UTC). Raises
+    ``PydanticCustomError`` (``invalid_value``; ``out_of_range`` for a date-time whose UTC
+    time lies outside years 1..9999, e.g. ``0001-01-01T00:00:00+05:00``), so FastAPI reports
+    it together with every other bad query parameter in one 422 (path ``query.<name>``)."""
+    if value is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            when: date | datetime = date.fromisoformat(value)
+        else:
+            when = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "invalid_value",
+            "expected a date (2026-11-29) or an ISO 8601 date-time (2026-11-29T10:00:00Z)",
+        ) from None
+    from api.store import query_bound
+
+    try:
+        query_bound(when, end=name == "to")
+    except OverflowError:
+        raise PydanticCustomError(
+            "out_of_range",
+            f"{value} is outside the supported range (UTC 0001-01-01 to 9999-12-31)",
+        ) from None
+    return when
+
+
+def when_from(value: str | None) -> date | datetime | None:
+    return parse_when(value, "from")
+
+
+def when_to(value: str | None) -> date | datetime | None:
+    return parse_when(value, "to")
 
 
 @router.post(
@@ -187,10 +227,12 @@ def list_decisions(
     date_from: Annotated[
         str | None,
         Query(alias="from", description="From this date or date-time (inclusive)"),
+        AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
         str | None,
         Query(alias="to", description="Up to this date (whole day) or date-time (exclusive)"),
+        AfterValidator(when_to),
     ] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
     policy_version: Annotated[
@@ -206,8 +248,8 @@ def list_decisions(
     rows, next_cursor = svc.store.list_decisions(
         customer_id=customer_id,
         outcome=outcome,
-        date_from=parse_when(date_from, "from"),
-        date_to=parse_when(date_to, "to"),
+        date_from=date_from,  # parsed and range-checked by when_from / when_to
+        date_to=date_to,
         rule_id=rule_id,
         policy_version=policy_version,
         cursor=cursor,
@@ -256,13 +298,17 @@ def export_decisions(
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     date_from: Annotated[
-        str | None, Query(alias="from", description="From this date or date-time")
+        str | None,
+        Query(alias="from", description="From this date or date-time"),
+        AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
-        str | None, Query(alias="to", description="Up to this date (whole day) or date-time")
+        str | None,
+        Query(alias="to", description="Up to this date (whole day) or date-time"),
+        AfterValidator(when_to),
     ] = None,
 ) -> Response:
-    start, end = parse_when(date_from, "from"), parse_when(date_to, "to")
+    start, end = date_from, date_to  # parsed and range-checked by when_from / when_to
     mask = masker(svc)
     rows = svc.store.iter_decisions(customer_id=customer_id, date_from=start, date_to=end)
 
@@ -355,30 +401,6 @@ def replay_decision(
             }
         )
     )
-
-
-def parse_when(value: str | None, name: str) -> date | datetime | None:
-    """``from`` / ``to`` query values: a date (``2026-11-29``, the whole day) or an ISO 8601
-    date-time (``2026-11-29T10:00:00Z``)."""
-    if value is None:
-        return None
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(
-            "invalid_request",
-            f"{name!r} is not a date or date-time",
-            errors=[
-                {
-                    "path": f"query.{name}",
-                    "code": "invalid_value",
-                    "message": "expected a date (2026-11-29) or an ISO 8601 date-time "
-                    "(2026-11-29T10:00:00Z)",
-                }
-            ],
-        ) from None
 
 
 def differences(stored: Any, replayed: Any, path: str = "") -> list[dict[str, Any]]:
