@@ -57,7 +57,9 @@ __all__ = [
     "StoreUnavailable",
     "UnknownCustomer",
     "UnknownKey",
+    "UnreadableRecord",
     "hash_key",
+    "query_bound",
 ]
 
 ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
@@ -149,6 +151,57 @@ def _sqlite_writer_lock(url: sa.URL) -> threading.Lock:
 class ChainBroken(RuntimeError):
     """A hash chain cannot be extended safely: it has records beyond its stored head
     (tampering). Nothing is written; ``creditgate audit verify`` shows where it breaks."""
+
+
+class UnreadableRecord(RuntimeError):
+    """A stored record of ``table`` (``decision_log``, ``ledger_events``) cannot be turned
+    into a record: a value edited outside the service (``created_at = '... hacked'`` on
+    SQLite, a malformed JSON or money text). ``seq`` names it, ``cause`` says why;
+    ``readable`` holds the readable records of the same page before it (in order)."""
+
+    def __init__(
+        self, table: str, seq: int | None, cause: str, readable: list[dict[str, Any]] | None = None
+    ):
+        where = f"seq {seq}" if seq is not None else "a record"
+        super().__init__(f"{table} {where} cannot be read ({cause})")
+        self.table, self.seq, self.cause = table, seq, cause
+        self.readable = readable or []
+
+
+# What reading an edited value can raise: a date or number text that does not parse
+# (ValueError, decimal.InvalidOperation), a JSON column that is not JSON, a wrong type.
+_READ_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, AttributeError)
+
+
+def _read_cause(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def read_records(
+    s: Session, q: Any, model: Any, as_record: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records of ``q`` (a ``select(model)`` in ``seq`` order), each through
+    ``as_record``. If one cannot be read, raises ``UnreadableRecord`` naming the first such
+    ``seq`` (found by reading the page's rows one at a time), with the readable records
+    before it."""
+    try:
+        return [as_record(r) for r in s.exec(q).all()]
+    except _READ_ERRORS as e:
+        first_cause = _read_cause(e)
+    table = model.__tablename__
+    try:
+        seqs = list(s.exec(q.with_only_columns(col(model.seq))).all())
+    except _READ_ERRORS:  # pragma: no cover - seq is an integer primary key
+        raise UnreadableRecord(table, None, first_cause) from None
+    readable: list[dict[str, Any]] = []
+    s.expunge_all()
+    for seq in seqs:
+        try:
+            row = s.exec(select(model).where(col(model.seq) == seq)).one()
+            readable.append(as_record(row))
+        except _READ_ERRORS as e:
+            raise UnreadableRecord(table, seq, _read_cause(e), readable) from None
+    raise UnreadableRecord(table, None, first_cause, readable)  # pragma: no cover
 
 
 class PolicyVersionConflict(ValueError):
@@ -863,9 +916,11 @@ class Store:
         return out
 
     def get_decision(self, decision_id: str) -> dict[str, Any] | None:
+        """One log record by decision id; raises ``UnreadableRecord`` if it cannot be read."""
         with self._session(write=False) as s:
-            row = s.exec(select(DecisionLog).where(DecisionLog.decision_id == decision_id)).first()
-            return self._log_dict(row) if row else None
+            q = select(DecisionLog).where(DecisionLog.decision_id == decision_id).limit(1)
+            rows = read_records(s, q, DecisionLog, self._log_dict)
+            return rows[0] if rows else None
 
     def list_decisions(
         self,
@@ -906,7 +961,7 @@ class Store:
             q = q.where(col(DecisionLog.seq) < int(cursor))
         q = q.order_by(col(DecisionLog.seq).desc()).limit(limit + 1)
         with self._session(write=False) as s:
-            rows = [self._log_dict(r) for r in s.exec(q).all()]
+            rows = read_records(s, q, DecisionLog, self._log_dict)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1]["seq"] if more else None)
@@ -938,16 +993,16 @@ class Store:
         ``seq``). The head is read after the last page; records appended meanwhile are
         walked too, so a live service is never reported broken."""
         walker = chain.ChainWalker()
+        unreadable: list[UnreadableRecord] = []
 
         def page(after: int) -> list[dict[str, Any]]:
             with self._session(write=False) as s:
-                rows = s.exec(
-                    select(model)
-                    .where(col(model.seq) > after)
-                    .order_by(col(model.seq))
-                    .limit(batch)
-                ).all()
-                return [as_record(r) for r in rows]
+                q = select(model).where(col(model.seq) > after).order_by(col(model.seq))
+                try:
+                    return read_records(s, q.limit(batch), model, as_record)
+                except UnreadableRecord as e:
+                    unreadable.append(e)  # checked after the readable records before it
+                    return e.readable
 
         def read_head() -> tuple[int, str] | None:
             with self._session(write=False) as s:
@@ -966,17 +1021,26 @@ class Store:
 
         while True:
             rows = page(walker.last_seq)
-            if not rows:
+            if not rows and not unreadable:
                 head = read_head()
                 if head is not None and head[0] > walker.last_seq:
                     rows = page(walker.last_seq)  # appended since the last page?
-                if not rows:
+                if not rows and not unreadable:
                     mismatch = chain.head_mismatch(walker.last_seq, walker.last_hash, head)
                     return result(head, *(mismatch or (None, None)))
             for rec in rows:
                 reason = walker.feed(rec)
                 if reason is not None:
                     return result(read_head(), rec["seq"], reason)
+            if unreadable:
+                bad = unreadable[0]
+                seq = bad.seq if bad.seq is not None else walker.last_seq + 1
+                reason = (
+                    f"sequence gap: expected seq {walker.last_seq + 1}, found {seq}"
+                    if seq > walker.last_seq + 1
+                    else f"the record cannot be read ({bad.cause})"
+                )
+                return result(read_head(), seq, reason)
 
     # -- FX rates -------------------------------------------------------------------------
 
@@ -1269,7 +1333,9 @@ class Store:
         batch: int = 500,
     ) -> Iterator[dict[str, Any]]:
         """Every log record in ``seq`` order, read in batches of ``batch`` (one short read
-        transaction each, keyset pagination on ``seq``)."""
+        transaction each, keyset pagination on ``seq``). A record that cannot be read raises
+        ``UnreadableRecord`` before any record of its batch is yielded (so an unreadable
+        record in the first batch fails before anything is sent): never a silent end."""
         after = 0
         while True:
             q = select(DecisionLog).where(col(DecisionLog.seq) > after)
@@ -1280,13 +1346,11 @@ class Store:
             if date_to is not None:
                 q = q.where(col(DecisionLog.created_at) < _as_datetime(date_to, end=True))
             with self._session(write=False) as s:
-                page = [
-                    self._log_dict(r)
-                    for r in s.exec(q.order_by(col(DecisionLog.seq)).limit(batch)).all()
-                ]
+                q = q.order_by(col(DecisionLog.seq)).limit(batch)
+                page = read_records(s, q, DecisionLog, self._log_dict)
+            yield from page
             if not page:
                 return
-            yield from page
             after = page[-1]["seq"]
 
     # -- API keys -------------------------------------------------------------------------

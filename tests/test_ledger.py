@@ -710,6 +710,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(x) for x in r.text.splitlines()]
+        assert lines.pop() == {"complete": True, "records": 3}
         assert [x["order_id"] for x in lines] == ["SO-0", "SO-1", "SO-2"]
         for x in lines:
             assert x["request"]["customer"]["years_in_business"] == "***"
@@ -723,6 +724,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         r = api.client.get("/v1/decisions/export?format=csv", headers=api.h("compliance"))
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [rows[-1]["seq"], rows.pop()["decision_id"]] == ["#complete", "3"]
         assert [x["order_id"] for x in rows] == ["SO-0", "SO-1", "SO-2"]
         assert json.loads(rows[0]["request"])["customer"]["years_in_business"] == "***"
         assert rows[0]["fx"] == ""
@@ -745,7 +747,10 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         r = api.client.get(
             "/v1/decisions/export?customer_id=nobody&format=csv", headers=api.h("compliance")
         )
-        assert r.text.splitlines() == [",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS)]
+        assert r.text.splitlines() == [
+            ",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS),
+            "#complete,0",
+        ]
     finally:
         api.store.dispose()
 
@@ -1246,3 +1251,111 @@ def test_every_bad_list_query_parameter_in_one_422(api):
         ("query.from", "invalid_value"),
         ("query.to", "out_of_range"),
     ]
+
+
+# -- an unreadable stored record; the export's end line -----------------------------------
+
+
+def _jsonl(r):
+    return [json.loads(x) for x in r.text.splitlines()]
+
+
+def test_export_ends_with_a_completeness_line(api):
+    api.customer()
+    h = api.h("compliance")
+    assert _jsonl(api.client.get("/v1/decisions/export", headers=h)) == [
+        {"complete": True, "records": 0}
+    ]
+    for i in range(3):
+        assert api.decide(order_id=f"SO-{i}", amount="100.00").status_code == 200
+    lines = _jsonl(api.client.get("/v1/decisions/export?format=jsonl", headers=h))
+    assert [x.get("order_id") for x in lines[:-1]] == ["SO-0", "SO-1", "SO-2"]
+    assert lines[-1] == {"complete": True, "records": 3}
+    r = api.client.get("/v1/decisions/export?format=csv", headers=h)
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert [r[3] for r in rows[1:-1]] == ["SO-0", "SO-1", "SO-2"]
+    assert rows[-1] == ["#complete", "3"]
+    lines = _jsonl(api.client.get("/v1/decisions/export?customer_id=nobody", headers=h))
+    assert lines == [{"complete": True, "records": 0}]
+
+
+@pytest.fixture
+def hacked(tmp_path):
+    """An SQLite service with three decisions whose seq 2 has an unparseable created_at
+    (edited outside the service; PostgreSQL's typed columns cannot hold such a value)."""
+    db = tmp_path / "hacked.db"
+    a = Api(f"sqlite:///{db}")
+    a.customer()
+    a.ids = [a.decide(order_id=f"SO-{i}", amount="100.00").json()["decision_id"] for i in range(3)]
+    with a.store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE decision_log SET created_at = '2026-11-29 21:18:15.314667 hacked' "
+                "WHERE seq = 2"
+            )
+        )
+    a.db = db
+    yield a
+    a.store.dispose()
+
+
+def test_an_unreadable_record_breaks_verify_cleanly(hacked):
+    result = hacked.store.verify_chain()
+    assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 1, 2)
+    assert result["reason"].startswith("the record cannot be read (ValueError: ")
+    assert result["head_seq"] == 3
+    body = hacked.client.get("/v1/audit/verify", headers=hacked.h("compliance"))
+    assert body.status_code == 200, body.text
+    assert body.json()["first_broken_seq"] == 2 and body.json()["ok"] is False
+
+
+def test_an_unreadable_record_in_the_cli_audit(hacked, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{hacked.db}")
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1, r.output
+    assert isinstance(r.exception, SystemExit)  # no traceback
+    assert "BROKEN: decision log at seq 2: the record cannot be read (ValueError: " in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_an_unreadable_record_is_a_problem_on_reads(hacked):
+    h = hacked.h("compliance")
+    for url in ("/v1/decisions", f"/v1/decisions/{hacked.ids[1]}"):
+        body = problem(hacked.client.get(url, headers=h), 500, "unreadable_record")
+        assert "decision_log seq 2 cannot be read (ValueError: " in body["detail"]
+    r = hacked.client.get(f"/v1/decisions/{hacked.ids[0]}", headers=h)
+    assert r.status_code == 200  # the others still read
+    r = hacked.client.get("/v1/decisions", params={"cursor": 2}, headers=h)
+    assert [x["seq"] for x in r.json()["items"]] == [1]
+    # the export: the unreadable record is in the first batch → a problem before any byte
+    for fmt in ("jsonl", "csv"):
+        body = problem(
+            hacked.client.get(f"/v1/decisions/export?format={fmt}", headers=h),
+            500,
+            "unreadable_record",
+        )
+        assert "seq 2" in body["detail"]
+
+
+def test_an_unreadable_record_mid_export_ends_it_as_incomplete(hacked, monkeypatch):
+    """Past the first batch the status line is sent: the export ends with an explicit
+    incomplete line and the connection is aborted (the server error propagates)."""
+    real = Store.iter_decisions
+    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    h = hacked.h("compliance")
+    strict = TestClient(hacked.app)  # raise_server_exceptions: the abort is visible
+    for fmt in ("jsonl", "csv"):
+        with pytest.raises(Exception, match="seq 2 cannot be read"):
+            strict.get(f"/v1/decisions/export?format={fmt}", headers=h)
+    lines = _jsonl(hacked.client.get("/v1/decisions/export?format=jsonl", headers=h))
+    assert [x.get("seq") for x in lines[:-1]] == [1]
+    assert lines[-1]["complete"] is False and lines[-1]["records"] == 1
+    assert "decision_log seq 2 cannot be read (ValueError: " in lines[-1]["error"]
+    text = hacked.client.get("/v1/decisions/export?format=csv", headers=h).text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert [r[0] for r in rows] == ["seq", "1", "#incomplete"]
+    assert rows[-1][1] == "1" and "seq 2 cannot be read" in rows[-1][2]
