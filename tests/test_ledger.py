@@ -769,9 +769,7 @@ def test_concurrent_invoices_move_the_reservation_exactly_once(store, compiled):
     def run(i):
         barrier.wait()
         try:
-            r = store.apply_event(
-                "C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp"
-            )
+            r = store.apply_event("C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp")
             results.append(r["effect"].get("unreserved", "0.00"))
         except (ValueError, EventConflict) as e:
             results.append(type(e).__name__)
@@ -1359,3 +1357,154 @@ def test_an_unreadable_record_mid_export_ends_it_as_incomplete(hacked, monkeypat
     rows = list(csv.reader(io.StringIO(text)))
     assert [r[0] for r in rows] == ["seq", "1", "#incomplete"]
     assert rows[-1][1] == "1" and "seq 2 cannot be read" in rows[-1][2]
+
+
+# -- ledger consistency in the audit; an altered policy text --------------------------------
+
+
+def _consistency_problems(store):
+    result = store.verify_chain()
+    assert result["checked"] == result["head_seq"] or result["head_seq"] is None
+    return result["ok"], [
+        (p["check"], p.get("customer_id") or p.get("sha256")[:12], p["message"])
+        for p in result["consistency"]["problems"]
+    ]
+
+
+def test_audit_checks_open_orders_against_the_open_reservations(api):
+    api.customer()
+    api.customer("CUST-2")
+    assert api.decide(order_id="SO-1", amount="12500.00").json()["outcome"] == "approve"
+    assert (
+        api.decide(order_id="SO-2", customer_id="CUST-2", amount="300.00").json()["outcome"]
+        == "approve"
+    )
+    inv = api.event(
+        event_id="E1", type="invoice_issued", order_id="SO-1", amount="500.00", currency="EUR"
+    )
+    assert inv.status_code == 200, inv.text
+    result = api.store.verify_chain()
+    assert result["ok"] and result["consistency"] == {
+        "ok": True,
+        "customers": 2,
+        "policy_versions": 1,
+        "problems": [],
+        "problems_total": 0,
+    }
+    with api.store.engine.begin() as conn:  # open orders edited; the chains do not cover them
+        conn.execute(
+            sa.text("UPDATE customers SET open_orders = '0.00' WHERE customer_id = 'CUST-1'")
+        )
+    ok, problems = _consistency_problems(api.store)
+    assert not ok
+    assert problems == [
+        (
+            "open_orders",
+            "CUST-1",
+            "open_orders is 0.00 but its open reservations add up to 12000.00",
+        )
+    ]
+    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert body["ok"] is False and body["ledger"]["ok"] and body["checked"] == 2
+    assert body["consistency"]["problems"][0]["customer_id"] == "CUST-1"
+    with api.store.engine.begin() as conn:  # ...and a reservation moved to nobody
+        conn.execute(
+            sa.text("UPDATE customers SET open_orders = '12000.00' WHERE customer_id = 'CUST-1'")
+        )
+        conn.execute(
+            sa.text("UPDATE reservations SET customer_id = 'GHOST' WHERE order_id = 'SO-2'")
+        )
+    ok, problems = _consistency_problems(api.store)
+    assert problems == [
+        ("open_orders", "CUST-2", "open_orders is 300.00 but its open reservations add up to 0.00"),
+        ("open_orders", "GHOST", "open reservations of 300.00 but no such customer"),
+    ]
+
+
+def test_audit_checks_every_stored_policy_text_against_its_sha256(db_url, tmp_path):
+    """An edited policy text is reported by the audit and refused by replay."""
+    first = Api(db_url)
+    try:
+        first.customer()
+        decision = first.decide().json()
+    finally:
+        first.store.dispose()
+    v2 = tmp_path / "policy-v2.yaml"
+    v2.write_text(POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.12.1"'))
+    api = Api(db_url, v2)
+    try:
+        h = api.h("compliance")
+        replay = api.client.get(f"/v1/decisions/{decision['decision_id']}/replay", headers=h)
+        assert replay.status_code == 200 and replay.json()["identical"], replay.text
+        old = decision["policy"]["sha256"]
+        with api.store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE policy_versions SET source = replace(source, 'blacklisted', "
+                    "'blacklisted ') WHERE sha256 = :sha"
+                ),
+                {"sha": old},
+            )
+        ok, problems = _consistency_problems(api.store)
+        assert not ok and problems == [
+            (
+                "policy_source",
+                old[:12],
+                "the stored policy text does not hash to its sha256: it was changed after it "
+                "was recorded",
+            )
+        ]
+        api2 = Api(db_url, v2)  # a fresh service: nothing compiled yet
+        try:
+            body = problem(
+                api2.client.get(
+                    f"/v1/decisions/{decision['decision_id']}/replay", headers=api2.h("compliance")
+                ),
+                500,
+                "policy_text_altered",
+            )
+            assert old[:12] in body["detail"]
+        finally:
+            api2.store.dispose()
+    finally:
+        api.store.dispose()
+
+
+def test_cli_audit_lists_consistency_problems(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    db = tmp_path / "cli.db"
+    api = Api(f"sqlite:///{db}")
+    try:
+        api.customer()
+        assert api.decide().json()["outcome"] == "approve"
+    finally:
+        api.store.dispose()
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{db}")
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == (
+        "ok: ledger consistency: 1 customer, 1 policy text; open orders match the open "
+        "reservations, policy texts match their sha256"
+    )
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET open_orders = '1.00 hacked'"))
+        conn.execute(sa.text("UPDATE policy_versions SET source = source || '#'"))
+    engine.dispose()
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1, r.output
+    assert r.stdout.splitlines()[:2] == [
+        line for line in r.stdout.splitlines() if line.startswith("ok: ")
+    ]  # both chains still intact
+    errors = r.stderr.splitlines()
+    assert errors[0].startswith(
+        "BROKEN: ledger consistency: customer CUST-1: a stored amount cannot be read "
+        "(InvalidOperation"
+    ), errors
+    assert errors[1].startswith("BROKEN: ledger consistency: policy ")
+    assert errors[1].endswith(
+        ": the stored policy text does not hash to its sha256: it was changed after it was recorded"
+    )
