@@ -1508,3 +1508,45 @@ def test_cli_audit_lists_consistency_problems(tmp_path, monkeypatch):
     assert errors[1].endswith(
         ": the stored policy text does not hash to its sha256: it was changed after it was recorded"
     )
+
+
+def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatch):
+    """Over a real connection (uvicorn): the client gets the incomplete line and then a
+    broken transfer (no final chunk), never what looks like a complete answer."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    real = Store.iter_decisions
+    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(hacked.app, host="127.0.0.1", port=port, log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for fmt, last in (("jsonl", b'"complete": false'), ("csv", b"#incomplete,1,")):
+            body = b""
+            with pytest.raises(httpx.RemoteProtocolError):
+                with httpx.stream(
+                    "GET",
+                    f"http://127.0.0.1:{port}/v1/decisions/export?format={fmt}",
+                    headers=hacked.h("compliance"),
+                    timeout=10,
+                ) as r:
+                    assert r.status_code == 200
+                    for chunk in r.iter_bytes():
+                        body += chunk
+            assert last in body.splitlines()[-1]
+    finally:
+        server.should_exit = True
+        thread.join(10)
