@@ -56,8 +56,9 @@ from fastapi.openapi.docs import (
     get_redoc_html,
     get_swagger_ui_html,
 )
-from fastapi.responses import HTMLResponse, Response
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import MutableHeaders
 
 from api.bodies import engine_path
 from api.logs import JsonFormatter, configure_logging
@@ -184,16 +185,44 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     install_openapi(app)
     install_docs(app)
 
-    @app.middleware("http")
-    async def observe(request: Request, call_next: Any) -> Response:
+    app.add_middleware(Observe, metrics=metrics)
+
+    return app
+
+
+class Observe:
+    """Request id (``X-Request-ID``), metrics and the request log line of every request,
+    as plain ASGI middleware. An exception before the answer started becomes a 500
+    ``internal_error`` (no stack trace to the client; all of it to the log). After it
+    started (a streamed export failing mid-way) the exception is re-raised so the server
+    aborts the connection before the final chunk: the client sees a broken transfer, not
+    a complete one (``BaseHTTPMiddleware`` would send the final chunk first)."""
+
+    def __init__(self, app: Any, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex
         if len(request_id) > 100 or not request_id.isprintable():
             request_id = uuid.uuid4().hex
         request.state.request_id = request_id
         start = time.perf_counter()
+        status: list[int] = []
+
+        async def send_with_id(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status.append(message["status"])
+                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                self._observe(request, message["status"], start)
+            await send(message)
+
         try:
-            response = await call_next(request)
-        except Exception:  # no stack trace to the client; all of it to the log
+            await self.app(scope, receive, send_with_id)
+        except Exception:
             log.exception(
                 "unhandled error",
                 extra={
@@ -202,25 +231,25 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
                     "path": request.url.path,
                 },
             )
-            response = internal_error_response()
+            if status:  # the answer has started: abort the connection
+                raise
+            await internal_error_response()(scope, receive, send_with_id)
+
+    def _observe(self, request: Request, status: int, start: float) -> None:
         elapsed = time.perf_counter() - start
         route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        metrics.request_seconds.labels(request.method, route).observe(elapsed)
-        if response.status_code >= 400:
-            metrics.errors.labels(request.method, route, str(response.status_code)).inc()
-        response.headers["X-Request-ID"] = request_id
+        self.metrics.request_seconds.labels(request.method, route).observe(elapsed)
+        if status >= 400:
+            self.metrics.errors.labels(request.method, route, str(status)).inc()
         if route not in ("/healthz", "/metrics", "/readyz"):
             log.info(
                 "request",
                 extra={
-                    "request_id": request_id,
+                    "request_id": request.state.request_id,
                     "method": request.method,
                     "path": request.url.path,
-                    "status": response.status_code,
+                    "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "decision_id": getattr(request.state, "decision_id", None),
                 },
             )
-        return response
-
-    return app

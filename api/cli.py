@@ -600,10 +600,12 @@ def keys_revoke(
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check both hash chains (decision log, ledger events): exit 0 if intact, 1 if a record
-    was changed, removed (also the newest ones) or reordered. One line per chain with the
-    stored head (seq and record_hash): write them to an external log to anchor the chains
-    (someone with write access to the database could rewrite the head too)."""
+    """Check both hash chains (decision log, ledger events) and the ledger's consistency:
+    exit 0 if intact, 1 if a record was changed, removed (also the newest ones), reordered
+    or cannot be read, a customer's open orders differ from its open reservations, or a
+    stored policy text does not hash to its sha256. One line per chain with the stored head
+    (seq and record_hash): write them to an external log to anchor the chains (someone
+    with write access to the database could rewrite the head too)."""
     from api.store import StoreUnavailable
 
     try:
@@ -626,8 +628,34 @@ def audit_verify() -> None:
                 f"BROKEN: {label} at seq {chain['first_broken_seq']}: {chain['reason']} "
                 f"({chain['checked']} records before it are intact); {head}"
             )
+    consistency = result["consistency"]
+    checked = (
+        f"{_count(consistency['customers'], 'customer')}, "
+        f"{_count(consistency['policy_versions'], 'policy text')}"
+    )
+    if consistency["ok"]:
+        typer.echo(
+            f"ok: ledger consistency: {checked}; open orders match the open reservations, "
+            "policy texts match their sha256"
+        )
+    else:
+        broken = True
+        for p in consistency["problems"]:
+            what = (
+                f"customer {p['customer_id']}"
+                if p["check"] == "open_orders"
+                else f"policy {p['sha256'][:12]}"
+            )
+            _err(f"BROKEN: ledger consistency: {what}: {p['message']}")
+        more = consistency["problems_total"] - len(consistency["problems"])
+        if more:
+            _err(f"BROKEN: ledger consistency: and {more} more problems")
     if broken:
         raise typer.Exit(EXIT_POLICY)
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'s' if n != 1 else ''}"
 
 
 if __name__ == "__main__":  # pragma: no cover

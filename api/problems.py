@@ -70,6 +70,8 @@ CODES: dict[str, tuple[int, str]] = {
     "not_ready": (503, "The service is not ready"),
     "audit_chain_broken": (503, "The audit hash chain is broken; no decision was made"),
     "no_decision": (500, "No decision was made"),
+    "unreadable_record": (500, "A stored record cannot be read"),
+    "policy_text_altered": (500, "The stored policy text was changed after it was recorded"),
     "internal_error": (500, "Internal error; no decision was made"),
 }
 

@@ -20,7 +20,9 @@ __all__ = ["Replayer", "Service", "service"]
 
 
 class Replayer:
-    """Compiled policies by sha256 (compiled once, from the stored source text)."""
+    """Compiled policies by sha256 (compiled once, from the stored source text). A stored
+    text that does not hash to its sha256 is refused (500 ``policy_text_altered``): a
+    replay under an edited policy would prove nothing."""
 
     def __init__(self, store: Any, current: Any):
         self._store = store
@@ -43,6 +45,15 @@ class Replayer:
                         "conflict",
                         f"the policy {sha256[:12]} that made this decision is not stored; "
                         "it cannot be replayed",
+                    )
+                from api.store import policy_text_matches
+
+                if not policy_text_matches(sha256, source):
+                    raise Problem(
+                        "policy_text_altered",
+                        f"the stored text of policy {sha256[:12]} does not hash to its sha256: "
+                        "it was changed after it was recorded, so the decision is not replayed; "
+                        "run 'creditgate audit verify' and restore the database",
                     )
                 hit = compile_policy(load_policy_text(source, f"policy:{sha256[:12]}"))
                 self._cache[sha256] = hit

@@ -57,7 +57,10 @@ __all__ = [
     "StoreUnavailable",
     "UnknownCustomer",
     "UnknownKey",
+    "UnreadableRecord",
     "hash_key",
+    "policy_text_matches",
+    "query_bound",
 ]
 
 ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
@@ -92,6 +95,7 @@ LEDGER_HASHED = (
 )
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
 ORDER_LOCK_NS = 0x43474F52  # "CGOR": namespace (int4) of the per-order-id advisory locks
+MAX_PROBLEMS = 100  # consistency problems listed by verify_consistency (all are counted)
 # Customer inputs owned by the ledger: a request may not override them for a known customer.
 LEDGER_OWNED = ("customer.credit_limit", "customer.exposure")
 # Order fields given at the top level of an order, never in its facts.
@@ -150,6 +154,57 @@ def _sqlite_writer_lock(url: sa.URL) -> threading.Lock:
 class ChainBroken(RuntimeError):
     """A hash chain cannot be extended safely: it has records beyond its stored head
     (tampering). Nothing is written; ``creditgate audit verify`` shows where it breaks."""
+
+
+class UnreadableRecord(RuntimeError):
+    """A stored record of ``table`` (``decision_log``, ``ledger_events``) cannot be turned
+    into a record: a value edited outside the service (``created_at = '... hacked'`` on
+    SQLite, a malformed JSON or money text). ``seq`` names it, ``cause`` says why;
+    ``readable`` holds the readable records of the same page before it (in order)."""
+
+    def __init__(
+        self, table: str, seq: int | None, cause: str, readable: list[dict[str, Any]] | None = None
+    ):
+        where = f"seq {seq}" if seq is not None else "a record"
+        super().__init__(f"{table} {where} cannot be read ({cause})")
+        self.table, self.seq, self.cause = table, seq, cause
+        self.readable = readable or []
+
+
+# What reading an edited value can raise: a date or number text that does not parse
+# (ValueError, decimal.InvalidOperation), a JSON column that is not JSON, a wrong type.
+_READ_ERRORS = (ValueError, TypeError, ArithmeticError, KeyError, AttributeError)
+
+
+def _read_cause(e: BaseException) -> str:
+    return f"{type(e).__name__}: {e}"
+
+
+def read_records(
+    s: Session, q: Any, model: Any, as_record: Callable[[Any], dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The records of ``q`` (a ``select(model)`` in ``seq`` order), each through
+    ``as_record``. If one cannot be read, raises ``UnreadableRecord`` naming the first such
+    ``seq`` (found by reading the page's rows one at a time), with the readable records
+    before it."""
+    try:
+        return [as_record(r) for r in s.exec(q).all()]
+    except _READ_ERRORS as e:
+        first_cause = _read_cause(e)
+    table = model.__tablename__
+    try:
+        seqs = list(s.exec(q.with_only_columns(col(model.seq))).all())
+    except _READ_ERRORS:  # pragma: no cover - seq is an integer primary key
+        raise UnreadableRecord(table, None, first_cause) from None
+    readable: list[dict[str, Any]] = []
+    s.expunge_all()
+    for seq in seqs:
+        try:
+            row = s.exec(select(model).where(col(model.seq) == seq)).one()
+            readable.append(as_record(row))
+        except _READ_ERRORS as e:
+            raise UnreadableRecord(table, seq, _read_cause(e), readable) from None
+    raise UnreadableRecord(table, None, first_cause, readable)  # pragma: no cover
 
 
 class PolicyVersionConflict(ValueError):
@@ -931,9 +986,11 @@ class Store:
         return out
 
     def get_decision(self, decision_id: str) -> dict[str, Any] | None:
+        """One log record by decision id; raises ``UnreadableRecord`` if it cannot be read."""
         with self._session(write=False) as s:
-            row = s.exec(select(DecisionLog).where(DecisionLog.decision_id == decision_id)).first()
-            return self._log_dict(row) if row else None
+            q = select(DecisionLog).where(DecisionLog.decision_id == decision_id).limit(1)
+            rows = read_records(s, q, DecisionLog, self._log_dict)
+            return rows[0] if rows else None
 
     def list_decisions(
         self,
@@ -974,7 +1031,7 @@ class Store:
             q = q.where(col(DecisionLog.seq) < int(cursor))
         q = q.order_by(col(DecisionLog.seq).desc()).limit(limit + 1)
         with self._session(write=False) as s:
-            rows = [self._log_dict(r) for r in s.exec(q).all()]
+            rows = read_records(s, q, DecisionLog, self._log_dict)
         more = len(rows) > limit
         rows = rows[:limit]
         return rows, (rows[-1]["seq"] if more else None)
@@ -993,7 +1050,90 @@ class Store:
         chains are intact. Raises ``StoreUnavailable``."""
         log = self._verify_one(CHAIN_LOG, DecisionLog, self._log_dict, batch)
         ledger = self._verify_one(CHAIN_LEDGER, LedgerEvent, _event_record, batch)
-        return {**log, "ok": log["ok"] and ledger["ok"], "ledger": ledger}
+        consistency = self.verify_consistency()
+        ok = log["ok"] and ledger["ok"] and consistency["ok"]
+        return {**log, "ok": ok, "ledger": ledger, "consistency": consistency}
+
+    def verify_consistency(self) -> dict[str, Any]:
+        """State the hash chains do not cover, checked against itself:
+
+        - ``open_orders``: every customer's ``open_orders`` equals the sum of the open parts
+          (``amount - invoiced``) of its reservations in status ``open``, and no open
+          reservation belongs to a customer that does not exist;
+        - ``policy_source``: every stored policy text hashes (sha256 of its UTF-8 bytes, as
+          ``rules.loader`` computes ``Policy.sha256``) to its key.
+
+        Returns ``{ok, customers, policy_versions, problems, problems_total}``: the counts
+        checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256,
+        message}``. Each check is one SQL statement (one snapshot), so a concurrent
+        decision is never reported as a mismatch. Not covered (not chained, no invariant
+        to check against): ``credit_limit``, ``open_receivables``, ``credit_balance``,
+        ``days_past_due`` and the facts of a customer, the FX rates, the API keys."""
+        problems: list[dict[str, Any]] = []
+        customers, policies = self._check_open_orders(problems), self._check_policies(problems)
+        return {
+            "ok": not problems,
+            "customers": customers,
+            "policy_versions": policies,
+            "problems": problems[:MAX_PROBLEMS],
+            "problems_total": len(problems),
+        }
+
+    def _check_open_orders(self, problems: list[dict[str, Any]]) -> int:
+        c, r = Customer.__table__.c, Reservation.__table__.c
+        # Amounts as text, parsed below: an unreadable value is reported, not raised.
+        text, none = (lambda x: sa.cast(x, sa.String)), sa.null()
+        q = sa.union_all(
+            sa.select(c.customer_id, sa.literal(1), text(c.open_orders), none, none),
+            sa.select(r.customer_id, sa.literal(2), none, text(r.amount), text(r.invoiced)).where(
+                r.status == "open"
+            ),
+        )
+        booked: dict[str, Decimal] = {}  # customer id → its open_orders
+        reserved: dict[str, Decimal] = {}
+        unreadable: dict[str, str] = {}
+        with self._session(write=False) as s:
+            for cid, kind, open_orders, amount, invoiced in s.execute(q):
+                try:
+                    if kind == 1:
+                        booked[cid] = Decimal(open_orders)
+                    else:
+                        reserved[cid] = reserved.get(cid, CENTS * 0) + (
+                            Decimal(amount) - Decimal(invoiced or 0)
+                        )
+                except _READ_ERRORS as e:
+                    unreadable.setdefault(cid, _read_cause(e))
+        for cid in sorted(set(booked) | set(reserved) | set(unreadable)):
+            if cid in unreadable:
+                message = f"a stored amount cannot be read ({unreadable[cid]})"
+            elif cid not in booked:
+                message = f"open reservations of {_plain(reserved[cid])} but no such customer"
+            elif booked[cid] != reserved.get(cid, CENTS * 0):
+                message = (
+                    f"open_orders is {_plain(booked[cid])} but its open reservations add up "
+                    f"to {_plain(reserved.get(cid, CENTS * 0))}"
+                )
+            else:
+                continue
+            problems.append({"check": "open_orders", "customer_id": cid, "message": message})
+        return len(booked)
+
+    def _check_policies(self, problems: list[dict[str, Any]]) -> int:
+        t = PolicyVersion.__table__.c
+        n = 0
+        with self._session(write=False) as s:
+            for sha, source in s.execute(sa.select(t.sha256, t.source).order_by(t.sha256)):
+                n += 1
+                if not policy_text_matches(sha, source):
+                    problems.append(
+                        {
+                            "check": "policy_source",
+                            "sha256": sha,
+                            "message": "the stored policy text does not hash to its sha256: "
+                            "it was changed after it was recorded",
+                        }
+                    )
+        return n
 
     def _verify_one(
         self,
@@ -1006,16 +1146,16 @@ class Store:
         ``seq``). The head is read after the last page; records appended meanwhile are
         walked too, so a live service is never reported broken."""
         walker = chain.ChainWalker()
+        unreadable: list[UnreadableRecord] = []
 
         def page(after: int) -> list[dict[str, Any]]:
             with self._session(write=False) as s:
-                rows = s.exec(
-                    select(model)
-                    .where(col(model.seq) > after)
-                    .order_by(col(model.seq))
-                    .limit(batch)
-                ).all()
-                return [as_record(r) for r in rows]
+                q = select(model).where(col(model.seq) > after).order_by(col(model.seq))
+                try:
+                    return read_records(s, q.limit(batch), model, as_record)
+                except UnreadableRecord as e:
+                    unreadable.append(e)  # checked after the readable records before it
+                    return e.readable
 
         def read_head() -> tuple[int, str] | None:
             with self._session(write=False) as s:
@@ -1034,17 +1174,26 @@ class Store:
 
         while True:
             rows = page(walker.last_seq)
-            if not rows:
+            if not rows and not unreadable:
                 head = read_head()
                 if head is not None and head[0] > walker.last_seq:
                     rows = page(walker.last_seq)  # appended since the last page?
-                if not rows:
+                if not rows and not unreadable:
                     mismatch = chain.head_mismatch(walker.last_seq, walker.last_hash, head)
                     return result(head, *(mismatch or (None, None)))
             for rec in rows:
                 reason = walker.feed(rec)
                 if reason is not None:
                     return result(read_head(), rec["seq"], reason)
+            if unreadable:
+                bad = unreadable[0]
+                seq = bad.seq if bad.seq is not None else walker.last_seq + 1
+                reason = (
+                    f"sequence gap: expected seq {walker.last_seq + 1}, found {seq}"
+                    if seq > walker.last_seq + 1
+                    else f"the record cannot be read ({bad.cause})"
+                )
+                return result(read_head(), seq, reason)
 
     # -- FX rates -------------------------------------------------------------------------
 
@@ -1337,7 +1486,9 @@ class Store:
         batch: int = 500,
     ) -> Iterator[dict[str, Any]]:
         """Every log record in ``seq`` order, read in batches of ``batch`` (one short read
-        transaction each, keyset pagination on ``seq``)."""
+        transaction each, keyset pagination on ``seq``). A record that cannot be read raises
+        ``UnreadableRecord`` before any record of its batch is yielded (so an unreadable
+        record in the first batch fails before anything is sent): never a silent end."""
         after = 0
         while True:
             q = select(DecisionLog).where(col(DecisionLog.seq) > after)
@@ -1348,13 +1499,11 @@ class Store:
             if date_to is not None:
                 q = q.where(col(DecisionLog.created_at) < _as_datetime(date_to, end=True))
             with self._session(write=False) as s:
-                page = [
-                    self._log_dict(r)
-                    for r in s.exec(q.order_by(col(DecisionLog.seq)).limit(batch)).all()
-                ]
+                q = q.order_by(col(DecisionLog.seq)).limit(batch)
+                page = read_records(s, q, DecisionLog, self._log_dict)
+            yield from page
             if not page:
                 return
-            yield from page
             after = page[-1]["seq"]
 
     # -- API keys -------------------------------------------------------------------------
@@ -1432,6 +1581,18 @@ class Store:
             return row.role if row is not None and not row.revoked else None
 
 
+def policy_text_matches(sha256: str, source: Any) -> bool:
+    """Whether a stored policy text is the one recorded under ``sha256``: the sha256 of its
+    UTF-8 bytes (``rules.loader`` hashes a file's raw bytes, which decode and re-encode to
+    the same bytes, and a text's UTF-8 encoding)."""
+    if not isinstance(source, str):
+        return False
+    try:
+        return hashlib.sha256(source.encode("utf-8")).hexdigest() == sha256
+    except UnicodeEncodeError:  # a lone surrogate: not a text rules could have hashed
+        return False
+
+
 def _event_record(row: LedgerEvent) -> dict[str, Any]:
     """The hashed record of a ledger event (``LEDGER_HASHED`` plus ``record_hash``)."""
     out = {f: getattr(row, f) for f in (*LEDGER_HASHED, "record_hash")}
@@ -1439,8 +1600,18 @@ def _event_record(row: LedgerEvent) -> dict[str, Any]:
     return out
 
 
-def _as_datetime(value: date | datetime, *, end: bool) -> datetime:
+def query_bound(value: date | datetime, *, end: bool) -> datetime:
+    """A ``from`` (``end=False``, inclusive) or ``to`` (``end=True``, exclusive) bound on
+    ``created_at`` as an aware UTC datetime. A plain date means its whole day: as ``to``, up
+    to the start of the next day; ``to=9999-12-31`` is clamped to the last representable
+    instant. Raises ``OverflowError`` for a date-time whose UTC time is outside years
+    1..9999 (``0001-01-01T00:00:00+05:00``, ``9999-12-31T23:00:00-05:00``)."""
     if isinstance(value, datetime):
         return chain.as_utc(value)
+    if end and value == date.max:
+        return datetime.max.replace(tzinfo=UTC)
     day = value + timedelta(days=1) if end else value
     return datetime.combine(day, time.min, tzinfo=UTC)
+
+
+_as_datetime = query_bound

@@ -626,6 +626,13 @@ def test_audit_verify_detects_tampering(api: Api) -> None:
             "head_seq": None,
             "head_hash": None,
         },
+        "consistency": {
+            "ok": True,
+            "customers": 2,
+            "policy_versions": 1,
+            "problems": [],
+            "problems_total": 0,
+        },
     }
     sql(api.db, "UPDATE decision_log SET outcome = 'approve' WHERE seq = 2")
     body = api.client.get("/v1/audit/verify", headers=h).json()
@@ -931,6 +938,8 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     assert r.stdout.splitlines() == [
         f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
         "ok: ledger events: 0 records, hash chain intact; no head",
+        "ok: ledger consistency: 2 customers, 1 policy text; open orders match the open "
+        "reservations, policy texts match their sha256",
     ]
     sql(db, "UPDATE decision_log SET caller = 'someone else' WHERE seq = 3")
     r = runner.invoke(app, ["audit", "verify"])

@@ -710,6 +710,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         assert r.status_code == 200, r.text
         assert r.headers["content-type"].startswith("application/x-ndjson")
         lines = [json.loads(x) for x in r.text.splitlines()]
+        assert lines.pop() == {"complete": True, "records": 3}
         assert [x["order_id"] for x in lines] == ["SO-0", "SO-1", "SO-2"]
         for x in lines:
             assert x["request"]["customer"]["years_in_business"] == "***"
@@ -723,6 +724,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         r = api.client.get("/v1/decisions/export?format=csv", headers=api.h("compliance"))
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/csv")
         rows = list(csv.DictReader(io.StringIO(r.text)))
+        assert [rows[-1]["seq"], rows.pop()["decision_id"]] == ["#complete", "3"]
         assert [x["order_id"] for x in rows] == ["SO-0", "SO-1", "SO-2"]
         assert json.loads(rows[0]["request"])["customer"]["years_in_business"] == "***"
         assert rows[0]["fx"] == ""
@@ -745,7 +747,10 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         r = api.client.get(
             "/v1/decisions/export?customer_id=nobody&format=csv", headers=api.h("compliance")
         )
-        assert r.text.splitlines() == [",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS)]
+        assert r.text.splitlines() == [
+            ",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS),
+            "#complete,0",
+        ]
     finally:
         api.store.dispose()
 
@@ -764,9 +769,7 @@ def test_concurrent_invoices_move_the_reservation_exactly_once(store, compiled):
     def run(i):
         barrier.wait()
         try:
-            r = store.apply_event(
-                "C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp"
-            )
+            r = store.apply_event("C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp")
             results.append(r["effect"].get("unreserved", "0.00"))
         except (ValueError, EventConflict) as e:
             results.append(type(e).__name__)
@@ -1320,3 +1323,367 @@ def test_http_jpy_original_amount_has_no_decimals(api):
     assert d.status_code == 200, d.text
     assert d.json()["fx"]["original_amount"] == "150000"
     assert d.json()["order_amount"] == "915.00"
+
+
+# -- query dates at the edges of the calendar; every bad query parameter at once ------------
+
+
+@pytest.mark.parametrize("route", ["/v1/decisions", "/v1/decisions/export"])
+def test_query_dates_at_the_calendar_edges(api, route):
+    api.customer()
+    assert api.decide().status_code == 200
+
+    def count(**params):
+        r = api.client.get(route, params=params, headers=api.h("compliance"))
+        assert r.status_code == 200, r.text
+        if route == "/v1/decisions":
+            return len(r.json()["items"])
+        return sum(1 for line in r.text.splitlines() if '"decision_id"' in line)
+
+    # once a 500 (OverflowError adding a day to 9999-12-31) and a reset export connection
+    assert count(to="9999-12-31") == 1
+    assert count(**{"from": "0001-01-01", "to": "9999-12-31"}) == 1
+    assert count(to="0001-01-01") == 0
+    assert count(**{"from": "9999-12-31"}) == 0
+    assert count(to="9999-12-31T23:59:59.999999+00:00") == 1
+    assert count(**{"from": "0001-01-01T00:00:00-05:00"}) == 1  # 05:00 UTC on 1 January 1
+    assert count(**{"from": "2000-01-01T00:00:00+14:00", "to": "9999-12-31T10:00:00+09:00"}) == 1
+    for name, value in (
+        ("from", "0001-01-01T00:00:00+05:00"),  # before year 1 in UTC
+        ("to", "9999-12-31T23:00:00-05:00"),  # after 9999 in UTC
+    ):
+        body = problem(
+            api.client.get(route, params={name: value}, headers=api.h("compliance")),
+            422,
+            "invalid_request",
+        )
+        assert [(e["path"], e["code"]) for e in body["errors"]] == [
+            (f"query.{name}", "out_of_range")
+        ]
+
+
+def test_every_bad_list_query_parameter_in_one_422(api):
+    r = api.client.get(
+        "/v1/decisions",
+        params={"limit": 0, "cursor": "abc", "from": "yesterday", "to": "10000-01-01"},
+        headers=api.h("reviewer"),
+    )
+    body = problem(r, 422, "invalid_request")
+    assert sorted(e["path"] for e in body["errors"]) == [
+        "query.cursor",
+        "query.from",
+        "query.limit",
+        "query.to",
+    ]
+    r = api.client.get(
+        "/v1/decisions/export",
+        params={"format": "xml", "from": "yesterday", "to": "9999-12-31T23:00:00-05:00"},
+        headers=api.h("compliance"),
+    )
+    body = problem(r, 422, "invalid_request")
+    assert sorted((e["path"], e["code"]) for e in body["errors"]) == [
+        ("query.format", "invalid_value"),
+        ("query.from", "invalid_value"),
+        ("query.to", "out_of_range"),
+    ]
+
+
+# -- an unreadable stored record; the export's end line -----------------------------------
+
+
+def _jsonl(r):
+    return [json.loads(x) for x in r.text.splitlines()]
+
+
+def test_export_ends_with_a_completeness_line(api):
+    api.customer()
+    h = api.h("compliance")
+    assert _jsonl(api.client.get("/v1/decisions/export", headers=h)) == [
+        {"complete": True, "records": 0}
+    ]
+    for i in range(3):
+        assert api.decide(order_id=f"SO-{i}", amount="100.00").status_code == 200
+    lines = _jsonl(api.client.get("/v1/decisions/export?format=jsonl", headers=h))
+    assert [x.get("order_id") for x in lines[:-1]] == ["SO-0", "SO-1", "SO-2"]
+    assert lines[-1] == {"complete": True, "records": 3}
+    r = api.client.get("/v1/decisions/export?format=csv", headers=h)
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert [r[3] for r in rows[1:-1]] == ["SO-0", "SO-1", "SO-2"]
+    assert rows[-1] == ["#complete", "3"]
+    lines = _jsonl(api.client.get("/v1/decisions/export?customer_id=nobody", headers=h))
+    assert lines == [{"complete": True, "records": 0}]
+
+
+@pytest.fixture
+def hacked(tmp_path):
+    """An SQLite service with three decisions whose seq 2 has an unparseable created_at
+    (edited outside the service; PostgreSQL's typed columns cannot hold such a value)."""
+    db = tmp_path / "hacked.db"
+    a = Api(f"sqlite:///{db}")
+    a.customer()
+    a.ids = [a.decide(order_id=f"SO-{i}", amount="100.00").json()["decision_id"] for i in range(3)]
+    with a.store.engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE decision_log SET created_at = '2026-11-29 21:18:15.314667 hacked' "
+                "WHERE seq = 2"
+            )
+        )
+    a.db = db
+    yield a
+    a.store.dispose()
+
+
+def test_an_unreadable_record_breaks_verify_cleanly(hacked):
+    result = hacked.store.verify_chain()
+    assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 1, 2)
+    assert result["reason"].startswith("the record cannot be read (ValueError: ")
+    assert result["head_seq"] == 3
+    body = hacked.client.get("/v1/audit/verify", headers=hacked.h("compliance"))
+    assert body.status_code == 200, body.text
+    assert body.json()["first_broken_seq"] == 2 and body.json()["ok"] is False
+
+
+def test_an_unreadable_record_in_the_cli_audit(hacked, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{hacked.db}")
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1, r.output
+    assert isinstance(r.exception, SystemExit)  # no traceback
+    assert "BROKEN: decision log at seq 2: the record cannot be read (ValueError: " in r.stderr
+    assert "Traceback" not in r.output
+
+
+def test_an_unreadable_record_is_a_problem_on_reads(hacked):
+    h = hacked.h("compliance")
+    for url in ("/v1/decisions", f"/v1/decisions/{hacked.ids[1]}"):
+        body = problem(hacked.client.get(url, headers=h), 500, "unreadable_record")
+        assert "decision_log seq 2 cannot be read (ValueError: " in body["detail"]
+    r = hacked.client.get(f"/v1/decisions/{hacked.ids[0]}", headers=h)
+    assert r.status_code == 200  # the others still read
+    r = hacked.client.get("/v1/decisions", params={"cursor": 2}, headers=h)
+    assert [x["seq"] for x in r.json()["items"]] == [1]
+    # the export: the unreadable record is in the first batch → a problem before any byte
+    for fmt in ("jsonl", "csv"):
+        body = problem(
+            hacked.client.get(f"/v1/decisions/export?format={fmt}", headers=h),
+            500,
+            "unreadable_record",
+        )
+        assert "seq 2" in body["detail"]
+
+
+def test_an_unreadable_record_mid_export_ends_it_as_incomplete(hacked, monkeypatch):
+    """Past the first batch the status line is sent: the export ends with an explicit
+    incomplete line and the connection is aborted (the server error propagates)."""
+    real = Store.iter_decisions
+    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    h = hacked.h("compliance")
+    strict = TestClient(hacked.app)  # raise_server_exceptions: the abort is visible
+    for fmt in ("jsonl", "csv"):
+        with pytest.raises(Exception, match="seq 2 cannot be read"):
+            strict.get(f"/v1/decisions/export?format={fmt}", headers=h)
+    lines = _jsonl(hacked.client.get("/v1/decisions/export?format=jsonl", headers=h))
+    assert [x.get("seq") for x in lines[:-1]] == [1]
+    assert lines[-1]["complete"] is False and lines[-1]["records"] == 1
+    assert "decision_log seq 2 cannot be read (ValueError: " in lines[-1]["error"]
+    text = hacked.client.get("/v1/decisions/export?format=csv", headers=h).text
+    rows = list(csv.reader(io.StringIO(text)))
+    assert [r[0] for r in rows] == ["seq", "1", "#incomplete"]
+    assert rows[-1][1] == "1" and "seq 2 cannot be read" in rows[-1][2]
+
+
+# -- ledger consistency in the audit; an altered policy text --------------------------------
+
+
+def _consistency_problems(store):
+    result = store.verify_chain()
+    assert result["checked"] == result["head_seq"] or result["head_seq"] is None
+    return result["ok"], [
+        (p["check"], p.get("customer_id") or p.get("sha256")[:12], p["message"])
+        for p in result["consistency"]["problems"]
+    ]
+
+
+def test_audit_checks_open_orders_against_the_open_reservations(api):
+    api.customer()
+    api.customer("CUST-2")
+    assert api.decide(order_id="SO-1", amount="12500.00").json()["outcome"] == "approve"
+    assert (
+        api.decide(order_id="SO-2", customer_id="CUST-2", amount="300.00").json()["outcome"]
+        == "approve"
+    )
+    inv = api.event(
+        event_id="E1", type="invoice_issued", order_id="SO-1", amount="500.00", currency="EUR"
+    )
+    assert inv.status_code == 200, inv.text
+    result = api.store.verify_chain()
+    assert result["ok"] and result["consistency"] == {
+        "ok": True,
+        "customers": 2,
+        "policy_versions": 1,
+        "problems": [],
+        "problems_total": 0,
+    }
+    with api.store.engine.begin() as conn:  # open orders edited; the chains do not cover them
+        conn.execute(
+            sa.text("UPDATE customers SET open_orders = '0.00' WHERE customer_id = 'CUST-1'")
+        )
+    ok, problems = _consistency_problems(api.store)
+    assert not ok
+    assert problems == [
+        (
+            "open_orders",
+            "CUST-1",
+            "open_orders is 0.00 but its open reservations add up to 12000.00",
+        )
+    ]
+    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
+    assert body["ok"] is False and body["ledger"]["ok"] and body["checked"] == 2
+    assert body["consistency"]["problems"][0]["customer_id"] == "CUST-1"
+    with api.store.engine.begin() as conn:  # ...and a reservation moved to nobody
+        conn.execute(
+            sa.text("UPDATE customers SET open_orders = '12000.00' WHERE customer_id = 'CUST-1'")
+        )
+        conn.execute(
+            sa.text("UPDATE reservations SET customer_id = 'GHOST' WHERE order_id = 'SO-2'")
+        )
+    ok, problems = _consistency_problems(api.store)
+    assert problems == [
+        ("open_orders", "CUST-2", "open_orders is 300.00 but its open reservations add up to 0.00"),
+        ("open_orders", "GHOST", "open reservations of 300.00 but no such customer"),
+    ]
+
+
+def test_audit_checks_every_stored_policy_text_against_its_sha256(db_url, tmp_path):
+    """An edited policy text is reported by the audit and refused by replay."""
+    first = Api(db_url)
+    try:
+        first.customer()
+        decision = first.decide().json()
+    finally:
+        first.store.dispose()
+    v2 = tmp_path / "policy-v2.yaml"
+    v2.write_text(POLICY.read_text().replace('version: "2026.11.1"', 'version: "2026.12.1"'))
+    api = Api(db_url, v2)
+    try:
+        h = api.h("compliance")
+        replay = api.client.get(f"/v1/decisions/{decision['decision_id']}/replay", headers=h)
+        assert replay.status_code == 200 and replay.json()["identical"], replay.text
+        old = decision["policy"]["sha256"]
+        with api.store.engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE policy_versions SET source = replace(source, 'blacklisted', "
+                    "'blacklisted ') WHERE sha256 = :sha"
+                ),
+                {"sha": old},
+            )
+        ok, problems = _consistency_problems(api.store)
+        assert not ok and problems == [
+            (
+                "policy_source",
+                old[:12],
+                "the stored policy text does not hash to its sha256: it was changed after it "
+                "was recorded",
+            )
+        ]
+        api2 = Api(db_url, v2)  # a fresh service: nothing compiled yet
+        try:
+            body = problem(
+                api2.client.get(
+                    f"/v1/decisions/{decision['decision_id']}/replay", headers=api2.h("compliance")
+                ),
+                500,
+                "policy_text_altered",
+            )
+            assert old[:12] in body["detail"]
+        finally:
+            api2.store.dispose()
+    finally:
+        api.store.dispose()
+
+
+def test_cli_audit_lists_consistency_problems(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    db = tmp_path / "cli.db"
+    api = Api(f"sqlite:///{db}")
+    try:
+        api.customer()
+        assert api.decide().json()["outcome"] == "approve"
+    finally:
+        api.store.dispose()
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{db}")
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1] == (
+        "ok: ledger consistency: 1 customer, 1 policy text; open orders match the open "
+        "reservations, policy texts match their sha256"
+    )
+    engine = sa.create_engine(f"sqlite:///{db}")
+    with engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET open_orders = '1.00 hacked'"))
+        conn.execute(sa.text("UPDATE policy_versions SET source = source || '#'"))
+    engine.dispose()
+    r = CliRunner().invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1, r.output
+    assert r.stdout.splitlines()[:2] == [
+        line for line in r.stdout.splitlines() if line.startswith("ok: ")
+    ]  # both chains still intact
+    errors = r.stderr.splitlines()
+    assert errors[0].startswith(
+        "BROKEN: ledger consistency: customer CUST-1: a stored amount cannot be read "
+        "(InvalidOperation"
+    ), errors
+    assert errors[1].startswith("BROKEN: ledger consistency: policy ")
+    assert errors[1].endswith(
+        ": the stored policy text does not hash to its sha256: it was changed after it was recorded"
+    )
+
+
+def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatch):
+    """Over a real connection (uvicorn): the client gets the incomplete line and then a
+    broken transfer (no final chunk), never what looks like a complete answer."""
+    import socket
+    import threading
+    import time
+
+    import httpx
+    import uvicorn
+
+    real = Store.iter_decisions
+    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = uvicorn.Server(
+        uvicorn.Config(hacked.app, host="127.0.0.1", port=port, log_level="critical")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for fmt, last in (("jsonl", b'"complete": false'), ("csv", b"#incomplete,1,")):
+            body = b""
+            with pytest.raises(httpx.RemoteProtocolError):
+                with httpx.stream(
+                    "GET",
+                    f"http://127.0.0.1:{port}/v1/decisions/export?format={fmt}",
+                    headers=hacked.h("compliance"),
+                    timeout=10,
+                ) as r:
+                    assert r.status_code == 200
+                    for chunk in r.iter_bytes():
+                        body += chunk
+            assert last in body.splitlines()[-1]
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -108,9 +108,10 @@ def last_record(store, table="decision_log"):
         )
 
 
-def intact(checked, head=None, ledger_checked=0, ledger_head=None):
+def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=0):
     """The verify_chain answer for intact chains of ``checked`` log records and
-    ``ledger_checked`` ledger events, with these heads ``(seq, hash)``."""
+    ``ledger_checked`` ledger events, with these heads ``(seq, hash)``, and a consistent
+    ledger of ``customers`` customers and ``policies`` stored policy texts."""
     return {
         "ok": True,
         "checked": checked,
@@ -125,6 +126,13 @@ def intact(checked, head=None, ledger_checked=0, ledger_head=None):
             "reason": None,
             "head_seq": ledger_head[0] if ledger_head else None,
             "head_hash": ledger_head[1] if ledger_head else None,
+        },
+        "consistency": {
+            "ok": True,
+            "customers": customers,
+            "policy_versions": policies,
+            "problems": [],
+            "problems_total": 0,
         },
     }
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import json
 import logging
 import re
@@ -17,6 +18,8 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import AfterValidator
+from pydantic_core import PydanticCustomError
 
 from api.auth import Caller
 from api.bodies import (
@@ -43,6 +46,44 @@ from engine.inputs import InputErrors
 log = logging.getLogger("creditgate.api")
 router = APIRouter(tags=["decisions"])
 Svc = Annotated[Service, Depends(service)]
+
+
+def parse_when(value: str | None, name: str) -> date | datetime | None:
+    """``from`` / ``to`` query values: a date (``2026-11-29``, the whole day) or an ISO 8601
+    date-time (``2026-11-29T10:00:00Z``; without an offset it is UTC). Raises
+    ``PydanticCustomError`` (``invalid_value``; ``out_of_range`` for a date-time whose UTC
+    time lies outside years 1..9999, e.g. ``0001-01-01T00:00:00+05:00``), so FastAPI reports
+    it together with every other bad query parameter in one 422 (path ``query.<name>``)."""
+    if value is None:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            when: date | datetime = date.fromisoformat(value)
+        else:
+            when = datetime.fromisoformat(value)
+    except ValueError:
+        raise PydanticCustomError(
+            "invalid_value",
+            "expected a date (2026-11-29) or an ISO 8601 date-time (2026-11-29T10:00:00Z)",
+        ) from None
+    from api.store import query_bound
+
+    try:
+        query_bound(when, end=name == "to")
+    except OverflowError:
+        raise PydanticCustomError(
+            "out_of_range",
+            f"{value} is outside the supported range (UTC 0001-01-01 to 9999-12-31)",
+        ) from None
+    return when
+
+
+def when_from(value: str | None) -> date | datetime | None:
+    return parse_when(value, "from")
+
+
+def when_to(value: str | None) -> date | datetime | None:
+    return parse_when(value, "to")
 
 
 @router.post(
@@ -189,10 +230,12 @@ def list_decisions(
     date_from: Annotated[
         str | None,
         Query(alias="from", description="From this date or date-time (inclusive)"),
+        AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
         str | None,
         Query(alias="to", description="Up to this date (whole day) or date-time (exclusive)"),
+        AfterValidator(when_to),
     ] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
     policy_version: Annotated[
@@ -204,19 +247,35 @@ def list_decisions(
     ] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> JSONResponse:
+    from api.store import UnreadableRecord
+
     mask = masker(svc)
-    rows, next_cursor = svc.store.list_decisions(
-        customer_id=customer_id,
-        outcome=outcome,
-        date_from=parse_when(date_from, "from"),
-        date_to=parse_when(date_to, "to"),
-        rule_id=rule_id,
-        policy_version=policy_version,
-        cursor=cursor,
-        limit=limit,
-    )
+    try:
+        rows, next_cursor = svc.store.list_decisions(
+            customer_id=customer_id,
+            outcome=outcome,
+            date_from=date_from,  # parsed and range-checked by when_from / when_to
+            date_to=date_to,
+            rule_id=rule_id,
+            policy_version=policy_version,
+            cursor=cursor,
+            limit=limit,
+        )
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
     items = [mask(row) for row in rows]
     return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
+
+
+def unreadable_problem(exc: Exception) -> Problem:
+    """500 ``unreadable_record``: a stored record (named by its seq) cannot be read; never
+    skipped silently."""
+    log.error("unreadable record: %s", exc, extra={"error": str(exc)})
+    return Problem(
+        "unreadable_record",
+        f"{exc}; the record was edited outside the service: run 'creditgate audit verify' "
+        "and restore the database",
+    )
 
 
 def masking_of(svc: Service) -> Callable[[dict[str, Any]], Masking]:
@@ -258,41 +317,83 @@ def export_decisions(
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     date_from: Annotated[
-        str | None, Query(alias="from", description="From this date or date-time")
+        str | None,
+        Query(alias="from", description="From this date or date-time"),
+        AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
-        str | None, Query(alias="to", description="Up to this date (whole day) or date-time")
+        str | None,
+        Query(alias="to", description="Up to this date (whole day) or date-time"),
+        AfterValidator(when_to),
     ] = None,
 ) -> Response:
-    start, end = parse_when(date_from, "from"), parse_when(date_to, "to")
+    from api.store import UnreadableRecord
+
+    start, end = date_from, date_to  # parsed and range-checked by when_from / when_to
     mask = masker(svc)
     rows = svc.store.iter_decisions(customer_id=customer_id, date_from=start, date_to=end)
+    try:
+        # The first batch is read before the answer starts: an unreadable record in it is
+        # a problem response, not a 200 with a short body.
+        first = next(rows, None)
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
+    records = itertools.chain([] if first is None else [first], rows)
+    written = 0
+
+    def counted() -> Any:
+        nonlocal written
+        for row in records:
+            yield row
+            written += 1
+
+    def failed(exc: Exception) -> str:
+        log.error("export aborted after %d records: %s", written, exc, extra={"error": str(exc)})
+        if isinstance(exc, UnreadableRecord):
+            return str(exc)
+        return f"internal error ({type(exc).__name__})"
 
     def jsonl() -> Any:
-        for row in rows:
-            yield json.dumps(to_json(mask(row)), ensure_ascii=False) + "\n"
+        try:
+            for row in counted():
+                yield json.dumps(to_json(mask(row)), ensure_ascii=False) + "\n"
+        except Exception as exc:
+            # Mid-stream: the status line is gone. Say so in the body, then abort the
+            # connection (re-raise) so a client sees a broken transfer as well.
+            end = {"complete": False, "records": written, "error": failed(exc)}
+            yield json.dumps(end, ensure_ascii=False) + "\n"
+            raise
+        yield json.dumps({"complete": True, "records": written}) + "\n"
 
     def csv_lines() -> Any:
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\r\n")
         writer.writerow(EXPORT_COLUMNS)
-        for row in rows:
-            data = to_json(mask(row))
-            writer.writerow(
-                [
-                    csv_cell(
-                        json.dumps(data[c], ensure_ascii=False, sort_keys=True)
-                        if isinstance(data.get(c), dict)
-                        else ("" if data.get(c) is None else data[c])
-                    )
-                    for c in EXPORT_COLUMNS
-                ]
-            )
+        try:
+            for row in counted():
+                yield from csv_row(writer, buf, row)
+        except Exception as exc:
+            writer.writerow(["#incomplete", written, csv_cell(failed(exc))])
             yield buf.getvalue()
-            buf.seek(0)
-            buf.truncate()
-        if buf.getvalue():
-            yield buf.getvalue()
+            raise
+        writer.writerow(["#complete", written])
+        yield buf.getvalue()
+
+    def csv_row(writer: Any, buf: io.StringIO, row: dict[str, Any]) -> Any:
+        data = to_json(mask(row))
+        writer.writerow(
+            [
+                csv_cell(
+                    json.dumps(data[c], ensure_ascii=False, sort_keys=True)
+                    if isinstance(data.get(c), dict)
+                    else ("" if data.get(c) is None else data[c])
+                )
+                for c in EXPORT_COLUMNS
+            ]
+        )
+        yield buf.getvalue()
+        buf.seek(0)
+        buf.truncate()
 
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
@@ -304,7 +405,12 @@ def export_decisions(
 
 
 def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:
-    row = svc.store.get_decision(decision_id)
+    from api.store import UnreadableRecord
+
+    try:
+        row = svc.store.get_decision(decision_id)
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
     if row is None:
         raise Problem("unknown_decision", f"no decision {decision_id!r}")
     return row
@@ -357,30 +463,6 @@ def replay_decision(
             }
         )
     )
-
-
-def parse_when(value: str | None, name: str) -> date | datetime | None:
-    """``from`` / ``to`` query values: a date (``2026-11-29``, the whole day) or an ISO 8601
-    date-time (``2026-11-29T10:00:00Z``)."""
-    if value is None:
-        return None
-    try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            return date.fromisoformat(value)
-        return datetime.fromisoformat(value)
-    except ValueError:
-        raise Problem(
-            "invalid_request",
-            f"{name!r} is not a date or date-time",
-            errors=[
-                {
-                    "path": f"query.{name}",
-                    "code": "invalid_value",
-                    "message": "expected a date (2026-11-29) or an ISO 8601 date-time "
-                    "(2026-11-29T10:00:00Z)",
-                }
-            ],
-        ) from None
 
 
 def differences(stored: Any, replayed: Any, path: str = "") -> list[dict[str, Any]]:

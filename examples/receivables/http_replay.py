@@ -335,9 +335,13 @@ def render(run: HttpReplay, *, url: str, policy_label: str, data_label: str,
         lines.append("  audit: not checked (the key may not read /v1/audit/verify)")
     elif run.audit.get("ok"):
         lines.append(f"  audit: ok, {run.audit['checked']} records, hash chain intact")
+    elif run.audit.get("reason") or (run.audit.get("ledger") or {}).get("reason"):
+        chain = run.audit if run.audit.get("reason") else run.audit["ledger"]
+        lines.append(f"  audit: BROKEN at seq {chain.get('first_broken_seq')}: "
+                     f"{chain.get('reason')}")
     else:
-        lines.append(f"  audit: BROKEN at seq {run.audit.get('first_broken_seq')}: "
-                     f"{run.audit.get('reason')}")
+        problems = (run.audit.get("consistency") or {}).get("problems") or [{}]
+        lines.append(f"  audit: BROKEN ledger consistency: {problems[0].get('message')}")
     return "\n".join(lines)
 
 
