@@ -334,17 +334,27 @@ class DecisionRequest(_Body):
 
 
 class CustomerBody(_Body):
-    """A customer's credit position (replaces what the ledger holds; ``open_orders`` is kept:
-    it is the sum of the open approved orders)."""
+    """A customer's credit position. ``currency`` and ``credit_limit`` are set; a field
+    left out keeps what the ledger holds for an existing customer (``open_receivables``
+    and ``days_past_due`` may have been moved by ledger events since; ``facts`` as a whole)
+    and starts at 0 / none for a new one. ``open_orders`` and ``credit_balance`` belong to
+    the ledger and are never set here."""
 
     currency: Currency
     credit_limit: Money
-    open_receivables: Money = Decimal(0)
-    days_past_due: Whole = 0
-    facts: CustomerFacts = Field(
-        default_factory=dict,
+    # Optional, an explicit null is refused (null_value) as everywhere in the API.
+    open_receivables: Money = Field(  # type: ignore[assignment]
+        default=None,
+        description="Set the open receivables (reconciliation with the AR ledger); left "
+        "out: kept (new customer: 0)",
+    )
+    days_past_due: Whole = Field(  # type: ignore[assignment]
+        default=None, description="Left out: kept (new customer: 0)"
+    )
+    facts: CustomerFacts = Field(  # type: ignore[assignment]
+        default=None,
         description='Other customer inputs of the policy, e.g. {"risk_class": "low", '
-        '"years_in_business": 12}',
+        '"years_in_business": 12}; replaces the stored facts; left out: kept',
     )
 
 

@@ -161,8 +161,10 @@ def _import_row(
             msg = e.message() if isinstance(e, PydanticCustomError) else str(e)
             bad.append({"line": line, "column": column, "problem": msg})
 
-    def money(cell: str) -> Decimal:
-        value = parse_money(cell or "0")
+    def money(cell: str) -> Decimal | None:
+        if not cell:
+            return None  # left empty: kept (a new customer starts at 0)
+        value = parse_money(cell)
         if value < 0:
             raise ValueError("must not be negative")
         if value != round(value, policy.minor_units):
@@ -175,17 +177,18 @@ def _import_row(
             raise ValueError(customer_currency_message(policy, code))
         return code
 
-    def days(cell: str) -> int:
+    def days(cell: str) -> int | None:
         if not cell:
-            return 0
+            return None  # left empty: kept (a new customer starts at 0)
         if not cell.isdigit() or len(cell) > 6:
             raise ValueError("a whole number of days (0 or more)")
         return int(cell)
 
     def required_money(cell: str) -> Decimal:
-        if not cell:
+        value = money(cell)
+        if value is None:
             raise ValueError("required")
-        return money(cell)
+        return value
 
     try:  # not stripped: " B5 " is refused, never silently another id
         row["customer_id"] = parse_customer_id(cells.get("customer_id", ""))
@@ -198,7 +201,7 @@ def _import_row(
     for name, spec in facts.items():
         cell = cells.get(name, "")
         if cell == "":
-            continue  # not set: the policy default (or the order's facts) applies
+            continue  # left empty: the stored fact is kept (none: the policy default)
         try:
             row["facts"][name.removeprefix("customer.")] = _csv_fact(spec, cell, policy.minor_units)
         except InputErrors as e:

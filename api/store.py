@@ -516,52 +516,89 @@ class Store:
         *,
         currency: str,
         credit_limit: Decimal,
-        open_receivables: Decimal = Decimal(0),
-        days_past_due: int = 0,
+        open_receivables: Decimal | None = None,
+        days_past_due: int | None = None,
         facts: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """Create or replace a customer's ledger data. ``open_orders`` (the open approved
-        reservations) is kept: it belongs to the store."""
+        """Create or update a customer's ledger data. ``currency`` and ``credit_limit`` are
+        set; ``open_receivables``, ``days_past_due`` and ``facts`` (as a whole) are set when
+        given and otherwise KEPT for an existing customer (ledger events move receivables:
+        a limit update must never erase them) or 0 / none for a new one. ``open_orders``
+        and ``credit_balance`` belong to the store and are never set here. Two concurrent
+        creations of one new customer: the second updates the first's row."""
         _customer_ident(customer_id)
         if not isinstance(currency, str) or len(currency) != 3 or not currency.isalpha():
             raise ValueError("currency: an ISO 4217 code such as 'EUR'")
         currency = currency.upper()
         limit = _money(credit_limit, "credit_limit")
-        receivables = _money(open_receivables, "open_receivables")
-        if limit < 0 or receivables < 0:
+        receivables = (
+            None if open_receivables is None else _money(open_receivables, "open_receivables")
+        )
+        if limit < 0 or (receivables is not None and receivables < 0):
             raise ValueError("credit_limit and open_receivables must not be negative")
-        if isinstance(days_past_due, bool) or not isinstance(days_past_due, int):
-            raise ValueError("days_past_due: a whole number of days")
-        if days_past_due < 0:
-            raise ValueError("days_past_due must not be negative")
-        clean = _customer_facts(facts)
-        with self._session(write=True) as s:
-            cust = s.get(Customer, customer_id, with_for_update=True)
-            if cust is None:
-                cust = Customer(
-                    customer_id=customer_id,
-                    currency=currency,
-                    credit_limit=limit,
-                    open_receivables=receivables,
-                    open_orders=Decimal("0.00"),
-                    days_past_due=days_past_due,
-                    facts=clean,
-                )
-                s.add(cust)
-            else:
-                if cust.currency != currency and cust.open_orders != 0:
-                    raise ValueError(
-                        f"customer {customer_id!r} has open orders in {cust.currency}; "
-                        "its currency cannot change"
-                    )
-                cust.currency = currency
-                cust.credit_limit = limit
-                cust.open_receivables = receivables
-                cust.days_past_due = days_past_due
-                cust.facts = clean
-                cust.updated_at = utcnow()
-            s.flush()
-            return self._customer_dict(cust)
+        if days_past_due is not None:
+            if isinstance(days_past_due, bool) or not isinstance(days_past_due, int):
+                raise ValueError("days_past_due: a whole number of days")
+            if days_past_due < 0:
+                raise ValueError("days_past_due must not be negative")
+        clean = None if facts is None else _customer_facts(facts)
+        row = {
+            "customer_id": customer_id,
+            "currency": currency,
+            "credit_limit": limit,
+            "open_receivables": receivables,
+            "days_past_due": days_past_due,
+            "facts": clean,
+        }
+        for attempt in (1, 2):
+            try:
+                with self._session(write=True) as s:
+                    cust = self._upsert_customer(s, row, merge_facts=False)
+                    if isinstance(cust, str):
+                        raise ValueError(f"customer {customer_id!r} {cust}")
+                    s.flush()
+                    return self._customer_dict(cust)
+            except exc.IntegrityError:
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _upsert_customer(s: Session, r: dict[str, Any], *, merge_facts: bool) -> Customer | str:
+        """Create or update one customer in session ``s`` (row lock first). ``None`` values
+        of ``open_receivables``, ``days_past_due``, ``facts`` keep the stored ones; with
+        ``merge_facts`` the given facts are added to the stored ones (the CSV import: an
+        empty cell never clears a fact), else they replace them. Returns the customer, or
+        the reason it cannot be changed (text)."""
+        cust = s.get(Customer, r["customer_id"], with_for_update=True)
+        facts = None if r["facts"] is None else chain.jsonable(r["facts"])
+        if cust is None:
+            cust = Customer(
+                customer_id=r["customer_id"],
+                currency=r["currency"],
+                credit_limit=r["credit_limit"],
+                open_receivables=r["open_receivables"]
+                if r["open_receivables"] is not None
+                else Decimal("0.00"),
+                open_orders=Decimal("0.00"),
+                days_past_due=r["days_past_due"] or 0,
+                facts=facts or {},
+            )
+            s.add(cust)
+            s.flush()  # a concurrent creation of the same id fails here (IntegrityError)
+            return cust
+        if cust.currency != r["currency"] and cust.open_orders != 0:
+            return f"has open orders in {cust.currency}; its currency cannot change"
+        cust.currency = r["currency"]
+        cust.credit_limit = r["credit_limit"]
+        if r["open_receivables"] is not None:
+            cust.open_receivables = r["open_receivables"]
+        if r["days_past_due"] is not None:
+            cust.days_past_due = r["days_past_due"]
+        if facts is not None:
+            cust.facts = {**(cust.facts or {}), **facts} if merge_facts else facts
+        cust.updated_at = utcnow()
+        return cust
 
     def get_customer(self, customer_id: str) -> dict[str, Any] | None:
         with self._session(write=False) as s:
@@ -829,18 +866,26 @@ class Store:
         """Convert the order's amount into ``base``. The rate is the latest on or before
         the order date ``on`` (missing, or more than ``max_age_days`` older than ``on`` →
         ``FxRateMissing``); with ``latest`` (today), the latest rate on or before that day
-        is considered too and the HIGHER of the two is used: the larger exposure, so a
-        caller cannot lower an order's value by choosing its date (conservative; both
-        rates are recorded in ``candidates``)."""
+        must not be more than ``max_age_days`` old either (``FxRateMissing``: a stopped
+        feed is not hidden by backdating), and the HIGHER of the two is used: the larger
+        exposure, so a caller cannot lower an order's value by choosing its date
+        (conservative; both rates are recorded in ``candidates``)."""
         row = self._rate(s, base, norm["currency"], on)
         if row is None:
             raise FxRateMissing(base, norm["currency"], on)
         if max_age_days is not None and (on - row.as_of).days > max_age_days:
             raise FxRateMissing(base, norm["currency"], on, stale=row.as_of, max_age=max_age_days)
         rows = [row]
-        if latest is not None and latest > on:
-            now_row = self._rate(s, base, norm["currency"], latest)
-            if now_row is not None and now_row.as_of != row.as_of:
+        if latest is not None:
+            now_row = self._rate(s, base, norm["currency"], latest) if latest > on else row
+            assert now_row is not None  # row is on or before on <= latest
+            if max_age_days is not None and (latest - now_row.as_of).days > max_age_days:
+                # The feed stopped: even the newest rate is stale TODAY, so a backdated
+                # order may not use it either (the currency may have risen since).
+                raise FxRateMissing(
+                    base, norm["currency"], latest, stale=now_row.as_of, max_age=max_age_days
+                )
+            if now_row.as_of != row.as_of:
                 rows.append(now_row)
         used = max(rows, key=lambda r: (r.rate, r.as_of))
         candidates = [{"rate": _plain(r.rate), "as_of": r.as_of.isoformat()} for r in rows]
@@ -1435,45 +1480,36 @@ class Store:
     # -- bulk import ----------------------------------------------------------------------
 
     def import_customers(self, rows: list[dict[str, Any]]) -> int:
-        """Create or replace every customer of ``rows`` (``put_customer`` fields plus
+        """Create or update every customer of ``rows`` (``put_customer`` fields plus
         ``line``) in ONE transaction: any bad row → ``ImportErrors`` listing every bad row
-        (``{line, column, problem}``), nothing written."""
-        errors: list[dict[str, Any]] = []
-        with self._session(write=True) as s:
-            for r in rows:
-                cust = s.get(Customer, r["customer_id"], with_for_update=True)
-                if cust is None:
-                    s.add(
-                        Customer(
-                            customer_id=r["customer_id"],
-                            currency=r["currency"],
-                            credit_limit=r["credit_limit"],
-                            open_receivables=r["open_receivables"],
-                            open_orders=Decimal("0.00"),
-                            days_past_due=r["days_past_due"],
-                            facts=chain.jsonable(r["facts"]),
-                        )
-                    )
-                    continue
-                if cust.currency != r["currency"] and cust.open_orders != 0:
-                    errors.append(
-                        {
-                            "line": r["line"],
-                            "column": "currency",
-                            "problem": f"the customer has open orders in {cust.currency}; "
-                            "its currency cannot change",
-                        }
-                    )
-                    continue
-                cust.currency = r["currency"]
-                cust.credit_limit = r["credit_limit"]
-                cust.open_receivables = r["open_receivables"]
-                cust.days_past_due = r["days_past_due"]
-                cust.facts = chain.jsonable(r["facts"])
-                cust.updated_at = utcnow()
-            if errors:
-                raise ImportErrors(errors)  # rolls the whole transaction back
-        return len(rows)
+        (``{line, column, problem}``), nothing written. ``None`` (an empty cell, or no
+        column) keeps the stored value; facts are merged into the stored ones (an empty
+        cell never clears a fact, such as a blacklist flag)."""
+        # Rows in customer-id order: two imports lock the same customers in the same
+        # order, so they queue instead of deadlocking.
+        ordered = sorted(rows, key=lambda r: r["customer_id"])
+        for attempt in (1, 2):
+            errors: list[dict[str, Any]] = []
+            try:
+                with self._session(write=True) as s:
+                    for r in ordered:
+                        row = {**r, "facts": r.get("facts") or None}
+                        cust = self._upsert_customer(s, row, merge_facts=True)
+                        if isinstance(cust, str):
+                            errors.append(
+                                {
+                                    "line": r["line"],
+                                    "column": "currency",
+                                    "problem": f"the customer {cust}",
+                                }
+                            )
+                    if errors:
+                        raise ImportErrors(sorted(errors, key=lambda e: e["line"]))  # rollback
+                return len(rows)
+            except exc.IntegrityError:  # a customer created concurrently: once more
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")
 
     # -- export ---------------------------------------------------------------------------
 

@@ -1687,3 +1687,171 @@ def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatc
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# -- customer updates never erase what the ledger recorded (both databases) ----------------
+
+
+def test_put_customer_keeps_receivables_days_and_facts_left_out(store, compiled):
+    customer(store, receivables="0.00", blacklisted=True)
+    store.apply_event("C1", event("I1", "invoice_issued", "9500.00", "R-1"), "erp")
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE customers SET days_past_due = 45 WHERE customer_id = 'C1'"))
+    # a limit update: receivables (moved by the invoice event), days and facts stay
+    c = store.put_customer("C1", currency="EUR", credit_limit=D("10000.00"))
+    assert (c["credit_limit"], c["open_receivables"], c["exposure"]) == (
+        D("10000.00"),
+        D("9500.00"),
+        D("9500.00"),
+    )
+    assert c["days_past_due"] == 45 and c["facts"]["blacklisted"] is True
+    # given explicitly: set (reconciliation with the AR ledger); facts replaced as a whole
+    c = store.put_customer(
+        "C1",
+        currency="EUR",
+        credit_limit=D("10000.00"),
+        open_receivables=D("100.00"),
+        days_past_due=0,
+        facts={"risk_class": "low"},
+    )
+    assert (c["open_receivables"], c["days_past_due"], c["facts"]) == (
+        D("100.00"),
+        0,
+        {"risk_class": "low"},
+    )
+    # a new customer starts at zero
+    n = store.put_customer("C9", currency="EUR", credit_limit=D("5.00"))
+    assert (n["open_receivables"], n["days_past_due"], n["facts"]) == (D("0.00"), 0, {})
+
+
+def test_http_import_without_receivables_never_erases_them_and_no_approve_follows(api):
+    # The adversarial case: receivables recorded by an invoice event, then a CSV that only
+    # updates limits. Before, the missing column meant 0: exposure vanished and a 9,000.00
+    # order was approved against a 10,000.00 limit with 9,500.00 outstanding.
+    api.customer("RCV", credit_limit="10000.00", open_receivables="0.00")
+    r = api.event(
+        "RCV", event_id="rcv1", type="invoice_issued", order_id="R-1", amount="9500.00",
+        currency="EUR",
+    )
+    assert r.status_code == 200, r.text
+    csv_text = "customer_id,currency,credit_limit,customer.risk_class\nRCV,EUR,10000.00,low\n"
+    r = api.client.post(
+        "/v1/customers/import",
+        headers=api.h(**{"Content-Type": "text/csv"}),
+        content=csv_text.encode(),
+    )
+    assert r.status_code == 200, r.text
+    c = api.client.get("/v1/customers/RCV", headers=api.h()).json()
+    assert (c["open_receivables"], c["exposure"]) == ("9500.00", "9500.00")
+    assert c["facts"]["years_in_business"] == "12"  # kept: the column was not in the file
+    d = api.decide(order_id="R-2", customer_id="RCV", amount="9000.00").json()
+    assert d["outcome"] != "approve" and d["exposure_after"] == "18500.00"
+
+
+def test_http_import_empty_cells_keep_stored_values_and_facts(api):
+    api.customer("BL", credit_limit="50000.00", open_receivables="700.00")
+    api.client.put(
+        "/v1/customers/BL",
+        headers=api.h(),
+        json={
+            "currency": "EUR",
+            "credit_limit": "50000.00",
+            "facts": {**PRIME, "blacklisted": True},
+        },
+    )
+    csv_text = (
+        "customer_id,currency,credit_limit,open_receivables,days_past_due,customer.blacklisted\n"
+        "BL,EUR,60000.00,,,\n"
+        "NEW,EUR,100.00,,,\n"
+    )
+    r = api.client.post(
+        "/v1/customers/import",
+        headers=api.h(**{"Content-Type": "text/csv"}),
+        content=csv_text.encode(),
+    )
+    assert r.status_code == 200, r.text
+    c = api.client.get("/v1/customers/BL", headers=api.h()).json()
+    assert (c["credit_limit"], c["open_receivables"]) == ("60000.00", "700.00")
+    assert c["facts"]["blacklisted"] is True  # an empty cell never clears a blacklist
+    n = api.client.get("/v1/customers/NEW", headers=api.h()).json()
+    assert (n["open_receivables"], n["days_past_due"], n["facts"]) == ("0.00", 0, {})
+    assert api.decide(order_id="BL-1", customer_id="BL", amount="10.00").json()["outcome"] == (
+        "decline"
+    )
+
+
+def test_concurrent_creation_of_one_customer_and_crossed_imports_never_fail(store):
+    import threading
+
+    results: list[str] = []
+
+    def put(i: int, barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            store.put_customer("NEWC", currency="EUR", credit_limit=D(f"{i + 1}000.00"))
+            results.append("ok")
+        except Exception as e:  # noqa: BLE001 - the test reports what failed
+            results.append(type(e).__name__)
+
+    for _ in range(5):
+        barrier = threading.Barrier(4)
+        threads = [threading.Thread(target=put, args=(i, barrier)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with store.engine.begin() as conn:
+            conn.execute(sa.text("DELETE FROM customers WHERE customer_id = 'NEWC'"))
+    assert results == ["ok"] * 20
+
+    rows = [
+        {
+            "line": i + 2,
+            "customer_id": f"K{i:03d}",
+            "currency": "EUR",
+            "credit_limit": D("100.00"),
+            "open_receivables": None,
+            "days_past_due": None,
+            "facts": {},
+        }
+        for i in range(60)
+    ]
+    outcomes: list[str] = []
+
+    def imp(batch: list[dict[str, Any]], barrier: threading.Barrier) -> None:
+        barrier.wait()
+        try:
+            store.import_customers(batch)
+            outcomes.append("ok")
+        except Exception as e:  # noqa: BLE001
+            outcomes.append(type(e).__name__)
+
+    for _ in range(3):
+        barrier = threading.Barrier(4)
+        batches = [rows, list(reversed(rows)), rows, list(reversed(rows))]
+        threads = [threading.Thread(target=imp, args=(b, barrier)) for b in batches]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert outcomes == ["ok"] * 12
+
+
+def test_http_backdating_cannot_use_a_rate_that_is_stale_today(api):
+    # Only a 14-day-old rate (the feed stopped): refused without order_date, and also with
+    # an order_date 7 days back, for which that rate would be "only" 7 days old.
+    api.customer()
+    _rates(api, ("USD", "0.5", "2026-11-15"))
+    b = problem(api.decide(order_id="S1", currency="USD", amount="1000.00"), 422, "fx_rate_missing")
+    assert "2026-11-15" in b["detail"]
+    b = problem(
+        api.decide(order_id="S2", currency="USD", amount="1000.00", order_date="2026-11-22"),
+        422,
+        "fx_rate_missing",
+    )
+    assert "2026-11-15" in b["detail"] and "2026-11-29" in b["detail"]
+    assert api.store.list_decisions()[0] == []
+    # a fresh rate loaded: decided
+    _rates(api, ("USD", "0.92", "2026-11-28"))
+    d = api.decide(order_id="S3", currency="USD", amount="1000.00", order_date="2026-11-22")
+    assert d.status_code == 200 and d.json()["order_amount"] == "920.00", d.text

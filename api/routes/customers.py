@@ -66,7 +66,10 @@ async def put_customer(
     require_json(request)
     body = validate_body(CustomerBody, parse_body(await read_body(request, svc.max_bytes)))
     customer_currency_check(policy, body.currency)
-    decimals_check(policy, credit_limit=body.credit_limit, open_receivables=body.open_receivables)
+    amounts = {"credit_limit": body.credit_limit}
+    if body.open_receivables is not None:
+        amounts["open_receivables"] = body.open_receivables
+    decimals_check(policy, **amounts)
     errors = [
         {"path": p, "code": "below_min", "message": "must not be negative"}
         for p, v in (
@@ -74,11 +77,13 @@ async def put_customer(
             ("open_receivables", body.open_receivables),
             ("days_past_due", body.days_past_due),
         )
-        if v < 0
+        if v is not None and v < 0
     ]
-    errors += money_facts(policy, body.facts, "facts")
-    facts, bad_facts = check_customer_facts(policy, body.facts)
-    errors += bad_facts
+    facts = None
+    if body.facts is not None:
+        errors += money_facts(policy, body.facts, "facts")
+        facts, bad_facts = check_customer_facts(policy, body.facts)
+        errors += bad_facts
     if errors:
         n = len(errors)
         raise Problem(
