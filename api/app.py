@@ -62,7 +62,7 @@ from starlette.datastructures import MutableHeaders
 
 from api.bodies import engine_path
 from api.logs import JsonFormatter, configure_logging
-from api.metrics import Metrics
+from api.metrics import Metrics, method_label
 from api.problems import ProblemDetails, install_handlers, internal_error_response
 from api.routes import ROUTES
 from api.service import Replayer, Service
@@ -237,10 +237,12 @@ class Observe:
 
     def _observe(self, request: Request, status: int, start: float) -> None:
         elapsed = time.perf_counter() - start
+        # bounded labels: the route's template (never the raw path), a known method or "other"
         route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        self.metrics.request_seconds.labels(request.method, route).observe(elapsed)
+        method = method_label(request.method)
+        self.metrics.request_seconds.labels(method, route).observe(elapsed)
         if status >= 400:
-            self.metrics.errors.labels(request.method, route, str(status)).inc()
+            self.metrics.errors.labels(method, route, str(status)).inc()
         if route not in ("/healthz", "/metrics", "/readyz"):
             log.info(
                 "request",

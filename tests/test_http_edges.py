@@ -1,0 +1,66 @@
+"""HTTP edge cases: bounded metric labels, control characters in paths and queries, aborted
+uploads, duplicate credentials and query parameters, HEAD probes, a busy database. On SQLite
+and, where the database matters, PostgreSQL."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.app import create_app
+from api.settings import Settings
+from tests.conftest import fresh_pg_database
+from tests.test_api import POLICY, Api, make_api, problem
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    a = make_api(tmp_path)
+    yield a
+    a.store.dispose()
+
+
+@pytest.fixture(scope="module")
+def pg_url() -> Iterator[str]:
+    with fresh_pg_database("cg_edges") as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def any_api(request: Any, tmp_path: Path) -> Iterator[Api]:
+    """An ``Api`` on SQLite, then on PostgreSQL (one database for the module's tests)."""
+    if request.param == "sqlite":
+        a = make_api(tmp_path)
+    else:
+        url = request.getfixturevalue("pg_url")
+        a = Api(create_app(Settings(database_url=url, policy_path=str(POLICY))), tmp_path)
+    yield a
+    a.store.dispose()
+
+
+def metrics_text(api: Api) -> str:
+    r = api.client.get("/metrics")
+    assert r.status_code == 200
+    return r.text
+
+
+# -- 1. metric labels are bounded ---------------------------------------------------------
+
+
+def test_invented_methods_and_paths_add_no_metric_series(api: Api) -> None:
+    before = len(metrics_text(api))
+    for i in range(50):
+        api.client.request(f"M{i:04d}XYZ", "/healthz")
+        api.client.get(f"/v1/customers/raw-{i:04d}-id")  # 401, no key
+        api.client.get(f"/no-such-{i:04d}")
+    text = metrics_text(api)
+    assert "XYZ" not in text and "raw-00" not in text and "no-such" not in text
+    assert 'method="other",route="/healthz",status="405"' in text
+    assert 'route="/v1/customers/{customer_id}",status="401"' in text
+    assert 'method="GET",route="unmatched",status="404"' in text
+    # 150 requests of new methods and paths: a few new series, not 150 of them
+    assert len(text) - before < 20_000, len(text) - before
