@@ -45,6 +45,7 @@ CDN. ReDoc is served the same way at ``/redoc``, without web fonts.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -63,7 +64,13 @@ from starlette.datastructures import MutableHeaders
 from api.bodies import engine_path
 from api.logs import JsonFormatter, configure_logging
 from api.metrics import Metrics, method_label
-from api.problems import ProblemDetails, install_handlers, internal_error_response
+from api.problems import (
+    Problem,
+    ProblemDetails,
+    install_handlers,
+    internal_error_response,
+    problem_response,
+)
 from api.routes import ROUTES
 from api.service import Replayer, Service
 
@@ -190,13 +197,30 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     return app
 
 
+#: C0 control characters and DEL: refused in the (decoded) path and query of any request
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")
+
+
+def control_characters(scope: Any) -> bool:
+    """Whether the request's path or query string, percent-decoded, holds a control
+    character (``%00`` and the other C0 characters, DEL). PostgreSQL cannot store or compare
+    a NUL in text (psycopg refuses it: a 500), and no id or filter value holds one."""
+    from urllib.parse import unquote_to_bytes
+
+    path = scope.get("path", "").encode("utf-8", "surrogateescape")
+    query = unquote_to_bytes(scope.get("query_string", b""))
+    return bool(_CONTROL.search(path) or _CONTROL.search(query))
+
+
 class Observe:
     """Request id (``X-Request-ID``), metrics and the request log line of every request,
-    as plain ASGI middleware. An exception before the answer started becomes a 500
-    ``internal_error`` (no stack trace to the client; all of it to the log). After it
-    started (a streamed export failing mid-way) the exception is re-raised so the server
-    aborts the connection before the final chunk: the client sees a broken transfer, not
-    a complete one (``BaseHTTPMiddleware`` would send the final chunk first)."""
+    as plain ASGI middleware. A path or query with a control character (``%00``) is
+    refused before routing (400 ``bad_request``, ``control_characters``). An exception
+    before the answer started becomes a 500 ``internal_error`` (no stack trace to the
+    client; all of it to the log). After it started (a streamed export failing mid-way)
+    the exception is re-raised so the server aborts the connection before the final
+    chunk: the client sees a broken transfer, not a complete one (``BaseHTTPMiddleware``
+    would send the final chunk first)."""
 
     def __init__(self, app: Any, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -220,6 +244,13 @@ class Observe:
                 self._observe(request, message["status"], start)
             await send(message)
 
+        if control_characters(scope):
+            refused = Problem(
+                "bad_request",
+                "control characters (such as NUL, %00) are not allowed in the path or query",
+            )
+            await problem_response(refused)(scope, receive, send_with_id)
+            return
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:

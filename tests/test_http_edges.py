@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.settings import Settings
@@ -64,3 +63,36 @@ def test_invented_methods_and_paths_add_no_metric_series(api: Api) -> None:
     assert 'method="GET",route="unmatched",status="404"' in text
     # 150 requests of new methods and paths: a few new series, not 150 of them
     assert len(text) - before < 20_000, len(text) - before
+
+
+# -- 2. control characters in the path or query --------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/v1/customers/a%00b",
+        "/v1/decisions/%00",
+        "/v1/decisions/%00/replay",
+        "/v1/decisions?customer_id=%00",
+        "/v1/decisions?rule_id=a%00",
+        "/v1/decisions?policy_version=%00",
+        "/v1/decisions/export?customer_id=%00",
+        "/v1/decisions?customer_id=a%1Fb",
+        "/v1/decisions?customer_id=%7F",
+        "/v1/customers/a%0Ab",
+    ],
+)
+def test_control_characters_in_path_or_query_are_400(any_api: Api, url: str) -> None:
+    any_api.customer()
+    r = any_api.client.get(url, headers=any_api.h("admin"))
+    body = problem(r, 400, "bad_request")
+    assert "not allowed in the path or query" in body["detail"]
+    # and without a key too: refused before anything else
+    problem(any_api.client.get(url), 400, "bad_request")
+    # a PUT of such a customer id is refused the same way, nothing stored
+    if url.startswith("/v1/customers/"):
+        r = any_api.client.put(url, headers=any_api.h("admin"), json={"currency": "EUR"})
+        problem(r, 400, "bad_request")
+    # the service still answers
+    assert any_api.client.get("/v1/customers/CUST-1", headers=any_api.h()).status_code == 200
