@@ -65,6 +65,7 @@ CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "The request conflicts with what is recorded"),
     "request_too_large": (413, "The request body is too large"),
     "unsupported_media_type": (415, "The request body's media type is not supported"),
+    "client_closed_request": (499, "The client closed the connection before its request arrived"),
     "fx_rate_missing": (422, "No exchange rate for the order's currency and date"),
     "database_unavailable": (503, "The database is unavailable; no decision was made"),
     "not_ready": (503, "The service is not ready"),

@@ -4,6 +4,7 @@ and, where the database matters, PostgreSQL."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -96,3 +97,65 @@ def test_control_characters_in_path_or_query_are_400(any_api: Api, url: str) -> 
         problem(r, 400, "bad_request")
     # the service still answers
     assert any_api.client.get("/v1/customers/CUST-1", headers=any_api.h()).status_code == 200
+
+
+# -- 3. an aborted upload ------------------------------------------------------------------
+
+
+def _asgi(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks: list):
+    """Runs one request through ``app`` as ASGI; ``chunks`` are the receive messages (bytes
+    for a body chunk with more to come, None for a disconnect). Returns the sent messages."""
+    import asyncio
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": headers,
+        "client": ("127.0.0.1", 5000),
+        "server": ("testserver", 80),
+        "app": app,
+    }
+    queue = list(chunks)
+    sent: list[dict] = []
+
+    async def receive() -> dict:
+        if queue:
+            part = queue.pop(0)
+            if part is not None:
+                return {"type": "http.request", "body": part, "more_body": True}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_an_aborted_upload_is_499_not_a_500(api: Api, caplog: pytest.LogCaptureFixture) -> None:
+    api.customer()
+    headers = [
+        (b"authorization", f"Bearer {api.keys['order_entry']}".encode()),
+        (b"content-type", b"application/json"),
+        (b"content-length", b"1000"),
+    ]
+    with caplog.at_level(logging.INFO, logger="creditgate"):
+        sent = _asgi(api.app, "POST", "/v1/decisions", headers, [b'{"order_', None])
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    assert start["status"] == 499
+    assert not [r for r in caplog.records if r.exc_info or r.getMessage() == "unhandled error"]
+    warned = [r for r in caplog.records if "closed the connection" in r.getMessage()]
+    assert len(warned) == 1 and warned[0].levelno == logging.WARNING
+    assert warned[0].received_bytes == 8
+    text = metrics_text(api)
+    assert 'method="POST",route="/v1/decisions",status="499"' in text
+    assert 'status="500"' not in text
+    listed = api.client.get("/v1/decisions", headers=api.h("reviewer")).json()
+    assert listed["items"] == [], listed  # nothing was decided or recorded
