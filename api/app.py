@@ -233,7 +233,11 @@ class Observe:
         start = time.perf_counter()
         status: list[int] = []
 
+        head = scope.get("method") == "HEAD"
+
         async def send_with_id(message: Any) -> None:
+            if head and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}  # HEAD: the GET's headers, never a body
             if message["type"] == "http.response.start":
                 status.append(message["status"])
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id

@@ -213,3 +213,34 @@ def test_a_query_parameter_given_twice_is_422(api: Api, url: str, names: list[st
     assert [e["path"] for e in body["errors"]] == [f"query.{n}" for n in names], body
     assert {e["code"] for e in body["errors"]} == {"duplicate_parameter"}
     assert "give it once" in body["errors"][0]["message"]
+
+
+# -- 5. HEAD probes ------------------------------------------------------------------------
+
+
+def test_head_on_the_ops_routes(any_api: Api) -> None:
+    for path in ("/healthz", "/readyz", "/metrics"):
+        got = any_api.client.get(path)
+        r = any_api.client.head(path)
+        assert r.status_code == 200, (path, r.status_code, r.text)
+        assert r.content == b""
+        assert r.headers["content-type"] == got.headers["content-type"]
+        assert "x-request-id" in r.headers
+    assert 'method="HEAD",route="/healthz"' in metrics_text(any_api)
+    # the HEAD routes do not double the OpenAPI document's operations
+    paths = any_api.client.get("/openapi.json").json()["paths"]
+    assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
+
+
+def test_head_on_readyz_with_the_database_down_is_503_without_a_body(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from api.store import StoreUnavailable
+
+    def down() -> None:
+        raise StoreUnavailable("down", cause="OperationalError")
+
+    monkeypatch.setattr(api.store, "ping", down)
+    r = api.client.head("/readyz")
+    assert r.status_code == 503 and r.content == b""
+    assert r.headers["retry-after"] == "5"
