@@ -244,3 +244,65 @@ def test_head_on_readyz_with_the_database_down_is_503_without_a_body(
     r = api.client.head("/readyz")
     assert r.status_code == 503 and r.content == b""
     assert r.headers["retry-after"] == "5"
+
+
+# -- 6. a busy database ----------------------------------------------------------------------
+
+
+def test_sqlite_writer_lock_timeout_is_a_busy_503(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import api.store as store_module
+
+    api.customer()
+    monkeypatch.setattr(store_module, "WRITER_LOCK_TIMEOUT", 0.2)
+    with api.store._writer_lock:  # another writer's turn (a long CSV import, say)
+        r = api.decide()
+    body = problem(r, 503, "database_unavailable")
+    assert body["detail"].startswith(
+        "the database is busy (another write held it longer than 0.2 s); nothing was recorded"
+    ), body
+    assert r.headers["retry-after"] == "5"
+    listed = api.client.get("/v1/decisions", headers=api.h("reviewer")).json()
+    assert listed["items"] == []
+    assert api.decide().json()["outcome"] == "approve"  # the lock free: decided
+
+
+def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.problems import busy_reason
+    from api.store import StoreUnavailable
+
+    assert busy_reason(StoreUnavailable("x", cause="OperationalError")) == ""
+    api.customer()
+
+    def down(*args: Any, **kwargs: Any) -> None:
+        raise StoreUnavailable("database unavailable: OperationalError", cause="OperationalError")
+
+    monkeypatch.setattr(api.store, "role_of", down)
+    body = problem(api.decide(), 503, "database_unavailable")
+    assert body["detail"].startswith("the database could not be reached or did not answer")
+
+
+def test_postgresql_lock_timeout_is_a_busy_503(tmp_path: Path) -> None:
+    import psycopg
+    import sqlalchemy as sa
+
+    with fresh_pg_database("cg_busy") as url:
+        a = Api(create_app(Settings(database_url=url, policy_path=str(POLICY))), tmp_path)
+        try:
+            a.customer()
+            a.store.dispose()  # new connections take the database's lock_timeout
+            plain = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+            db = sa.make_url(url).database
+            with psycopg.connect(plain, autocommit=True) as admin:
+                admin.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '300ms'")
+            with psycopg.connect(plain) as other:  # another write holds the customer's row
+                other.execute("SELECT 1 FROM customers WHERE customer_id = 'CUST-1' FOR UPDATE")
+                r = a.decide()
+                other.rollback()
+            body = problem(r, 503, "database_unavailable")
+            assert body["detail"].startswith("the database is busy (a lock timeout: another"), body
+            assert r.headers["retry-after"] == "5"
+            assert a.decide().json()["outcome"] == "approve"
+        finally:
+            a.store.dispose()
