@@ -62,8 +62,14 @@ from starlette.datastructures import MutableHeaders
 
 from api.bodies import engine_path
 from api.logs import JsonFormatter, configure_logging
-from api.metrics import Metrics
-from api.problems import ProblemDetails, install_handlers, internal_error_response
+from api.metrics import Metrics, method_label
+from api.problems import (
+    Problem,
+    ProblemDetails,
+    install_handlers,
+    internal_error_response,
+    problem_response,
+)
 from api.routes import ROUTES
 from api.service import Replayer, Service
 
@@ -190,13 +196,27 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     return app
 
 
+def has_nul(scope: Any) -> bool:
+    """Whether the request's path or query string, percent-decoded, holds a NUL (``%00``).
+    PostgreSQL cannot store or compare a NUL in text (psycopg refuses it: a 500), and no id
+    or filter value holds one. Other control characters reach the routes, whose checks
+    refuse them where they matter (ids: 422 ``invalid_value``)."""
+    from urllib.parse import unquote_to_bytes
+
+    return "\x00" in scope.get("path", "") or b"\x00" in unquote_to_bytes(
+        scope.get("query_string", b"")
+    )
+
+
 class Observe:
     """Request id (``X-Request-ID``), metrics and the request log line of every request,
-    as plain ASGI middleware. An exception before the answer started becomes a 500
-    ``internal_error`` (no stack trace to the client; all of it to the log). After it
-    started (a streamed export failing mid-way) the exception is re-raised so the server
-    aborts the connection before the final chunk: the client sees a broken transfer, not
-    a complete one (``BaseHTTPMiddleware`` would send the final chunk first)."""
+    as plain ASGI middleware. A path or query with a NUL character (``%00``) is refused
+    before routing (400 ``bad_request``, ``has_nul``). An exception
+    before the answer started becomes a 500 ``internal_error`` (no stack trace to the
+    client; all of it to the log). After it started (a streamed export failing mid-way)
+    the exception is re-raised so the server aborts the connection before the final
+    chunk: the client sees a broken transfer, not a complete one (``BaseHTTPMiddleware``
+    would send the final chunk first)."""
 
     def __init__(self, app: Any, metrics: Metrics):
         self.app, self.metrics = app, metrics
@@ -213,13 +233,23 @@ class Observe:
         start = time.perf_counter()
         status: list[int] = []
 
+        head = scope.get("method") == "HEAD"
+
         async def send_with_id(message: Any) -> None:
+            if head and message["type"] == "http.response.body" and message.get("body"):
+                message = {**message, "body": b""}  # HEAD: the GET's headers, never a body
             if message["type"] == "http.response.start":
                 status.append(message["status"])
                 MutableHeaders(scope=message)["X-Request-ID"] = request_id
                 self._observe(request, message["status"], start)
             await send(message)
 
+        if has_nul(scope):
+            refused = Problem(
+                "bad_request", "NUL characters (%00) are not allowed in the path or query"
+            )
+            await problem_response(refused)(scope, receive, send_with_id)
+            return
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:
@@ -237,10 +267,12 @@ class Observe:
 
     def _observe(self, request: Request, status: int, start: float) -> None:
         elapsed = time.perf_counter() - start
+        # bounded labels: the route's template (never the raw path), a known method or "other"
         route = getattr(request.scope.get("route"), "path", None) or "unmatched"
-        self.metrics.request_seconds.labels(request.method, route).observe(elapsed)
+        method = method_label(request.method)
+        self.metrics.request_seconds.labels(method, route).observe(elapsed)
         if status >= 400:
-            self.metrics.errors.labels(request.method, route, str(status)).inc()
+            self.metrics.errors.labels(method, route, str(status)).inc()
         if route not in ("/healthz", "/metrics", "/readyz"):
             log.info(
                 "request",

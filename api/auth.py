@@ -64,7 +64,18 @@ class Caller:
 def key_from_request(request: Request) -> str | None:
     """The API key of ``request``, from ``Authorization: Bearer`` or ``X-API-Key``. Both
     headers with DIFFERENT keys are ambiguous: refused (401), never one silently chosen (a
-    junk key in one header must not ride on a valid one in the other)."""
+    junk key in one header must not ride on a valid one in the other). So are two
+    ``Authorization`` or two ``X-API-Key`` headers with different values."""
+    challenge = {"WWW-Authenticate": 'Bearer realm="creditgate"'}
+    for name in ("Authorization", "X-API-Key"):
+        values = {v.strip() for v in request.headers.getlist(name.lower())}
+        if len(values) > 1:
+            raise Problem(
+                "unauthorized",
+                f"{len(values)} '{name}' headers with different values; send one key",
+                title=INVALID_KEY_TITLE,
+                headers=challenge,
+            )
     bearer = None
     auth = request.headers.get("authorization")
     if auth:
@@ -78,7 +89,7 @@ def key_from_request(request: Request) -> str | None:
             "'Authorization: Bearer' and 'X-API-Key' carry different keys; send one key "
             "(in either header, or the same key in both)",
             title=INVALID_KEY_TITLE,
-            headers={"WWW-Authenticate": 'Bearer realm="creditgate"'},
+            headers=challenge,
         )
     return bearer or header
 

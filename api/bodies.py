@@ -433,7 +433,16 @@ def require_json(request: Request) -> None:
 
 
 async def read_body(request: Request, limit: int) -> bytes:
-    """The raw request body, refusing more than ``limit`` bytes (413) before any parsing."""
+    """The raw request body, refusing more than ``limit`` bytes (413) before any parsing.
+
+    A client that closes the connection before its whole body arrived (``ClientDisconnect``)
+    is its own doing, not a server error: one warning line (no traceback) and a 499
+    ``client_closed_request`` problem, which the client never sees but which the request
+    log and the metrics count as a client error, never a 500."""
+    import logging
+
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared is not None:
         try:
@@ -446,11 +455,27 @@ async def read_body(request: Request, limit: int) -> bytes:
             )
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise Problem("request_too_large", f"the body is over {limit} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise Problem("request_too_large", f"the body is over {limit} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect:
+        logging.getLogger("creditgate.api").warning(
+            "client closed the connection during the upload",
+            extra={
+                "request_id": getattr(request.state, "request_id", None),
+                "method": request.method,
+                "path": request.url.path,
+                "received_bytes": size,
+                "declared_bytes": declared,
+            },
+        )
+        raise Problem(
+            "client_closed_request",
+            f"the client closed the connection after {size} bytes of the body; nothing was done",
+        ) from None
     return b"".join(chunks)
 
 

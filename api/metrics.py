@@ -1,6 +1,19 @@
-"""Prometheus metrics of the service."""
+"""Prometheus metrics of the service.
+
+Label values are bounded: ``method`` is one of ``METHODS`` or ``other`` (any other method a
+client invents, ``method_label``), ``route`` the matched route's template
+(``/v1/customers/{customer_id}``) or ``unmatched``, never the raw path; so no request can
+add series of its own choosing."""
 
 from __future__ import annotations
+
+#: the HTTP methods that get a ``method`` label of their own; any other is ``other``
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+def method_label(method: str) -> str:
+    """``method`` if it is one of ``METHODS``, else ``other``."""
+    return method if method in METHODS else "other"
 
 
 class Metrics:

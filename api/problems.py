@@ -65,6 +65,7 @@ CODES: dict[str, tuple[int, str]] = {
     "conflict": (409, "The request conflicts with what is recorded"),
     "request_too_large": (413, "The request body is too large"),
     "unsupported_media_type": (415, "The request body's media type is not supported"),
+    "client_closed_request": (499, "The client closed the connection before its request arrived"),
     "fx_rate_missing": (422, "No exchange rate for the order's currency and date"),
     "database_unavailable": (503, "The database is unavailable; no decision was made"),
     "not_ready": (503, "The service is not ready"),
@@ -319,16 +320,24 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         )
 
     async def on_db_unavailable(request: Request, exc: Exception) -> JSONResponse:
+        busy = busy_reason(exc)
+        cause = getattr(exc, "cause", "") or type(getattr(exc, "orig", None) or exc).__name__
         log.error(
-            "database unavailable: %s",
-            type(exc).__name__,
-            extra={"path": request.url.path, "error": type(exc).__name__},
+            "database %s: %s",
+            "busy" if busy else "unavailable",
+            cause,
+            extra={"path": request.url.path, "error": cause},
+        )
+        what = (
+            f"the database is busy ({busy})"
+            if busy
+            else "the database could not be reached or did not answer"
         )
         return problem_response(
             Problem(
                 "database_unavailable",
-                "the database could not be reached or did not answer; nothing was recorded "
-                "and no decision was made: treat the order as not approved and retry later",
+                f"{what}; nothing was recorded and no decision was made: treat the order as "
+                "not approved and retry later",
                 headers={"Retry-After": "5"},
             )
         )
@@ -377,6 +386,43 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         app.add_exception_handler(db_error, on_db_unavailable)
     app.add_exception_handler(EvaluationError, on_evaluation_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, on_http)  # type: ignore[arg-type]
+
+
+#: PostgreSQL SQLSTATEs of a write that waited on another one: deadlock_detected,
+#: lock_not_available (``lock_timeout``)
+BUSY_SQLSTATES = {
+    "40P01": "a deadlock with another write",
+    "55P03": "a lock timeout: another write held a lock it needed",
+}
+
+
+def busy_reason(exc: BaseException) -> str:
+    """Why the database was busy, if ``exc`` (or the error it was raised from) is a lock
+    wait that ran out rather than a database that is down: the SQLite writer lock of this
+    process not granted within ``api.store.WRITER_LOCK_TIMEOUT`` s (``WriterLockTimeout``),
+    SQLite's ``database is locked`` (another process held the write lock past its busy
+    timeout), a PostgreSQL deadlock (40P01) or lock timeout (55P03). ``""`` otherwise."""
+    import api.store
+
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        e = todo.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if getattr(e, "cause", None) == "WriterLockTimeout":
+            return f"another write held it longer than {api.store.WRITER_LOCK_TIMEOUT:g} s"
+        sqlstate = getattr(e, "sqlstate", None)
+        if sqlstate in BUSY_SQLSTATES:
+            return BUSY_SQLSTATES[sqlstate]
+        by_name = {"DeadlockDetected": "40P01", "LockNotAvailable": "55P03"}
+        if getattr(e, "cause", None) in by_name:  # StoreUnavailable names the driver's error
+            return BUSY_SQLSTATES[by_name[e.cause]]  # type: ignore[attr-defined]
+        if "database is locked" in str(e):
+            return "another process held its write lock too long"
+        todo += [e.__cause__, e.__context__, getattr(e, "orig", None)]
+    return ""
 
 
 def internal_error_response() -> JSONResponse:

@@ -217,6 +217,46 @@ def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
     )
 
 
+def single_query(*names: str) -> Any:
+    """A dependency refusing a query parameter of ``names`` sent more than once
+    (``format=csv&format=jsonl``): 422 ``invalid_request``, each at ``query.<name>`` with
+    code ``duplicate_parameter``, never the last one silently taken."""
+
+    def check(request: Request) -> None:
+        errors = [
+            {
+                "path": f"query.{name}",
+                "code": "duplicate_parameter",
+                "message": f"{name!r} is given {n} times ({', '.join(map(repr, values))}); "
+                "give it once",
+            }
+            for name in names
+            if (n := len(values := request.query_params.getlist(name))) > 1
+        ]
+        if errors:
+            n = len(errors)
+            raise Problem(
+                "invalid_request",
+                f"{n} query parameter{'s' if n != 1 else ''} given more than once",
+                errors=errors,
+            )
+
+    return Depends(check)
+
+
+LIST_PARAMS = (
+    "customer_id",
+    "outcome",
+    "from",
+    "to",
+    "rule_id",
+    "policy_version",
+    "cursor",
+    "limit",
+)
+EXPORT_PARAMS = ("format", "customer_id", "from", "to")
+
+
 @router.get(
     "/v1/decisions",
     summary="List decisions (newest first)",
@@ -225,6 +265,7 @@ def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
 def list_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
+    _once: Annotated[None, single_query(*LIST_PARAMS)],
     customer_id: str | None = None,
     outcome: Literal["approve", "refer", "decline"] | None = None,
     date_from: Annotated[
@@ -314,6 +355,7 @@ def masker(svc: Service) -> Callable[[dict[str, Any]], dict[str, Any]]:
 def export_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
+    _once: Annotated[None, single_query(*EXPORT_PARAMS)],
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
     customer_id: Annotated[str | None, Query(max_length=200)] = None,
     date_from: Annotated[

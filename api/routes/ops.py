@@ -1,5 +1,7 @@
 """Operations: liveness, readiness and Prometheus metrics. No key needed; no customer
-data in any answer."""
+data in any answer. Each also answers HEAD (load balancers probe with it): the status and
+headers of the GET, no body (the HEAD routes are left out of the OpenAPI document, which
+would otherwise list each operation twice under one id)."""
 
 from __future__ import annotations
 
@@ -19,11 +21,13 @@ Svc = Annotated[Service, Depends(service)]
 
 
 @router.get("/healthz", summary="Liveness")
+@router.head("/healthz", include_in_schema=False)
 def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
 @router.get("/readyz", summary="Readiness: database and policy", responses=problem_responses(503))
+@router.head("/readyz", include_in_schema=False)
 def readyz(svc: Svc) -> JSONResponse:
     try:
         svc.store.ping()
@@ -42,6 +46,7 @@ def readyz(svc: Svc) -> JSONResponse:
 
 
 @router.get("/metrics", summary="Prometheus metrics")
+@router.head("/metrics", include_in_schema=False)
 def prometheus(svc: Svc) -> Response:
     data, content_type = svc.metrics.render()
     return Response(data, media_type=content_type)
