@@ -916,9 +916,9 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     runner = CliRunner()
     r = runner.invoke(app, ["db", "upgrade"])
     assert r.exit_code == 0, r.output
-    assert r.stdout == "ok: database migrated from schema (none: new) to 0003_chain_heads\n"
+    assert r.stdout == "ok: database migrated from schema (none: new) to 0004_ledger_order_index\n"
     r = runner.invoke(app, ["db", "upgrade"])
-    assert r.stdout == "ok: database is up to date (schema 0003_chain_heads)\n"
+    assert r.stdout == "ok: database is up to date (schema 0004_ledger_order_index)\n"
     r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
     assert r.exit_code == 0, r.output
     key = r.stdout.strip()

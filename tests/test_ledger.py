@@ -177,6 +177,33 @@ def test_invoice_beyond_or_without_a_reservation_is_new_exposure(store, compiled
     assert after.outcome != "approve"
 
 
+def test_an_order_without_a_reservation_keeps_its_owner(store, compiled):
+    """A referred order has no reservation, yet it belongs to its customer: an invoice of
+    it for another customer is refused, and an order id invoiced for one customer cannot
+    be decided for another."""
+    customer(store, "XA")
+    customer(store, "XB")
+    referred, _ = store.decide(order("XO1", "95000.00", "XA"), ev(compiled), "erp")
+    assert referred.outcome != "approve"
+    before = position(store, "XB")
+    with pytest.raises(EventConflict, match="order 'XO1' belongs to customer 'XA'"):
+        store.apply_event("XB", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    assert position(store, "XB") == before and store.list_events("XB") == []
+    # its own customer may invoice it (a person approved it): unreserved exposure
+    r = store.apply_event("XA", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    assert r["effect"]["unreserved"] == "10.00"
+    # an order never decided here, invoiced for XA: owned by XA's ledger events
+    store.apply_event("XA", event("E2", "invoice_issued", "20.00", "XO2"), "erp")
+    with pytest.raises(EventConflict, match="order 'XO2' belongs to customer 'XA'"):
+        store.apply_event("XB", event("E3", "invoice_issued", "5.00", "XO2"), "erp")
+    with pytest.raises(OrderConflict, match="order 'XO2' has ledger events of customer 'XA'"):
+        store.decide(order("XO2", "100.00", "XB"), ev(compiled), "erp")
+    assert store.get_customer("XB")["open_orders"] == 0
+    # the owner itself may still decide it
+    _, kind = store.decide(order("XO2", "100.00", "XA"), ev(compiled), "erp")
+    assert kind == "new"
+
+
 def test_partly_invoiced_order_repeats_but_cannot_be_amended(store, compiled):
     customer(store)
     d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
