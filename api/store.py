@@ -94,6 +94,7 @@ LEDGER_HASHED = (
     "prev_hash",
 )
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
+POLICY_LOCK_KEY = 0x4347504F4C  # "CGPOL": serialises save_policy (one text per version label)
 ORDER_LOCK_NS = 0x43474F52  # "CGOR": namespace (int4) of the per-order-id advisory locks
 MAX_PROBLEMS = 100  # consistency problems listed by verify_consistency (all are counted)
 # Customer inputs owned by the ledger: a request may not override them for a known customer.
@@ -481,6 +482,11 @@ class Store:
         version: the version label must identify one policy text for audit and
         ``?policy_version=`` filters."""
         with self._session(write=True) as s:
+            if self.dialect == "postgresql":
+                # Check-then-insert under one lock: two texts saved under the same id and
+                # version at once must not both pass the check (SQLite: writers are
+                # serialised by BEGIN IMMEDIATE and the writer lock already).
+                s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": POLICY_LOCK_KEY})
             if s.get(PolicyVersion, policy.sha256) is None:
                 other = s.exec(
                     select(PolicyVersion.sha256).where(
