@@ -746,6 +746,16 @@ class Store:
                     f"order {order_id!r} was decided for customer {last.customer_id!r}; "
                     "an order cannot move to another customer"
                 )
+            invoiced_elsewhere = s.exec(
+                select(LedgerEvent.customer_id)
+                .where(LedgerEvent.order_id == order_id, LedgerEvent.customer_id != customer_id)
+                .limit(1)
+            ).first()
+            if invoiced_elsewhere is not None:
+                raise OrderConflict(
+                    f"order {order_id!r} has ledger events of customer {invoiced_elsewhere!r}; "
+                    "an order cannot move to another customer"
+                )
             previous = s.get(Reservation, order_id, with_for_update=True)
             if previous is not None and previous.customer_id != customer_id:
                 raise OrderConflict(
@@ -1320,6 +1330,9 @@ class Store:
                         f"currency: the ledger of {customer_id!r} is kept in {cust.currency}, "
                         f"not {currency}"
                     )
+                if order_id is not None:
+                    # As in decide: an order id's owner is checked and fixed under one lock.
+                    self._lock_order_id(s, order_id)
                 effect = self._effect(s, cust, kind, order_id, amount)
                 cust.updated_at = utcnow()
                 last_seq, prev = self._chain_position(s, CHAIN_LEDGER, LedgerEvent, LEDGER_LOCK_KEY)
@@ -1378,6 +1391,31 @@ class Store:
                 raise EventConflict(
                     f"order_id: order {order_id!r} belongs to customer {res.customer_id!r}"
                 )
+            if res is None:
+                # No reservation (a referred or declined order, or one never decided here):
+                # the order id must still not belong to another customer, by its decisions
+                # or by its earlier ledger events.
+                owner = s.exec(
+                    select(DecisionLog.customer_id)
+                    .where(
+                        DecisionLog.order_id == order_id,
+                        DecisionLog.customer_id != cust.customer_id,
+                    )
+                    .limit(1)
+                ).first()
+                if owner is None:
+                    owner = s.exec(
+                        select(LedgerEvent.customer_id)
+                        .where(
+                            LedgerEvent.order_id == order_id,
+                            LedgerEvent.customer_id != cust.customer_id,
+                        )
+                        .limit(1)
+                    ).first()
+                if owner is not None:
+                    raise EventConflict(
+                        f"order_id: order {order_id!r} belongs to customer {owner!r}"
+                    )
             moved = zero
             if res is not None and res.status == "open":
                 moved = min(amount, res.amount - res.invoiced)
