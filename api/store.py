@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import secrets
 import threading
 import uuid
@@ -1087,6 +1088,7 @@ class Store:
         ``days_past_due`` and the facts of a customer, the FX rates, the API keys."""
         problems: list[dict[str, Any]] = []
         customers, policies = self._check_open_orders(problems), self._check_policies(problems)
+        self._check_reservations(problems)
         return {
             "ok": not problems,
             "customers": customers,
@@ -1149,7 +1151,142 @@ class Store:
                             "it was changed after it was recorded",
                         }
                     )
+            # Every policy the log's records name must be stored: replay needs its text.
+            d = DecisionLog.__table__.c
+            missing = (
+                sa.select(d.policy_sha256, sa.func.count())
+                .select_from(
+                    DecisionLog.__table__.outerjoin(
+                        PolicyVersion.__table__, t.sha256 == d.policy_sha256
+                    )
+                )
+                .where(t.sha256.is_(None))
+                .group_by(d.policy_sha256)
+                .order_by(d.policy_sha256)
+            )
+            for sha, records in s.execute(missing):
+                problems.append(
+                    {
+                        "check": "policy_missing",
+                        "sha256": sha,
+                        "message": f"no stored policy text, but {records} decision log "
+                        f"record{'s' if records != 1 else ''} name it: "
+                        f"{'they' if records != 1 else 'it'} cannot be replayed",
+                    }
+                )
         return n
+
+    def _check_reservations(self, problems: list[dict[str, Any]]) -> None:
+        """Every reservation against the chained ledger events of its order (one SQL
+        statement): an ``order_cancelled`` event ↔ status ``cancelled``; ``invoiced`` = the
+        sum of the amounts its ``invoice_issued`` events moved off open orders (``-
+        effect.open_orders``); status ``invoiced`` exactly when that is the whole amount
+        (and not cancelled); events and reservation of one customer. And every order whose
+        latest new or amended decision is an approve has a reservation."""
+        r, e, d = Reservation.__table__.c, LedgerEvent.__table__.c, DecisionLog.__table__.c
+        text, none = (lambda x: sa.cast(x, sa.String)), sa.null()
+        latest = (
+            sa.select(d.order_id, sa.func.max(d.seq).label("seq"))
+            .where(d.kind.in_(("new", "amended")))
+            .group_by(d.order_id)
+            .subquery()
+        )
+        q = sa.union_all(
+            sa.select(
+                sa.literal(1),
+                r.order_id,
+                r.customer_id,
+                r.status,
+                text(r.amount),
+                text(r.invoiced),
+                none,
+            ),
+            sa.select(
+                sa.literal(2), e.order_id, e.customer_id, e.type, none, none, text(e.effect)
+            ).where(e.order_id.is_not(None), e.type.in_(("order_cancelled", "invoice_issued"))),
+            sa.select(sa.literal(3), d.order_id, d.customer_id, text(d.seq), none, none, none)
+            .select_from(DecisionLog.__table__.join(latest, latest.c.seq == d.seq))
+            .where(
+                d.outcome == "approve",
+                ~sa.exists().where(r.order_id == d.order_id),
+            ),
+        )
+        zero = Decimal("0.00")
+        res: dict[str, tuple[str, str, str, str]] = {}  # order → customer, status, amounts
+        cancelled: dict[str, int] = {}
+        moved: dict[str, Decimal] = {}
+        owners: dict[str, set[str]] = {}
+        unreserved_approve: dict[str, tuple[str, str]] = {}
+        found: dict[str, list[str]] = {}
+        customer_of: dict[str, str] = {}
+        with self._session(write=False) as s:
+            for kind, oid, cid, what, amount, invoiced, effect in s.execute(q):
+                customer_of.setdefault(oid, cid)
+                if kind == 1:
+                    res[oid] = (cid, what, amount, invoiced)
+                elif kind == 3:
+                    unreserved_approve[oid] = (cid, what)
+                else:
+                    owners.setdefault(oid, set()).add(cid)
+                    if what == "order_cancelled":
+                        cancelled[oid] = cancelled.get(oid, 0) + 1
+                        continue
+                    try:
+                        m = -Decimal(str(json.loads(effect)["open_orders"]))
+                    except (*_READ_ERRORS, json.JSONDecodeError) as ex:
+                        found.setdefault(oid, []).append(
+                            f"an invoice_issued event's effect cannot be read ({_read_cause(ex)})"
+                        )
+                        continue
+                    moved[oid] = moved.get(oid, zero) + m
+        for oid in sorted(set(res) | set(cancelled) | set(moved) | set(unreserved_approve)):
+            msgs = found.setdefault(oid, [])
+            inv = moved.get(oid, zero)
+            if oid in unreserved_approve:
+                cid, seq = unreserved_approve[oid]
+                msgs.append(f"approved (decision log seq {seq}) but it has no reservation")
+            if oid not in res:
+                if oid in cancelled:
+                    msgs.append("an order_cancelled event but no reservation")
+                if inv:
+                    msgs.append(f"invoice_issued events moved {_plain(inv)} but no reservation")
+                continue
+            cid, status, amount_text, invoiced_text = res[oid]
+            customer_of[oid] = cid
+            other = sorted(owners.get(oid, set()) - {cid})
+            if other:
+                msgs.append(f"ledger events of another customer ({', '.join(other)})")
+            try:
+                amount, invoiced = Decimal(amount_text), Decimal(invoiced_text)
+            except _READ_ERRORS as ex:
+                msgs.append(f"a stored amount cannot be read ({_read_cause(ex)})")
+                continue
+            if invoiced != inv:
+                msgs.append(
+                    f"invoiced is {_plain(invoiced)} but its invoice_issued events moved "
+                    f"{_plain(inv)}"
+                )
+            if oid in cancelled:
+                expected = "cancelled"
+            else:
+                expected = "invoiced" if inv == amount else "open"
+            if status != expected:
+                why = (
+                    "it has an order_cancelled event"
+                    if oid in cancelled
+                    else f"no order_cancelled event, {_plain(inv)} of {_plain(amount)} invoiced"
+                )
+                msgs.append(f"status is {status!r} but {why}: expected {expected!r}")
+        for oid in sorted(found):
+            if found[oid]:
+                problems.append(
+                    {
+                        "check": "reservations",
+                        "order_id": oid,
+                        "customer_id": customer_of.get(oid),
+                        "message": "; ".join(found[oid]),
+                    }
+                )
 
     def _verify_one(
         self,
