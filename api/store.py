@@ -1078,14 +1078,18 @@ class Store:
           (``amount - invoiced``) of its reservations in status ``open``, and no open
           reservation belongs to a customer that does not exist;
         - ``policy_source``: every stored policy text hashes (sha256 of its UTF-8 bytes, as
-          ``rules.loader`` computes ``Policy.sha256``) to its key.
+          ``rules.loader`` computes ``Policy.sha256``) to its key;
+        - ``policy_missing``: every policy the decision log names has a stored text;
+        - ``reservations``: every reservation agrees with its order's chained ledger events
+          and every approved order has one (``_check_reservations``).
 
         Returns ``{ok, customers, policy_versions, problems, problems_total}``: the counts
-        checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256,
-        message}``. Each check is one SQL statement (one snapshot), so a concurrent
-        decision is never reported as a mismatch. Not covered (not chained, no invariant
-        to check against): ``credit_limit``, ``open_receivables``, ``credit_balance``,
-        ``days_past_due`` and the facts of a customer, the FX rates, the API keys."""
+        checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256 |
+        order_id, message}``. Each check is one SQL statement (one snapshot), so a
+        concurrent decision is never reported as a mismatch. Not covered (not chained, no
+        invariant to check against): ``credit_limit``, ``open_receivables``,
+        ``credit_balance``, ``days_past_due`` and the facts of a customer, the FX rates, the
+        API keys."""
         problems: list[dict[str, Any]] = []
         customers, policies = self._check_open_orders(problems), self._check_policies(problems)
         self._check_reservations(problems)
@@ -1410,7 +1414,9 @@ class Store:
         open reservation covers off open orders (partial invoices add up); it is never
         refused for the order's state: an amount without an open reservation (a referred
         order approved by a person, a cancelled or fully invoiced order, more than
-        approved) is new exposure, reported as ``effect.unreserved``; ``payment_received`` /
+        approved) is new exposure, reported as ``effect.unreserved``; but an order of another
+        customer (its reservation, its decisions or its earlier ledger events) →
+        ``EventConflict``; ``payment_received`` /
         ``credit_note`` {amount, currency, order_id optional} reduce open receivables, no
         credit check, never refused for the customer's state; an excess becomes the
         customer's ``credit_balance``."""
