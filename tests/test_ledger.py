@@ -490,6 +490,27 @@ def problem(r, status, code=None):
     return body
 
 
+def test_http_invoice_of_another_customers_referred_order_is_409(api):
+    api.customer("XA")
+    api.customer("XB")
+    r = api.decide(order_id="XO1", customer_id="XA", amount="95000.00")
+    assert r.status_code == 200 and r.json()["outcome"] != "approve", r.text
+    body = problem(
+        api.event(
+            "XB",
+            event_id="E1",
+            type="invoice_issued",
+            order_id="XO1",
+            amount="10.00",
+            currency="EUR",
+        ),
+        409,
+        "conflict",
+    )
+    assert body["errors"][0]["code"] == "ledger_conflict"
+    assert "belongs to customer 'XA'" in body["detail"], body
+
+
 def test_http_ledger_events(api):
     api.customer()
     assert api.decide().json()["outcome"] == "approve"
