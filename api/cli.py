@@ -602,10 +602,12 @@ def keys_revoke(
 def audit_verify() -> None:
     """Check both hash chains (decision log, ledger events) and the ledger's consistency:
     exit 0 if intact, 1 if a record was changed, removed (also the newest ones), reordered
-    or cannot be read, a customer's open orders differ from its open reservations, or a
-    stored policy text does not hash to its sha256. One line per chain with the stored head
-    (seq and record_hash): write them to an external log to anchor the chains (someone
-    with write access to the database could rewrite the head too)."""
+    or cannot be read, a customer's open orders differ from its open reservations, a
+    reservation disagrees with its order's ledger events (or an approved order has none), a
+    stored policy text does not hash to its sha256, or a policy the log names is not stored.
+    One line per chain with the stored head (seq and record_hash): write them to an external
+    log to anchor the chains (someone with write access to the database could rewrite the
+    head too)."""
     from api.store import StoreUnavailable
 
     try:
@@ -636,16 +638,18 @@ def audit_verify() -> None:
     if consistency["ok"]:
         typer.echo(
             f"ok: ledger consistency: {checked}; open orders match the open reservations, "
-            "policy texts match their sha256"
+            "reservations match the ledger events, policy texts match their sha256 and every "
+            "logged policy is stored"
         )
     else:
         broken = True
         for p in consistency["problems"]:
-            what = (
-                f"customer {p['customer_id']}"
-                if p["check"] == "open_orders"
-                else f"policy {p['sha256'][:12]}"
-            )
+            if p["check"] == "open_orders":
+                what = f"customer {p['customer_id']}"
+            elif p["check"] == "reservations":
+                what = f"order {p['order_id']} (customer {p['customer_id']})"
+            else:
+                what = f"policy {p['sha256'][:12]}"
             _err(f"BROKEN: ledger consistency: {what}: {p['message']}")
         more = consistency["problems_total"] - len(consistency["problems"])
         if more:

@@ -203,7 +203,8 @@ class LedgerEvent(SQLModel, table=True):
     event_id: str = Field(primary_key=True, max_length=200)
     customer_id: str = Field(index=True, max_length=200)
     type: str = Field(max_length=32)
-    order_id: str | None = Field(default=None, max_length=200)
+    # Indexed (revision 0004): the order-ownership checks look events up by order id.
+    order_id: str | None = Field(default=None, index=True, max_length=200)
     amount: Decimal | None = Field(default=None, sa_column=sa.Column(Money(), nullable=True))
     currency: str | None = Field(default=None, max_length=3)
     content_hash: str = Field(max_length=64)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import secrets
 import threading
 import uuid
@@ -94,6 +95,7 @@ LEDGER_HASHED = (
     "prev_hash",
 )
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
+POLICY_LOCK_KEY = 0x4347504F4C  # "CGPOL": serialises save_policy (one text per version label)
 ORDER_LOCK_NS = 0x43474F52  # "CGOR": namespace (int4) of the per-order-id advisory locks
 MAX_PROBLEMS = 100  # consistency problems listed by verify_consistency (all are counted)
 # Customer inputs owned by the ledger: a request may not override them for a known customer.
@@ -481,6 +483,11 @@ class Store:
         version: the version label must identify one policy text for audit and
         ``?policy_version=`` filters."""
         with self._session(write=True) as s:
+            if self.dialect == "postgresql":
+                # Check-then-insert under one lock: two texts saved under the same id and
+                # version at once must not both pass the check (SQLite: writers are
+                # serialised by BEGIN IMMEDIATE and the writer lock already).
+                s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": POLICY_LOCK_KEY})
             if s.get(PolicyVersion, policy.sha256) is None:
                 other = s.exec(
                     select(PolicyVersion.sha256).where(
@@ -775,6 +782,16 @@ class Store:
             if last is not None and last.customer_id != customer_id:
                 raise OrderConflict(
                     f"order {order_id!r} was decided for customer {last.customer_id!r}; "
+                    "an order cannot move to another customer"
+                )
+            invoiced_elsewhere = s.exec(
+                select(LedgerEvent.customer_id)
+                .where(LedgerEvent.order_id == order_id, LedgerEvent.customer_id != customer_id)
+                .limit(1)
+            ).first()
+            if invoiced_elsewhere is not None:
+                raise OrderConflict(
+                    f"order {order_id!r} has ledger events of customer {invoiced_elsewhere!r}; "
                     "an order cannot move to another customer"
                 )
             previous = s.get(Reservation, order_id, with_for_update=True)
@@ -1106,16 +1123,21 @@ class Store:
           (``amount - invoiced``) of its reservations in status ``open``, and no open
           reservation belongs to a customer that does not exist;
         - ``policy_source``: every stored policy text hashes (sha256 of its UTF-8 bytes, as
-          ``rules.loader`` computes ``Policy.sha256``) to its key.
+          ``rules.loader`` computes ``Policy.sha256``) to its key;
+        - ``policy_missing``: every policy the decision log names has a stored text;
+        - ``reservations``: every reservation agrees with its order's chained ledger events
+          and every approved order has one (``_check_reservations``).
 
         Returns ``{ok, customers, policy_versions, problems, problems_total}``: the counts
-        checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256,
-        message}``. Each check is one SQL statement (one snapshot), so a concurrent
-        decision is never reported as a mismatch. Not covered (not chained, no invariant
-        to check against): ``credit_limit``, ``open_receivables``, ``credit_balance``,
-        ``days_past_due`` and the facts of a customer, the FX rates, the API keys."""
+        checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256 |
+        order_id, message}``. Each check is one SQL statement (one snapshot), so a
+        concurrent decision is never reported as a mismatch. Not covered (not chained, no
+        invariant to check against): ``credit_limit``, ``open_receivables``,
+        ``credit_balance``, ``days_past_due`` and the facts of a customer, the FX rates, the
+        API keys."""
         problems: list[dict[str, Any]] = []
         customers, policies = self._check_open_orders(problems), self._check_policies(problems)
+        self._check_reservations(problems)
         return {
             "ok": not problems,
             "customers": customers,
@@ -1178,7 +1200,142 @@ class Store:
                             "it was changed after it was recorded",
                         }
                     )
+            # Every policy the log's records name must be stored: replay needs its text.
+            d = DecisionLog.__table__.c
+            missing = (
+                sa.select(d.policy_sha256, sa.func.count())
+                .select_from(
+                    DecisionLog.__table__.outerjoin(
+                        PolicyVersion.__table__, t.sha256 == d.policy_sha256
+                    )
+                )
+                .where(t.sha256.is_(None))
+                .group_by(d.policy_sha256)
+                .order_by(d.policy_sha256)
+            )
+            for sha, records in s.execute(missing):
+                problems.append(
+                    {
+                        "check": "policy_missing",
+                        "sha256": sha,
+                        "message": f"no stored policy text, but {records} decision log "
+                        f"record{'s' if records != 1 else ''} name it: "
+                        f"{'they' if records != 1 else 'it'} cannot be replayed",
+                    }
+                )
         return n
+
+    def _check_reservations(self, problems: list[dict[str, Any]]) -> None:
+        """Every reservation against the chained ledger events of its order (one SQL
+        statement): an ``order_cancelled`` event ↔ status ``cancelled``; ``invoiced`` = the
+        sum of the amounts its ``invoice_issued`` events moved off open orders (``-
+        effect.open_orders``); status ``invoiced`` exactly when that is the whole amount
+        (and not cancelled); events and reservation of one customer. And every order whose
+        latest new or amended decision is an approve has a reservation."""
+        r, e, d = Reservation.__table__.c, LedgerEvent.__table__.c, DecisionLog.__table__.c
+        text, none = (lambda x: sa.cast(x, sa.String)), sa.null()
+        latest = (
+            sa.select(d.order_id, sa.func.max(d.seq).label("seq"))
+            .where(d.kind.in_(("new", "amended")))
+            .group_by(d.order_id)
+            .subquery()
+        )
+        q = sa.union_all(
+            sa.select(
+                sa.literal(1),
+                r.order_id,
+                r.customer_id,
+                r.status,
+                text(r.amount),
+                text(r.invoiced),
+                none,
+            ),
+            sa.select(
+                sa.literal(2), e.order_id, e.customer_id, e.type, none, none, text(e.effect)
+            ).where(e.order_id.is_not(None), e.type.in_(("order_cancelled", "invoice_issued"))),
+            sa.select(sa.literal(3), d.order_id, d.customer_id, text(d.seq), none, none, none)
+            .select_from(DecisionLog.__table__.join(latest, latest.c.seq == d.seq))
+            .where(
+                d.outcome == "approve",
+                ~sa.exists().where(r.order_id == d.order_id),
+            ),
+        )
+        zero = Decimal("0.00")
+        res: dict[str, tuple[str, str, str, str]] = {}  # order → customer, status, amounts
+        cancelled: dict[str, int] = {}
+        moved: dict[str, Decimal] = {}
+        owners: dict[str, set[str]] = {}
+        unreserved_approve: dict[str, tuple[str, str]] = {}
+        found: dict[str, list[str]] = {}
+        customer_of: dict[str, str] = {}
+        with self._session(write=False) as s:
+            for kind, oid, cid, what, amount, invoiced, effect in s.execute(q):
+                customer_of.setdefault(oid, cid)
+                if kind == 1:
+                    res[oid] = (cid, what, amount, invoiced)
+                elif kind == 3:
+                    unreserved_approve[oid] = (cid, what)
+                else:
+                    owners.setdefault(oid, set()).add(cid)
+                    if what == "order_cancelled":
+                        cancelled[oid] = cancelled.get(oid, 0) + 1
+                        continue
+                    try:
+                        m = -Decimal(str(json.loads(effect)["open_orders"]))
+                    except (*_READ_ERRORS, json.JSONDecodeError) as ex:
+                        found.setdefault(oid, []).append(
+                            f"an invoice_issued event's effect cannot be read ({_read_cause(ex)})"
+                        )
+                        continue
+                    moved[oid] = moved.get(oid, zero) + m
+        for oid in sorted(set(res) | set(cancelled) | set(moved) | set(unreserved_approve)):
+            msgs = found.setdefault(oid, [])
+            inv = moved.get(oid, zero)
+            if oid in unreserved_approve:
+                cid, seq = unreserved_approve[oid]
+                msgs.append(f"approved (decision log seq {seq}) but it has no reservation")
+            if oid not in res:
+                if oid in cancelled:
+                    msgs.append("an order_cancelled event but no reservation")
+                if inv:
+                    msgs.append(f"invoice_issued events moved {_plain(inv)} but no reservation")
+                continue
+            cid, status, amount_text, invoiced_text = res[oid]
+            customer_of[oid] = cid
+            other = sorted(owners.get(oid, set()) - {cid})
+            if other:
+                msgs.append(f"ledger events of another customer ({', '.join(other)})")
+            try:
+                amount, invoiced = Decimal(amount_text), Decimal(invoiced_text)
+            except _READ_ERRORS as ex:
+                msgs.append(f"a stored amount cannot be read ({_read_cause(ex)})")
+                continue
+            if invoiced != inv:
+                msgs.append(
+                    f"invoiced is {_plain(invoiced)} but its invoice_issued events moved "
+                    f"{_plain(inv)}"
+                )
+            if oid in cancelled:
+                expected = "cancelled"
+            else:
+                expected = "invoiced" if inv == amount else "open"
+            if status != expected:
+                why = (
+                    "it has an order_cancelled event"
+                    if oid in cancelled
+                    else f"no order_cancelled event, {_plain(inv)} of {_plain(amount)} invoiced"
+                )
+                msgs.append(f"status is {status!r} but {why}: expected {expected!r}")
+        for oid in sorted(found):
+            if found[oid]:
+                problems.append(
+                    {
+                        "check": "reservations",
+                        "order_id": oid,
+                        "customer_id": customer_of.get(oid),
+                        "message": "; ".join(found[oid]),
+                    }
+                )
 
     def _verify_one(
         self,
@@ -1302,7 +1459,9 @@ class Store:
         open reservation covers off open orders (partial invoices add up); it is never
         refused for the order's state: an amount without an open reservation (a referred
         order approved by a person, a cancelled or fully invoiced order, more than
-        approved) is new exposure, reported as ``effect.unreserved``; ``payment_received`` /
+        approved) is new exposure, reported as ``effect.unreserved``; but an order of another
+        customer (its reservation, its decisions or its earlier ledger events) →
+        ``EventConflict``; ``payment_received`` /
         ``credit_note`` {amount, currency, order_id optional} reduce open receivables, no
         credit check, never refused for the customer's state; an excess becomes the
         customer's ``credit_balance``."""
@@ -1359,6 +1518,9 @@ class Store:
                         f"currency: the ledger of {customer_id!r} is kept in {cust.currency}, "
                         f"not {currency}"
                     )
+                if order_id is not None:
+                    # As in decide: an order id's owner is checked and fixed under one lock.
+                    self._lock_order_id(s, order_id)
                 effect = self._effect(s, cust, kind, order_id, amount)
                 cust.updated_at = utcnow()
                 last_seq, prev = self._chain_position(s, CHAIN_LEDGER, LedgerEvent, LEDGER_LOCK_KEY)
@@ -1417,6 +1579,31 @@ class Store:
                 raise EventConflict(
                     f"order_id: order {order_id!r} belongs to customer {res.customer_id!r}"
                 )
+            if res is None:
+                # No reservation (a referred or declined order, or one never decided here):
+                # the order id must still not belong to another customer, by its decisions
+                # or by its earlier ledger events.
+                owner = s.exec(
+                    select(DecisionLog.customer_id)
+                    .where(
+                        DecisionLog.order_id == order_id,
+                        DecisionLog.customer_id != cust.customer_id,
+                    )
+                    .limit(1)
+                ).first()
+                if owner is None:
+                    owner = s.exec(
+                        select(LedgerEvent.customer_id)
+                        .where(
+                            LedgerEvent.order_id == order_id,
+                            LedgerEvent.customer_id != cust.customer_id,
+                        )
+                        .limit(1)
+                    ).first()
+                if owner is not None:
+                    raise EventConflict(
+                        f"order_id: order {order_id!r} belongs to customer {owner!r}"
+                    )
             moved = zero
             if res is not None and res.status == "open":
                 moved = min(amount, res.amount - res.invoiced)

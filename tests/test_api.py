@@ -916,9 +916,9 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     runner = CliRunner()
     r = runner.invoke(app, ["db", "upgrade"])
     assert r.exit_code == 0, r.output
-    assert r.stdout == "ok: database migrated from schema (none: new) to 0003_chain_heads\n"
+    assert r.stdout == "ok: database migrated from schema (none: new) to 0004_ledger_order_index\n"
     r = runner.invoke(app, ["db", "upgrade"])
-    assert r.stdout == "ok: database is up to date (schema 0003_chain_heads)\n"
+    assert r.stdout == "ok: database is up to date (schema 0004_ledger_order_index)\n"
     r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
     assert r.exit_code == 0, r.output
     key = r.stdout.strip()
@@ -939,7 +939,8 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
         f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
         "ok: ledger events: 0 records, hash chain intact; no head",
         "ok: ledger consistency: 2 customers, 1 policy text; open orders match the open "
-        "reservations, policy texts match their sha256",
+        "reservations, reservations match the ledger events, policy texts match their sha256 "
+        "and every logged policy is stored",
     ]
     sql(db, "UPDATE decision_log SET caller = 'someone else' WHERE seq = 3")
     r = runner.invoke(app, ["audit", "verify"])

@@ -70,9 +70,10 @@ def db_url(request, tmp_path):
 
 
 @pytest.fixture
-def store(db_url):
+def store(db_url, compiled):
     s = Store(db_url)
     s.upgrade()
+    s.save_policy(compiled.policy)  # as the service does at start (the audit needs it)
     yield s
     s.dispose()
 
@@ -175,6 +176,33 @@ def test_invoice_beyond_or_without_a_reservation_is_new_exposure(store, compiled
     # ... and a new order now sees that exposure (over the 100,000 limit: not approved)
     after, _ = store.decide(order("O3", "100.00"), ev(compiled), "erp")
     assert after.outcome != "approve"
+
+
+def test_an_order_without_a_reservation_keeps_its_owner(store, compiled):
+    """A referred order has no reservation, yet it belongs to its customer: an invoice of
+    it for another customer is refused, and an order id invoiced for one customer cannot
+    be decided for another."""
+    customer(store, "XA")
+    customer(store, "XB")
+    referred, _ = store.decide(order("XO1", "95000.00", "XA"), ev(compiled), "erp")
+    assert referred.outcome != "approve"
+    before = position(store, "XB")
+    with pytest.raises(EventConflict, match="order 'XO1' belongs to customer 'XA'"):
+        store.apply_event("XB", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    assert position(store, "XB") == before and store.list_events("XB") == []
+    # its own customer may invoice it (a person approved it): unreserved exposure
+    r = store.apply_event("XA", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    assert r["effect"]["unreserved"] == "10.00"
+    # an order never decided here, invoiced for XA: owned by XA's ledger events
+    store.apply_event("XA", event("E2", "invoice_issued", "20.00", "XO2"), "erp")
+    with pytest.raises(EventConflict, match="order 'XO2' belongs to customer 'XA'"):
+        store.apply_event("XB", event("E3", "invoice_issued", "5.00", "XO2"), "erp")
+    with pytest.raises(OrderConflict, match="order 'XO2' has ledger events of customer 'XA'"):
+        store.decide(order("XO2", "100.00", "XB"), ev(compiled), "erp")
+    assert store.get_customer("XB")["open_orders"] == 0
+    # the owner itself may still decide it
+    _, kind = store.decide(order("XO2", "100.00", "XA"), ev(compiled), "erp")
+    assert kind == "new"
 
 
 def test_partly_invoiced_order_repeats_but_cannot_be_amended(store, compiled):
@@ -460,6 +488,27 @@ def problem(r, status, code=None):
     if code is not None:
         assert body["code"] == code, body
     return body
+
+
+def test_http_invoice_of_another_customers_referred_order_is_409(api):
+    api.customer("XA")
+    api.customer("XB")
+    r = api.decide(order_id="XO1", customer_id="XA", amount="95000.00")
+    assert r.status_code == 200 and r.json()["outcome"] != "approve", r.text
+    body = problem(
+        api.event(
+            "XB",
+            event_id="E1",
+            type="invoice_issued",
+            order_id="XO1",
+            amount="10.00",
+            currency="EUR",
+        ),
+        409,
+        "conflict",
+    )
+    assert body["errors"][0]["code"] == "ledger_conflict"
+    assert "belongs to customer 'XA'" in body["detail"], body
 
 
 def test_http_ledger_events(api):
@@ -887,6 +936,7 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
     store = Store(db_url)
     try:
         store.upgrade()
+        store.save_policy(compiled.policy)
         _three_events(store, compiled)
         before = _rows(db_url, "SELECT event_id, seq, record_hash FROM ledger_events ORDER BY seq")
         log_head = _rows(db_url, "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC")[0]
@@ -1607,6 +1657,107 @@ def test_audit_checks_every_stored_policy_text_against_its_sha256(db_url, tmp_pa
         api.store.dispose()
 
 
+def test_audit_reports_logged_policies_without_a_stored_text(store, compiled):
+    """Deleted policy texts: the log's records name them, replay is impossible."""
+    customer(store)
+    for oid in ("O1", "O2"):
+        store.decide(order(oid, "100.00"), ev(compiled), "erp")
+    assert store.verify_chain()["ok"]
+    with store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM policy_versions"))
+    ok, problems = _consistency_problems(store)
+    assert not ok and problems == [
+        (
+            "policy_missing",
+            compiled.policy.sha256[:12],
+            "no stored policy text, but 2 decision log records name it: they cannot be replayed",
+        )
+    ]
+
+
+def _reservation_problems(store):
+    result = store.verify_chain()
+    assert result["ledger"]["ok"] and result["checked"] == result["head_seq"]
+    return [
+        (p["order_id"], p["customer_id"], p["message"])
+        for p in result["consistency"]["problems"]
+        if p["check"] == "reservations"
+    ]
+
+
+def test_audit_checks_every_reservation_against_the_chained_ledger_events(store, compiled):
+    """The ledger chain holds every order_cancelled and invoice_issued: a reservation's
+    status and invoiced amount edited outside the service (a cancelled order that would
+    repeat as approve, credit freed) or a deleted reservation are reported."""
+    customer(store)
+    for oid, amount in (("O1", "10000.00"), ("O2", "500.00"), ("O3", "300.00")):
+        assert store.decide(order(oid, amount), ev(compiled), "erp")[0].outcome == "approve"
+    referred, _ = store.decide(order("O4", "95000.00"), ev(compiled), "erp")
+    assert referred.outcome != "approve"
+    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    store.apply_event("C1", event("E2", "order_cancelled", order_id="O2"), "erp")
+    store.apply_event("C1", event("E3", "invoice_issued", "300.00", "O3"), "erp")
+    store.apply_event("C1", event("E4", "invoice_issued", "10.00", "O4"), "erp")
+    store.apply_event("C1", event("E5", "invoice_issued", "1.00", "O3"), "erp")  # beyond
+    assert store.verify_chain()["ok"] and _reservation_problems(store) == []
+
+    def tampered(sql, undo=None):
+        with store.engine.begin() as conn:
+            conn.execute(sa.text(sql))
+        found = _reservation_problems(store)
+        assert not store.verify_chain()["ok"]
+        if undo:
+            with store.engine.begin() as conn:
+                conn.execute(sa.text(undo))
+            assert store.verify_chain()["ok"]
+        return found
+
+    # a cancelled order made 'invoiced': it would repeat as approve
+    assert tampered(
+        "UPDATE reservations SET status = 'invoiced' WHERE order_id = 'O2'",
+        "UPDATE reservations SET status = 'cancelled' WHERE order_id = 'O2'",
+    ) == [
+        (
+            "O2",
+            "C1",
+            "status is 'invoiced' but it has an order_cancelled event: expected 'cancelled'",
+        )
+    ]
+    # an open order made 'cancelled' or 'invoiced': its credit freed
+    for status in ("cancelled", "invoiced"):
+        assert tampered(
+            f"UPDATE reservations SET status = '{status}' WHERE order_id = 'O1'",
+            "UPDATE reservations SET status = 'open' WHERE order_id = 'O1'",
+        ) == [
+            (
+                "O1",
+                "C1",
+                f"status is '{status}' but no order_cancelled event, 4000.00 of 10000.00 "
+                "invoiced: expected 'open'",
+            )
+        ]
+    # a fully invoiced order's invoiced amount edited
+    assert tampered(
+        "UPDATE reservations SET invoiced = '0.00' WHERE order_id = 'O3'",
+        "UPDATE reservations SET invoiced = '300.00' WHERE order_id = 'O3'",
+    ) == [
+        (
+            "O3",
+            "C1",
+            "invoiced is 0.00 but its invoice_issued events moved 300.00",
+        )
+    ]
+    # a cancelled order's reservation deleted: nothing left to refuse its repeat
+    assert tampered("DELETE FROM reservations WHERE order_id = 'O2'") == [
+        (
+            "O2",
+            "C1",
+            "approved (decision log seq 2) but it has no reservation; an order_cancelled "
+            "event but no reservation",
+        )
+    ]
+
+
 def test_cli_audit_lists_consistency_problems(tmp_path, monkeypatch):
     from typer.testing import CliRunner
 
@@ -1624,7 +1775,8 @@ def test_cli_audit_lists_consistency_problems(tmp_path, monkeypatch):
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1] == (
         "ok: ledger consistency: 1 customer, 1 policy text; open orders match the open "
-        "reservations, policy texts match their sha256"
+        "reservations, reservations match the ledger events, policy texts match their sha256 "
+        "and every logged policy is stored"
     )
     engine = sa.create_engine(f"sqlite:///{db}")
     with engine.begin() as conn:

@@ -49,16 +49,20 @@ def pg_store(pg_url):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path):
+def store(request, tmp_path, compiled):
+    # The policy text is stored, as the service does at start: the audit requires a stored
+    # text for every policy the decision log names.
     if request.param == "sqlite":
         s = Store(f"sqlite:///{tmp_path / 'creditgate.db'}")
         s.upgrade()
+        s.save_policy(compiled.policy)
         yield s
         s.dispose()
     else:
         s = request.getfixturevalue("pg_store")
         with s.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
+        s.save_policy(compiled.policy)
         yield s
 
 
@@ -108,7 +112,7 @@ def last_record(store, table="decision_log"):
         )
 
 
-def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=0):
+def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=1):
     """The verify_chain answer for intact chains of ``checked`` log records and
     ``ledger_checked`` ledger events, with these heads ``(seq, hash)``, and a consistent
     ledger of ``customers`` customers and ``policies`` stored policy texts."""
@@ -144,6 +148,52 @@ def test_migrations_are_idempotent_and_policy_versions(store, compiled):
     store.save_policy(compiled.policy)
     assert store.policy_source(compiled.policy.sha256) == compiled.policy.source
     assert store.policy_source("0" * 64) is None
+
+
+def test_one_text_per_policy_version_label_under_concurrent_saves(store):
+    """Threads saving the same policy id and version with different texts at once: exactly
+    one text is stored, every other save is a PolicyVersionConflict (no check-then-insert
+    race)."""
+    import hashlib
+    from types import SimpleNamespace
+
+    from api.store import PolicyVersionConflict
+
+    n = 4
+    for attempt in range(3):
+        policies = []
+        for i in range(n):
+            source = f"policy: race\nversion: v{attempt}\n# text {i}\n"
+            sha = hashlib.sha256(source.encode()).hexdigest()
+            policies.append(
+                SimpleNamespace(id="race", version=f"v{attempt}", sha256=sha, source=source)
+            )
+        start = threading.Barrier(n)
+        saved, conflicts, errors = [], [], []
+
+        def run(p, start=start, saved=saved, conflicts=conflicts, errors=errors):
+            try:
+                start.wait()
+                store.save_policy(p)
+                saved.append(p.sha256)
+            except PolicyVersionConflict:
+                conflicts.append(p.sha256)
+            except BaseException as e:  # pragma: no cover - reported below
+                errors.append(e)
+
+        threads = [threading.Thread(target=run, args=(p,)) for p in policies]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors
+        assert len(saved) == 1 and len(conflicts) == n - 1, (saved, conflicts)
+        with store.engine.connect() as conn:
+            stored = conn.execute(
+                sa.text("SELECT sha256 FROM policy_versions WHERE version = :v"),
+                {"v": f"v{attempt}"},
+            ).all()
+        assert [r[0] for r in stored] == saved
 
 
 def test_customer_round_trip(store):
