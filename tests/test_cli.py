@@ -422,20 +422,7 @@ def test_unmigrated_database_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
 
 
 def test_serve_with_unreachable_database_exits_3_without_traceback(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
-    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL",)}
-    env.update(CREDITGATE_DATABASE_URL=UNREACHABLE, CREDITGATE_POLICY_PATH=str(POLICY))
-    p = subprocess.run(
-        [sys.executable, "-m", "api.cli", "serve", "--port", "1"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    p = _serve({"CREDITGATE_DATABASE_URL": UNREACHABLE, "CREDITGATE_POLICY_PATH": str(POLICY)})
     assert p.returncode == 3, p.stderr
     assert p.stderr == UNREACHABLE_LINE + "\n"
     assert p.stdout == ""
