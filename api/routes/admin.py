@@ -12,12 +12,10 @@ from fastapi.responses import JSONResponse
 from api.auth import Caller
 from api.bodies import (
     FxRatesBody,
-    parse_body,
-    read_body,
-    require_json,
+    json_body,
+    json_body_doc,
     store_refusal,
     to_json,
-    validate_body,
 )
 from api.problems import Problem
 from api.routes import caller, problems
@@ -32,12 +30,7 @@ Svc = Annotated[Service, Depends(service)]
     tags=["fx"],
     summary="Load exchange rates into the policy's currency",
     responses=problems("PUT", "/v1/fx-rates"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": FxRatesBody.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body_doc(FxRatesBody),
 )
 async def put_fx_rates(
     request: Request,
@@ -45,8 +38,7 @@ async def put_fx_rates(
     _: Annotated[Caller, caller("PUT", "/v1/fx-rates")],
 ) -> JSONResponse:
     policy = svc.policy
-    require_json(request)
-    body = validate_body(FxRatesBody, parse_body(await read_body(request, svc.max_bytes)))
+    body = await json_body(request, FxRatesBody, svc.max_bytes)
     if body.base != policy.currency:
         raise Problem(
             "invalid_request",

@@ -19,14 +19,13 @@ from api.bodies import (
     check_customer_facts,
     customer_currency_check,
     decimals_check,
+    json_body,
+    json_body_doc,
     money_facts,
-    parse_body,
     parse_customer_id,
     read_body,
-    require_json,
     store_refusal,
     to_json,
-    validate_body,
 )
 from api.csvio import parse_customer_csv
 from api.problems import Problem
@@ -41,12 +40,7 @@ Svc = Annotated[Service, Depends(service)]
     "/v1/customers/{customer_id}",
     summary="Create or replace a customer's credit position",
     responses=problems("PUT", "/v1/customers/{customer_id}"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": CustomerBody.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body_doc(CustomerBody),
 )
 async def put_customer(
     request: Request,
@@ -63,8 +57,7 @@ async def put_customer(
             "the customer id is not valid",
             errors=[{"path": "customer_id", "code": exc.type, "message": exc.message()}],
         ) from None
-    require_json(request)
-    body = validate_body(CustomerBody, parse_body(await read_body(request, svc.max_bytes)))
+    body = await json_body(request, CustomerBody, svc.max_bytes)
     customer_currency_check(policy, body.currency)
     amounts = {"credit_limit": body.credit_limit}
     if body.open_receivables is not None:
@@ -128,12 +121,7 @@ def get_customer(
     "/v1/customers/{customer_id}/events",
     summary="Record a ledger event (order cancelled, invoice, payment, credit note)",
     responses=problems("POST", "/v1/customers/{customer_id}/events"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": EventBody.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body_doc(EventBody),
 )
 async def post_event(
     request: Request,
@@ -143,8 +131,7 @@ async def post_event(
 ) -> JSONResponse:
     from api.store import EventConflict
 
-    require_json(request)
-    body = validate_body(EventBody, parse_body(await read_body(request, svc.max_bytes)))
+    body = await json_body(request, EventBody, svc.max_bytes)
     if body.amount is not None:
         if body.amount <= 0:
             raise Problem(

@@ -26,13 +26,11 @@ from api.bodies import (
     DecisionRequest,
     currency_check,
     decimals_check,
+    json_body,
+    json_body_doc,
     money_facts,
-    parse_body,
-    read_body,
-    require_json,
     store_refusal,
     to_json,
-    validate_body,
 )
 from api.csvio import EXPORT_COLUMNS, csv_cell
 from api.masking import Hidden, Masking, as_shown, mask_decision, mask_record, masking_for
@@ -90,12 +88,7 @@ def when_to(value: str | None) -> date | datetime | None:
     "/v1/decisions",
     summary="Decide one order (approve / refer / decline) and record it",
     responses=problems("POST", "/v1/decisions"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": DecisionRequest.model_json_schema()}},
-        }
-    },
+    openapi_extra=json_body_doc(DecisionRequest),
 )
 async def post_decision(
     request: Request,
@@ -105,9 +98,7 @@ async def post_decision(
     from api.store import FxRateMissing
 
     policy, store = svc.policy, svc.store
-    require_json(request)
-    body = parse_body(await read_body(request, svc.max_bytes))
-    req = validate_body(DecisionRequest, body)
+    req = await json_body(request, DecisionRequest, svc.max_bytes)
     today = service_today(svc)
     if req.order_date is not None:
         order_date_check(req.order_date, today, _setting(svc, "max_order_age_days"))
