@@ -62,7 +62,7 @@ from rules.compile import CompiledPolicy, compile_policy  # noqa: E402
 from rules.validate import load_policy_text  # noqa: E402
 
 SHIPPED = ROOT / "policies.yaml"
-AR_CSV = Path("/work/shared/data/ar-invoices/accounts-receivable.csv")
+AR_CSV = ROOT.parent / "shared" / "data" / "ar-invoices" / "accounts-receivable.csv"
 SEED = 20261129
 
 # ---------------------------------------------------------------------------------------
