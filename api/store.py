@@ -784,11 +784,7 @@ class Store:
                     f"order {order_id!r} was decided for customer {last.customer_id!r}; "
                     "an order cannot move to another customer"
                 )
-            invoiced_elsewhere = s.exec(
-                select(LedgerEvent.customer_id)
-                .where(LedgerEvent.order_id == order_id, LedgerEvent.customer_id != customer_id)
-                .limit(1)
-            ).first()
+            invoiced_elsewhere = self._other_owner(s, LedgerEvent, order_id, customer_id)
             if invoiced_elsewhere is not None:
                 raise OrderConflict(
                     f"order {order_id!r} has ledger events of customer {invoiced_elsewhere!r}; "
@@ -855,6 +851,21 @@ class Store:
             select(FxRate)
             .where(FxRate.base == base, FxRate.currency == currency, col(FxRate.as_of) <= on)
             .order_by(col(FxRate.as_of).desc())
+            .limit(1)
+        ).first()
+
+    @staticmethod
+    def _other_owner(
+        s: Session,
+        model: type[DecisionLog] | type[LedgerEvent],
+        order_id: str,
+        customer_id: str,
+    ) -> str | None:
+        """A customer other than ``customer_id`` that ``model``'s rows (decisions or ledger
+        events) name for ``order_id``, or None."""
+        return s.exec(
+            select(model.customer_id)
+            .where(model.order_id == order_id, model.customer_id != customer_id)
             .limit(1)
         ).first()
 
@@ -1583,23 +1594,9 @@ class Store:
                 # No reservation (a referred or declined order, or one never decided here):
                 # the order id must still not belong to another customer, by its decisions
                 # or by its earlier ledger events.
-                owner = s.exec(
-                    select(DecisionLog.customer_id)
-                    .where(
-                        DecisionLog.order_id == order_id,
-                        DecisionLog.customer_id != cust.customer_id,
-                    )
-                    .limit(1)
-                ).first()
-                if owner is None:
-                    owner = s.exec(
-                        select(LedgerEvent.customer_id)
-                        .where(
-                            LedgerEvent.order_id == order_id,
-                            LedgerEvent.customer_id != cust.customer_id,
-                        )
-                        .limit(1)
-                    ).first()
+                owner = Store._other_owner(
+                    s, DecisionLog, order_id, cust.customer_id
+                ) or Store._other_owner(s, LedgerEvent, order_id, cust.customer_id)
                 if owner is not None:
                     raise EventConflict(
                         f"order_id: order {order_id!r} belongs to customer {owner!r}"
