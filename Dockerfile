@@ -16,6 +16,7 @@ WORKDIR /src
 COPY pyproject.toml README.md LICENSE ./
 COPY rules ./rules
 COPY engine ./engine
+COPY analysis ./analysis
 COPY api ./api
 RUN pip wheel --wheel-dir /wheels .
 

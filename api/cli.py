@@ -332,7 +332,7 @@ def test_policy(
 ) -> None:
     """Run the policy's test cases (POLICY.tests.yaml): PASS/FAIL per case with the differing
     fields, then rule coverage. Exit 1 if any case fails."""
-    from api.policytest import render, run_policy_tests, tests_path_for
+    from analysis.policytest import render, run_policy_tests, tests_path_for
 
     compiled = _load_compiled(policy)
     tests_file = tests or str(tests_path_for(policy))
@@ -382,8 +382,8 @@ def backtest(
 
     compiled = _load_compiled(policy)
     _engine()
-    from api.backtest import render, run_backtest
-    from api.datasets import read_dataset
+    from analysis.backtest import render, run_backtest
+    from analysis.datasets import read_dataset
 
     try:
         rows = read_dataset(data, fmt.value if fmt else None)
@@ -392,7 +392,7 @@ def backtest(
         result = run_backtest(compiled, rows, progress)
     except OSError as exc:
         _fail(EXIT_INPUT, f"{data}: cannot read the dataset: {exc.strerror or exc}")
-    except ValueError as exc:  # api.datasets.DatasetError (file:line:col), format, label
+    except ValueError as exc:  # analysis.datasets.DatasetError (file:line:col), format, label
         _fail(EXIT_INPUT, f"{exc}", "the back-test was stopped; no report was made")
     typer.echo(render(result))
 

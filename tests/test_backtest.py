@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from api.backtest import BacktestResult, render, run_backtest
-from api.datasets import DatasetError, read_dataset
+from analysis.backtest import BacktestResult, render, run_backtest
+from analysis.datasets import DatasetError, read_dataset
 from engine.evaluate import load
 from engine.inputs import InputErrors, validate_request
 

@@ -282,12 +282,12 @@ def test_case_with_invalid_request_fails(tmp_path: Path) -> None:
     assert "request: customer.risk_class: invalid_value:" in r.stdout
 
 
-# -- backtest (wiring only; api.backtest has its own tests) --------------------------------
+# -- backtest (wiring only; analysis.backtest has its own tests) --------------------------------
 
 
 def test_backtest_jsonl(tmp_path: Path) -> None:
-    pytest.importorskip("api.backtest")
-    pytest.importorskip("api.datasets")
+    pytest.importorskip("analysis.backtest")
+    pytest.importorskip("analysis.datasets")
     request = json.loads((REQUESTS / "approve-prime.json").read_text())
     rows = [
         {"request": request, "label": "good"},
@@ -302,7 +302,7 @@ def test_backtest_jsonl(tmp_path: Path) -> None:
 
 
 def test_backtest_unreadable_data_exit_2(tmp_path: Path) -> None:
-    pytest.importorskip("api.backtest")
+    pytest.importorskip("analysis.backtest")
     r = run("backtest", POLICY, tmp_path / "missing.jsonl", "--no-progress")
     assert r.exit_code == 2
     assert "missing.jsonl" in r.stderr

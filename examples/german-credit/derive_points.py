@@ -40,7 +40,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from api.datasets import read_dataset  # noqa: E402
+from analysis.datasets import read_dataset  # noqa: E402
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "german-credit" / "german.data"
 PDO = 20

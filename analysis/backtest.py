@@ -1,6 +1,6 @@
 """Back-test a policy on labelled applications: ``run_backtest`` and ``render``.
 
-Every ``(request, label)`` row (see ``api.datasets``) is decided with
+Every ``(request, label)`` row (see ``analysis.datasets``) is decided with
 ``engine.evaluate.evaluate`` and the outcome is compared with the realised class
 (``"good"`` repaid, ``"bad"`` defaulted).
 
@@ -185,7 +185,7 @@ def run_backtest(compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]],
     ``label`` must be ``"good"`` or ``"bad"`` (else ``ValueError``). A row whose request does
     not fit the policy (``InputErrors``) or whose evaluation fails (``EvaluationError`` or
     any other exception) is counted as ``error`` (not granted) and the first 10 are listed;
-    the run goes on. Errors raised by ``rows`` itself (e.g. ``api.datasets.DatasetError``
+    the run goes on. Errors raised by ``rows`` itself (e.g. ``analysis.datasets.DatasetError``
     for a malformed line) propagate. ``progress`` shows a progress bar on stderr (Rich;
     removed when done; silent when stderr is not a terminal). Returns a
     ``BacktestResult``; see the module docstring for the metrics and the cost convention."""
