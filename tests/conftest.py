@@ -32,3 +32,50 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+# -- the clock ---------------------------------------------------------------------------
+# The suite must pass on any day of the next ten years. ``--clock-ahead-days N`` moves the
+# clock of the whole test session N days ahead (time-machine; it keeps ticking) and sets
+# ``CREDITGATE_MODE=test`` and ``CREDITGATE_CLOCK=+Nd`` for servers the tests start in
+# another process. scripts/test runs the tests marked ``dates`` this way, a year and ten
+# years ahead.
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--clock-ahead-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="run with the clock moved N days ahead (test process and the servers it starts)",
+    )
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _clock_ahead(request: pytest.FixtureRequest) -> Iterator[None]:
+    days = request.config.getoption("--clock-ahead-days")
+    if not days:
+        yield
+        return
+    from datetime import UTC, datetime, timedelta
+
+    import time_machine
+
+    saved = {k: os.environ.get(k) for k in ("CREDITGATE_MODE", "CREDITGATE_CLOCK")}
+    os.environ["CREDITGATE_MODE"] = "test"
+    os.environ["CREDITGATE_CLOCK"] = f"+{days}d"
+    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+        yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+def pytest_report_header(config: pytest.Config) -> str | None:
+    days = config.getoption("--clock-ahead-days")
+    if not days:
+        return None
+    return f"clock moved {days} days ahead (time-machine; CREDITGATE_CLOCK=+{days}d)"

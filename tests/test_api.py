@@ -491,6 +491,7 @@ def test_get_decision(api: Api) -> None:
     )
 
 
+@pytest.mark.dates
 def test_list_decisions_filters_and_pages(api: Api) -> None:
     made = _three_decisions(api)
     h = api.h("compliance")
@@ -1204,6 +1205,7 @@ def test_every_problem_code_is_documented() -> None:
         (True, "invalid_type"),
     ],
 )
+@pytest.mark.dates
 def test_order_date_and_rate_dates_are_iso_strings_only(api: Api, value: Any, code: str) -> None:
     api.customer()
     body = problem(api.decide(order_date=value), 422, "invalid_request")
@@ -1217,6 +1219,7 @@ def test_order_date_and_rate_dates_are_iso_strings_only(api: Api, value: Any, co
     assert [(e["path"], e["code"]) for e in body["errors"]] == [("rates[0].as_of", code)], body
 
 
+@pytest.mark.dates
 def test_explicit_null_is_null_value_in_every_body(api: Api) -> None:
     api.customer()
     body = problem(api.decide(facts=None, amount=None), 422, "invalid_request")
@@ -1262,6 +1265,7 @@ def test_explicit_null_is_null_value_in_every_body(api: Api) -> None:
         "multipart/form-data",
     ],
 )
+@pytest.mark.dates
 def test_json_bodies_need_application_json(api: Api, ctype: str | None) -> None:
     api.customer()
     headers = {"Content-Type": ctype} if ctype else {}

@@ -320,6 +320,7 @@ def db_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
+@pytest.mark.dates
 def test_keys_list_and_revoke(db_env: str, tmp_path: Path) -> None:
     import sqlite3
 

@@ -318,6 +318,7 @@ def test_bad_events_are_refused(store, bad):
 # -- FX ---------------------------------------------------------------------------------
 
 
+@pytest.mark.dates
 def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
     customer(store)
     store.put_fx_rates(
@@ -328,7 +329,9 @@ def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
             {"currency": "USD", "rate": D("0.5"), "as_of": date(2026, 12, 1)},
         ],
     )
-    kw = {"decision_currency": "EUR", "minor_units": 2}
+    # today (the store's clock) is the day after the order: the rate of 2026-12-01 is not yet
+    # known, so only the rate on or before the order date is a candidate
+    kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 11, 30)}
     # 1000.50 USD x 0.92345 = 923.911725 -> 923.91 (half-even to the cent)
     o = order("O1", "1000.50", currency="USD", order_date="2026-11-29")
     d, kind = store.decide(o, ev(compiled), "erp", **kw)
@@ -377,6 +380,7 @@ def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
     assert store.verify_chain()["first_broken_seq"] == 1
 
 
+@pytest.mark.dates
 def test_fx_rates_are_replaced_and_validated(store):
     store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 1, 1)}])
     store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.8"), "as_of": date(2026, 1, 1)}])
@@ -417,6 +421,7 @@ def test_import_is_all_or_nothing(store, compiled):
     assert store.get_customer("N2")["days_past_due"] == 4
 
 
+@pytest.mark.dates
 def test_iter_decisions_reads_in_batches(store, compiled):
     customer(store)
     for i in range(7):
@@ -598,6 +603,7 @@ def test_http_bad_events_are_422(api, body, path, code):
     assert api.store.list_events("CUST-1") == []
 
 
+@pytest.mark.dates
 def test_http_fx_rates_and_conversion(api):
     api.customer()
     # a currency without any loaded rate: refused as before (currency_mismatch)
@@ -966,6 +972,7 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
         store.dispose()
 
 
+@pytest.mark.dates
 def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
     rates = [
         {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
@@ -1036,6 +1043,7 @@ def _rates(api, *rates):
     assert r.status_code == 200, r.text
 
 
+@pytest.mark.dates
 def test_http_order_date_window_and_stale_rates(api):
     # the app's clock says 2026-11-29 (UTC); windows are the defaults: 7 days each
     api.customer()
@@ -1064,6 +1072,7 @@ def test_http_order_date_window_and_stale_rates(api):
     assert "fx" not in api.decide(order_id="SO-P", amount="10.00").json()
 
 
+@pytest.mark.dates
 def test_http_order_and_rate_windows_are_settings(db_url, monkeypatch):
     monkeypatch.setenv("CREDITGATE_MAX_ORDER_AGE_DAYS", "30")
     assert Settings(database_url=db_url).max_order_age_days == 30
@@ -1084,6 +1093,7 @@ def test_http_order_and_rate_windows_are_settings(db_url, monkeypatch):
         api.store.dispose()
 
 
+@pytest.mark.dates
 def test_http_foreign_amount_decimals_follow_the_order_currency(api):
     api.customer()
     _rates(api, ("USD", "0.92", "2026-11-29"), ("JPY", "0.0061", "2026-11-29"))
@@ -1238,6 +1248,7 @@ def test_http_broken_chain_answers_503_and_never_an_approve(api):
     assert paid.status_code == 200, paid.text
 
 
+@pytest.mark.dates
 def test_http_order_date_cannot_lower_the_converted_amount(api):
     # GBP 1.15 today, 1.00 six days ago; limit 1,000.00 EUR. 900 GBP today is 1,035.00 EUR
     # (over the limit); backdating the order to pick the older, lower rate must not make
@@ -1321,6 +1332,7 @@ def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, co
         assert D(str(sums.get(cid, 0))) == store.get_customer(cid)["open_orders"]
 
 
+@pytest.mark.dates
 def test_http_orders_in_three_decimal_currencies_are_accepted_and_converted(api):
     api.customer()
     _rates(api, ("KWD", "3.0", "2026-11-29"))
@@ -1341,6 +1353,7 @@ def test_http_orders_in_three_decimal_currencies_are_accepted_and_converted(api)
     assert "Decimal(" not in json.dumps(b)
 
 
+@pytest.mark.dates
 def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store, compiled):
     customer(store)
     store.put_fx_rates(
@@ -1366,6 +1379,7 @@ def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store,
     assert d.order_amount == D("915.00")
 
 
+@pytest.mark.dates
 def test_http_jpy_original_amount_has_no_decimals(api):
     api.customer()
     _rates(api, ("JPY", "0.0061", "2026-11-29"))
@@ -1378,6 +1392,7 @@ def test_http_jpy_original_amount_has_no_decimals(api):
 # -- query dates at the edges of the calendar; every bad query parameter at once ------------
 
 
+@pytest.mark.dates
 @pytest.mark.parametrize("route", ["/v1/decisions", "/v1/decisions/export"])
 def test_query_dates_at_the_calendar_edges(api, route):
     api.customer()
@@ -1445,6 +1460,7 @@ def _jsonl(r):
     return [json.loads(x) for x in r.text.splitlines()]
 
 
+@pytest.mark.dates
 def test_export_ends_with_a_completeness_line(api):
     api.customer()
     h = api.h("compliance")
@@ -1989,6 +2005,7 @@ def test_concurrent_creation_of_one_customer_and_crossed_imports_never_fail(stor
     assert outcomes == ["ok"] * 12
 
 
+@pytest.mark.dates
 def test_http_backdating_cannot_use_a_rate_that_is_stale_today(api):
     # Only a 14-day-old rate (the feed stopped): refused without order_date, and also with
     # an order_date 7 days back, for which that rate would be "only" 7 days old.
