@@ -32,8 +32,15 @@ from typing import Any
 from engine.evaluate import EvaluationError, InputErrors, evaluate
 from rules.compile import CompiledPolicy
 
-__all__ = ["COST_BAD_APPROVED", "COST_GOOD_REJECTED", "BacktestResult", "RowError", "Strategy",
-           "render", "run_backtest"]
+__all__ = [
+    "COST_BAD_APPROVED",
+    "COST_GOOD_REJECTED",
+    "BacktestResult",
+    "RowError",
+    "Strategy",
+    "render",
+    "run_backtest",
+]
 
 COST_BAD_APPROVED = 5
 COST_GOOD_REJECTED = 1
@@ -143,8 +150,11 @@ class BacktestResult:
     @property
     def strategies(self) -> list[Strategy]:
         """Policy first, then the baselines, as rendered."""
-        return [s for s in (self.policy_strategy, self.approve_all, self.decline_all,
-                            self.oracle) if s is not None]
+        return [
+            s
+            for s in (self.policy_strategy, self.approve_all, self.decline_all, self.oracle)
+            if s is not None
+        ]
 
 
 def _order_id(request: Any) -> str | None:
@@ -167,19 +177,25 @@ def _progress(enabled: bool, total: int | None):
         TimeRemainingColumn,
     )
 
-    columns = [SpinnerColumn(), TextColumn("back-test"), BarColumn(),
-               MofNCompleteColumn() if total else TextColumn("{task.completed} rows"),
-               TimeElapsedColumn()]
+    columns = [
+        SpinnerColumn(),
+        TextColumn("back-test"),
+        BarColumn(),
+        MofNCompleteColumn() if total else TextColumn("{task.completed} rows"),
+        TimeElapsedColumn(),
+    ]
     if total:
         columns.append(TimeRemainingColumn())
     console = Console(stderr=True)
     # Nothing to animate when stderr is a file or a pipe (CI logs): stay silent there.
-    return Progress(*columns, console=console, transient=True,
-                    disable=not enabled or not console.is_terminal)
+    return Progress(
+        *columns, console=console, transient=True, disable=not enabled or not console.is_terminal
+    )
 
 
-def run_backtest(compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]],
-                 progress: bool = True) -> BacktestResult:
+def run_backtest(
+    compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]], progress: bool = True
+) -> BacktestResult:
     """Decide every ``(request, label)`` of ``rows`` under ``compiled`` and tally the results.
 
     ``label`` must be ``"good"`` or ``"bad"`` (else ``ValueError``). A row whose request does
@@ -217,8 +233,12 @@ def run_backtest(compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]],
                 result.tiers.setdefault(decision.tier, Counter())[label] += 1
                 if outcome == "approve":
                     result.tier_approved[decision.tier] += 1
-                blocking = [r.code for r in decision.reasons if outcome != "approve"
-                            and (r.stage in _BLOCKING_STAGES or r.rule_id == _OVER_CAP_RULE)]
+                blocking = [
+                    r.code
+                    for r in decision.reasons
+                    if outcome != "approve"
+                    and (r.stage in _BLOCKING_STAGES or r.rule_id == _OVER_CAP_RULE)
+                ]
                 for code in dict.fromkeys(blocking):
                     result.reasons.setdefault(code, Counter())[label] += 1
             if outcome == "error":
@@ -231,12 +251,16 @@ def run_backtest(compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]],
     result.goods, result.bads = labels["good"], labels["bad"]
     result.n = result.goods + result.bads
     result.policy_strategy = Strategy("policy", dict(counts))
-    result.approve_all = Strategy("approve all", {("approve", "good"): result.goods,
-                                                  ("approve", "bad"): result.bads})
-    result.decline_all = Strategy("decline all", {("decline", "good"): result.goods,
-                                                  ("decline", "bad"): result.bads})
-    result.oracle = Strategy("oracle (actual class)", {("approve", "good"): result.goods,
-                                                       ("decline", "bad"): result.bads})
+    result.approve_all = Strategy(
+        "approve all", {("approve", "good"): result.goods, ("approve", "bad"): result.bads}
+    )
+    result.decline_all = Strategy(
+        "decline all", {("decline", "good"): result.goods, ("decline", "bad"): result.bads}
+    )
+    result.oracle = Strategy(
+        "oracle (actual class)",
+        {("approve", "good"): result.goods, ("decline", "bad"): result.bads},
+    )
     return result
 
 
@@ -248,8 +272,10 @@ def _table(header: list[str], rows: list[list[str]]) -> list[str]:
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
-        return "  ".join(c.ljust(w) if i == 0 else c.rjust(w)
-                         for i, (c, w) in enumerate(zip(cells, widths, strict=True)))
+        return "  ".join(
+            c.ljust(w) if i == 0 else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
 
     return [line(header), "  ".join("-" * w for w in widths)] + [line(r) for r in rows]
 
@@ -259,10 +285,13 @@ def render(result: BacktestResult) -> str:
     comparison (policy and baselines in one table), bad rate per tier, blocking reasons
     and the first errors. Columns are explained under the tables."""
     r = result
-    out = [f"Back-test of policy {r.policy} ({r.currency}) on {r.n} rows: "
-           f"{r.goods} good, {r.bads} bad",
-           f"{r.n} decisions in {r.seconds:.2f} s = {r.decisions_per_second:,.0f} decisions/s "
-           f"(wall clock); {r.error_count} rows could not be decided", ""]
+    out = [
+        f"Back-test of policy {r.policy} ({r.currency}) on {r.n} rows: "
+        f"{r.goods} good, {r.bads} bad",
+        f"{r.n} decisions in {r.seconds:.2f} s = {r.decisions_per_second:,.0f} decisions/s "
+        f"(wall clock); {r.error_count} rows could not be decided",
+        "",
+    ]
     p = r.policy_strategy
     if p is None or r.n == 0:
         return "\n".join(out + ["no rows"])
@@ -273,8 +302,16 @@ def render(result: BacktestResult) -> str:
         if o == "error" and not r.error_count:
             continue
         n = p.n_of(o)
-        conf.append([o, str(p.n_of(o, "good")), str(p.n_of(o, "bad")), str(n),
-                     _pct(n, r.n), _pct(p.n_of(o, "bad"), n)])
+        conf.append(
+            [
+                o,
+                str(p.n_of(o, "good")),
+                str(p.n_of(o, "bad")),
+                str(n),
+                _pct(n, r.n),
+                _pct(p.n_of(o, "bad"), n),
+            ]
+        )
     conf.append(["total", str(r.goods), str(r.bads), str(r.n), "100.0", _pct(r.bads, r.n)])
     out += _table(["outcome", "good", "bad", "total", "% rows", "bad %"], conf)
     out.append("")
@@ -284,17 +321,35 @@ def render(result: BacktestResult) -> str:
     shown = [o for o in OUTCOMES if o != "error" or r.error_count]
     for s in r.strategies:
         bad = s.bad_rate_approved
-        rows.append([s.name, *(f"{s.rate(o):.1f}" for o in shown),
-                     "-" if bad is None else f"{bad:.1f}", str(s.cost), f"{s.cost / s.n:.3f}",
-                     str(s.cost_refers_granted)])
-    out += _table(["strategy", *(f"{o} %" for o in shown), "bad % of approved",
-                   "cost", "cost/row", "cost if refers granted"], rows)
+        rows.append(
+            [
+                s.name,
+                *(f"{s.rate(o):.1f}" for o in shown),
+                "-" if bad is None else f"{bad:.1f}",
+                str(s.cost),
+                f"{s.cost / s.n:.3f}",
+                str(s.cost_refers_granted),
+            ]
+        )
+    out += _table(
+        [
+            "strategy",
+            *(f"{o} %" for o in shown),
+            "bad % of approved",
+            "cost",
+            "cost/row",
+            "cost if refers granted",
+        ],
+        rows,
+    )
     refused = "refer, decline and error" if r.error_count else "refer and decline"
     out += [
         f"cost = {COST_BAD_APPROVED} x bad approved + {COST_GOOD_REJECTED} x good not approved "
         "(german.doc cost matrix).",
         f"approve = predicted good; {refused} = predicted bad (not granted automatically).",
-        "cost if refers granted: every refer counted as approved. Rates in % of all rows.", ""]
+        "cost if refers granted: every refer counted as approved. Rates in % of all rows.",
+        "",
+    ]
 
     if r.tiers:
         out.append("Policy tiers (decided rows)")
@@ -302,8 +357,16 @@ def render(result: BacktestResult) -> str:
         for tier in sorted(r.tiers):
             c = r.tiers[tier]
             n = c["good"] + c["bad"]
-            trows.append([tier, str(n), str(c["good"]), str(c["bad"]), _pct(c["bad"], n),
-                          str(r.tier_approved[tier])])
+            trows.append(
+                [
+                    tier,
+                    str(n),
+                    str(c["good"]),
+                    str(c["bad"]),
+                    _pct(c["bad"], n),
+                    str(r.tier_approved[tier]),
+                ]
+            )
         out += _table(["tier", "rows", "good", "bad", "bad %", "approved"], trows)
         out.append("")
 

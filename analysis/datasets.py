@@ -81,8 +81,14 @@ from typing import Any
 
 from engine.inputs import InputErrors, parse_request_json
 
-__all__ = ["DatasetError", "FORMATS", "GERMAN_COLUMNS", "detect_format", "german_request",
-           "read_dataset"]
+__all__ = [
+    "DatasetError",
+    "FORMATS",
+    "GERMAN_COLUMNS",
+    "detect_format",
+    "german_request",
+    "read_dataset",
+]
 
 FORMATS = ("german", "jsonl")
 LABELS = ("good", "bad")
@@ -106,44 +112,125 @@ class DatasetError(ValueError):
 # (attribute name in german.doc, request path, kind, code table for kind == "code")
 _Code = dict[str, Any]
 GERMAN_COLUMNS: tuple[tuple[str, str | None, str, _Code | None], ...] = (
-    ("Status of existing checking account", "customer.checking_account", "code",
-     {"A11": "below_0", "A12": "0_to_200", "A13": "200_or_more", "A14": "none"}),
+    (
+        "Status of existing checking account",
+        "customer.checking_account",
+        "code",
+        {"A11": "below_0", "A12": "0_to_200", "A13": "200_or_more", "A14": "none"},
+    ),
     ("Duration in month", "order.payment_term_days", "months", None),
-    ("Credit history", "customer.credit_history", "code",
-     {"A30": "no_credits_all_paid", "A31": "all_paid_this_bank", "A32": "existing_paid_duly",
-      "A33": "past_delays", "A34": "critical_other_credits"}),
-    ("Purpose", "customer.purpose", "code",
-     {"A40": "car_new", "A41": "car_used", "A42": "furniture_equipment", "A43": "radio_tv",
-      "A44": "domestic_appliances", "A45": "repairs", "A46": "education", "A47": "vacation",
-      "A48": "retraining", "A49": "business", "A410": "other"}),
+    (
+        "Credit history",
+        "customer.credit_history",
+        "code",
+        {
+            "A30": "no_credits_all_paid",
+            "A31": "all_paid_this_bank",
+            "A32": "existing_paid_duly",
+            "A33": "past_delays",
+            "A34": "critical_other_credits",
+        },
+    ),
+    (
+        "Purpose",
+        "customer.purpose",
+        "code",
+        {
+            "A40": "car_new",
+            "A41": "car_used",
+            "A42": "furniture_equipment",
+            "A43": "radio_tv",
+            "A44": "domestic_appliances",
+            "A45": "repairs",
+            "A46": "education",
+            "A47": "vacation",
+            "A48": "retraining",
+            "A49": "business",
+            "A410": "other",
+        },
+    ),
     ("Credit amount", "order.amount", "amount", None),
-    ("Savings account/bonds", "customer.savings", "code",
-     {"A61": "below_100", "A62": "100_to_500", "A63": "500_to_1000", "A64": "1000_or_more",
-      "A65": "unknown_or_none"}),
-    ("Present employment since", "customer.employment_years", "code",
-     {"A71": "unemployed", "A72": "below_1", "A73": "1_to_4", "A74": "4_to_7",
-      "A75": "7_or_more"}),
-    ("Installment rate in percentage of disposable income", "customer.installment_rate_pct",
-     "int", None),
+    (
+        "Savings account/bonds",
+        "customer.savings",
+        "code",
+        {
+            "A61": "below_100",
+            "A62": "100_to_500",
+            "A63": "500_to_1000",
+            "A64": "1000_or_more",
+            "A65": "unknown_or_none",
+        },
+    ),
+    (
+        "Present employment since",
+        "customer.employment_years",
+        "code",
+        {
+            "A71": "unemployed",
+            "A72": "below_1",
+            "A73": "1_to_4",
+            "A74": "4_to_7",
+            "A75": "7_or_more",
+        },
+    ),
+    (
+        "Installment rate in percentage of disposable income",
+        "customer.installment_rate_pct",
+        "int",
+        None,
+    ),
     # Not mapped on purpose (protected characteristics); the code is still checked.
-    ("Personal status and sex", None, "code",
-     {"A91": None, "A92": None, "A93": None, "A94": None, "A95": None}),
-    ("Other debtors / guarantors", "customer.guarantor", "code",
-     {"A101": "none", "A102": "co_applicant", "A103": "guarantor"}),
+    (
+        "Personal status and sex",
+        None,
+        "code",
+        {"A91": None, "A92": None, "A93": None, "A94": None, "A95": None},
+    ),
+    (
+        "Other debtors / guarantors",
+        "customer.guarantor",
+        "code",
+        {"A101": "none", "A102": "co_applicant", "A103": "guarantor"},
+    ),
     ("Present residence since", "customer.residence_since", "int", None),
-    ("Property", "customer.property", "code",
-     {"A121": "real_estate", "A122": "savings_insurance", "A123": "car_other",
-      "A124": "unknown_or_none"}),
+    (
+        "Property",
+        "customer.property",
+        "code",
+        {
+            "A121": "real_estate",
+            "A122": "savings_insurance",
+            "A123": "car_other",
+            "A124": "unknown_or_none",
+        },
+    ),
     ("Age in years", "customer.age", "int", None),
-    ("Other installment plans", "customer.other_installment_plans", "code",
-     {"A141": "bank", "A142": "stores", "A143": "none"}),
+    (
+        "Other installment plans",
+        "customer.other_installment_plans",
+        "code",
+        {"A141": "bank", "A142": "stores", "A143": "none"},
+    ),
     ("Housing", "customer.housing", "code", {"A151": "rent", "A152": "own", "A153": "free"}),
     ("Number of existing credits at this bank", "customer.existing_credits", "int", None),
-    ("Job", "customer.job", "code",
-     {"A171": "unskilled_nonresident", "A172": "unskilled_resident", "A173": "skilled",
-      "A174": "highly_qualified"}),
-    ("Number of people being liable to provide maintenance for", "customer.people_liable",
-     "int", None),
+    (
+        "Job",
+        "customer.job",
+        "code",
+        {
+            "A171": "unskilled_nonresident",
+            "A172": "unskilled_resident",
+            "A173": "skilled",
+            "A174": "highly_qualified",
+        },
+    ),
+    (
+        "Number of people being liable to provide maintenance for",
+        "customer.people_liable",
+        "int",
+        None,
+    ),
     ("Telephone", "customer.telephone", "code", {"A191": False, "A192": True}),
     ("foreign worker", "customer.foreign_worker", "code", {"A201": True, "A202": False}),
 )
@@ -159,8 +246,10 @@ def detect_format(path: str | Path) -> str:
         return "german"
     if p.suffix.lower() in (".jsonl", ".ndjson"):
         return "jsonl"
-    raise ValueError(f"{path}: cannot tell the data format from the file name; "
-                     f"give it explicitly (one of {', '.join(FORMATS)})")
+    raise ValueError(
+        f"{path}: cannot tell the data format from the file name; "
+        f"give it explicitly (one of {', '.join(FORMATS)})"
+    )
 
 
 def read_dataset(path: str | Path, fmt: str | None = None) -> Iterator[tuple[dict, str]]:
@@ -193,23 +282,35 @@ def german_request(fields: list[str], row: int, file: str = "german.data") -> tu
     the 1-based line number (``order.id = "german-<row>"``). Mapping in the module
     docstring. Raises ``DatasetError`` naming ``file``, ``row`` and the column."""
     if len(fields) != _GERMAN_WIDTH:
-        raise DatasetError(file, row, f"expected {_GERMAN_WIDTH} space-separated columns "
-                           f"(20 attributes and the class), got {len(fields)}")
+        raise DatasetError(
+            file,
+            row,
+            f"expected {_GERMAN_WIDTH} space-separated columns "
+            f"(20 attributes and the class), got {len(fields)}",
+        )
     request: dict[str, dict[str, Any]] = {
-        "order": {"id": f"german-{row}", "currency": GERMAN_CURRENCY}, "customer": {}}
-    for col, (raw, (name, target, kind, codes)) in enumerate(zip(fields, GERMAN_COLUMNS,
-                                                                 strict=False), start=1):
+        "order": {"id": f"german-{row}", "currency": GERMAN_CURRENCY},
+        "customer": {},
+    }
+    for col, (raw, (name, target, kind, codes)) in enumerate(
+        zip(fields, GERMAN_COLUMNS, strict=False), start=1
+    ):
         where = f"column {col} ({name})"
         if kind == "code":
             assert codes is not None
             if raw not in codes:
-                raise DatasetError(file, row, f"{where}: unknown code {raw!r}; expected one "
-                                   f"of {', '.join(codes)}", column=col)
+                raise DatasetError(
+                    file,
+                    row,
+                    f"{where}: unknown code {raw!r}; expected one of {', '.join(codes)}",
+                    column=col,
+                )
             value: Any = codes[raw]
         else:
             if not (raw.isascii() and raw.isdigit()):
-                raise DatasetError(file, row, f"{where}: expected a whole number, got {raw!r}",
-                                   column=col)
+                raise DatasetError(
+                    file, row, f"{where}: expected a whole number, got {raw!r}", column=col
+                )
             number = int(raw)
             if kind == "months":
                 value = number * DAYS_PER_MONTH
@@ -222,8 +323,12 @@ def german_request(fields: list[str], row: int, file: str = "german.data") -> tu
             request[group][key] = value
     label = _GERMAN_CLASS.get(fields[-1])
     if label is None:
-        raise DatasetError(file, row, f"column {_GERMAN_WIDTH} (class): expected 1 (good) or "
-                           f"2 (bad), got {fields[-1]!r}", column=_GERMAN_WIDTH)
+        raise DatasetError(
+            file,
+            row,
+            f"column {_GERMAN_WIDTH} (class): expected 1 (good) or 2 (bad), got {fields[-1]!r}",
+            column=_GERMAN_WIDTH,
+        )
     return request, label
 
 
@@ -250,8 +355,11 @@ def _read_jsonl(path: str) -> Iterator[tuple[dict, str]]:
             raise DatasetError(path, n, f"invalid JSON: {exc.errors[0].message}") from None
         if not isinstance(item, dict) or set(item) != {"request", "label"}:
             keys = sorted(item) if isinstance(item, dict) else type(item).__name__
-            raise DatasetError(path, n, 'expected an object with exactly the keys "request" '
-                               f'and "label", got {keys}')
+            raise DatasetError(
+                path,
+                n,
+                f'expected an object with exactly the keys "request" and "label", got {keys}',
+            )
         if not isinstance(item["request"], dict):
             raise DatasetError(path, n, '"request" must be an object')
         if item["label"] not in LABELS:

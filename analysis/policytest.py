@@ -185,12 +185,16 @@ def load_cases(tests_path: str | Path) -> list[Case]:
     errors: list[PolicyError] = []
     data = doc.data
     if not isinstance(data, dict) or not isinstance(data.get("cases"), list):
-        raise PolicyErrors([doc.error((), "missing_field",
-                                      "a tests file is a mapping with a 'cases' list")])
+        raise PolicyErrors(
+            [doc.error((), "missing_field", "a tests file is a mapping with a 'cases' list")]
+        )
     for key in data:
         if key != "cases":
-            errors.append(doc.error((key,), "unknown_field",
-                                    f"{key!r} is not a known key here; allowed: cases"))
+            errors.append(
+                doc.error(
+                    (key,), "unknown_field", f"{key!r} is not a known key here; allowed: cases"
+                )
+            )
     cases = []
     for i, raw in enumerate(data["cases"]):
         case = _case(doc, i, raw, errors)
@@ -206,15 +210,20 @@ def load_cases(tests_path: str | Path) -> list[Case]:
 def _case(doc: Document, i: int, raw: Any, errors: list[PolicyError]) -> Case | None:
     where = ("cases", i)
     if not isinstance(raw, dict):
-        errors.append(doc.error(where, "invalid_value",
-                                "a case is a mapping with name, request and expect"))
+        errors.append(
+            doc.error(where, "invalid_value", "a case is a mapping with name, request and expect")
+        )
         return None
     ok = True
     for key in raw:
         if key not in ("name", "request", "expect"):
-            errors.append(doc.error(where + (key,), "unknown_field",
-                                    f"{key!r} is not a known key of a case; allowed: name, "
-                                    "request, expect"))
+            errors.append(
+                doc.error(
+                    where + (key,),
+                    "unknown_field",
+                    f"{key!r} is not a known key of a case; allowed: name, request, expect",
+                )
+            )
             ok = False
     for key in ("request", "expect"):
         if key not in raw:
@@ -222,15 +231,24 @@ def _case(doc: Document, i: int, raw: Any, errors: list[PolicyError]) -> Case | 
             ok = False
     expect = raw.get("expect")
     if "expect" in raw and not isinstance(expect, dict):
-        errors.append(doc.error(where + ("expect",), "invalid_value",
-                                "'expect' is a mapping such as {outcome: approve}"))
+        errors.append(
+            doc.error(
+                where + ("expect",),
+                "invalid_value",
+                "'expect' is a mapping such as {outcome: approve}",
+            )
+        )
         ok = False
     elif isinstance(expect, dict):
         for key in expect:
             if key not in EXPECT_KEYS:
-                errors.append(doc.error(where + ("expect", key), "unknown_field",
-                                        f"{key!r} is not a known expect key; allowed: "
-                                        + ", ".join(EXPECT_KEYS)))
+                errors.append(
+                    doc.error(
+                        where + ("expect", key),
+                        "unknown_field",
+                        f"{key!r} is not a known expect key; allowed: " + ", ".join(EXPECT_KEYS),
+                    )
+                )
                 ok = False
     request = raw.get("request")
     if isinstance(request, str):
@@ -249,11 +267,13 @@ def _request_file(doc: Document, where: tuple, rel: str, errors: list[PolicyErro
     try:
         return json.loads(path.read_text(encoding="utf-8"), parse_float=Decimal)
     except OSError as exc:
-        errors.append(doc.error(where, "file_not_found",
-                                f"request file {str(path)!r}: {exc.strerror or exc}"))
+        errors.append(
+            doc.error(where, "file_not_found", f"request file {str(path)!r}: {exc.strerror or exc}")
+        )
     except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError
-        errors.append(doc.error(where, "invalid_value",
-                                f"request file {str(path)!r} is not JSON: {exc}"))
+        errors.append(
+            doc.error(where, "invalid_value", f"request file {str(path)!r} is not JSON: {exc}")
+        )
     return None
 
 
@@ -284,8 +304,11 @@ def _same(expected: Any, got: Any) -> bool:
     if expected is None or got is None:
         return expected is None and got is None
     if isinstance(expected, list):
-        return (isinstance(got, list) and len(got) == len(expected)
-                and all(_same(e, g) for e, g in zip(expected, got, strict=True)))
+        return (
+            isinstance(got, list)
+            and len(got) == len(expected)
+            and all(_same(e, g) for e, g in zip(expected, got, strict=True))
+        )
     if isinstance(expected, bool) or isinstance(got, bool):
         return expected is got
     if isinstance(expected, str):
@@ -298,17 +321,22 @@ def _same(expected: Any, got: Any) -> bool:
     return expected == got
 
 
-def compare(expect: dict[str, Any], got: dict[str, Any],
-            lines: dict[str, int] | None = None) -> list[Mismatch]:
+def compare(
+    expect: dict[str, Any], got: dict[str, Any], lines: dict[str, int] | None = None
+) -> list[Mismatch]:
     """Mismatches between ``expect`` (a case's expect mapping) and ``got`` (``observed``),
     in the order of ``expect``; empty when every given key matches."""
     lines = lines or {}
-    return [Mismatch(k, v, got.get(k), lines.get(k, 0))
-            for k, v in expect.items() if not _same(v, got.get(k))]
+    return [
+        Mismatch(k, v, got.get(k), lines.get(k, 0))
+        for k, v in expect.items()
+        if not _same(v, got.get(k))
+    ]
 
 
-def run_policy_tests(compiled: Any, tests_path: str | Path, *,
-                     evaluate: Callable[..., Any] | None = None) -> PolicyTestReport:
+def run_policy_tests(
+    compiled: Any, tests_path: str | Path, *, evaluate: Callable[..., Any] | None = None
+) -> PolicyTestReport:
     """Run every case of ``tests_path`` against ``compiled`` (a ``CompiledPolicy``).
 
     Each case is evaluated with a fixed clock and decision id. A case whose request is
@@ -323,20 +351,31 @@ def run_policy_tests(compiled: Any, tests_path: str | Path, *,
     results = []
     for case in cases:
         try:
-            decision = run(compiled, case.request, clock=lambda: FIXED_CLOCK,
-                           id_factory=lambda: "policy-test")
+            decision = run(
+                compiled, case.request, clock=lambda: FIXED_CLOCK, id_factory=lambda: "policy-test"
+            )
         except InputErrors as exc:
-            results.append(CaseResult(case, False, error=tuple(
-                f"request: {e.path or '(request)'}: {e.code}: {e.message}" for e in exc.errors)))
+            results.append(
+                CaseResult(
+                    case,
+                    False,
+                    error=tuple(
+                        f"request: {e.path or '(request)'}: {e.code}: {e.message}"
+                        for e in exc.errors
+                    ),
+                )
+            )
             continue
         except EvaluationError as exc:
-            results.append(CaseResult(case, False, error=(
-                f"no decision was made: {exc.code}: {exc.message}",)))
+            results.append(
+                CaseResult(case, False, error=(f"no decision was made: {exc.code}: {exc.message}",))
+            )
             continue
         got = observed(decision)
         mismatches = tuple(compare(case.expect, got, case.expect_lines))
-        results.append(CaseResult(case, not mismatches, mismatches,
-                                  matched=frozenset(got["matched_rules"])))
+        results.append(
+            CaseResult(case, not mismatches, mismatches, matched=frozenset(got["matched_rules"]))
+        )
     policy = compiled.policy
     disabled = tuple(r.id for r in policy.rules if r.id in compiled.never)
     ids = tuple(r.id for r in policy.rules if r.id not in compiled.never)
@@ -373,8 +412,10 @@ def render(report: PolicyTestReport) -> str:
     out.append("")
     out.append(f"{n} case{'s' if n != 1 else ''}: {n - f} passed, {f} failed")
     cov = report.coverage
-    out.append(f"rule coverage: {cov.covered}/{len(cov.rules)} rules matched by at least one "
-               f"case ({cov.percent} %)")
+    out.append(
+        f"rule coverage: {cov.covered}/{len(cov.rules)} rules matched by at least one "
+        f"case ({cov.percent} %)"
+    )
     if cov.uncovered:
         out.append("not matched by any case: " + ", ".join(cov.uncovered))
     if cov.disabled:

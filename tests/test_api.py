@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
 from api.app import ROUTES, JsonFormatter, create_app
-from api.settings import Settings
+from api.core.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies.yaml"
@@ -36,7 +36,7 @@ class Api:
         self.keys: dict[str, str] = {}
         for role in ("order_entry", "reviewer", "compliance", "policy_owner", "admin"):
             try:
-                self.keys[role] = self.store.create_api_key(role, name=f"test {role}")
+                self.keys[role] = self.store.keys.create(role, name=f"test {role}")
             except ValueError:  # a role the store does not know (yet)
                 pass
 
@@ -352,9 +352,9 @@ def test_invalid_requests_are_422_with_the_path(api: Api, raw: bytes, path: str,
     for e in body["errors"]:
         assert set(e) == {"path", "code", "message"} and e["message"]
     # nothing was decided or reserved
-    rows, _ = api.store.list_decisions()
+    rows, _ = api.store.decisions.search()
     assert rows == []
-    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
+    assert api.store.customers.get("CUST-1")["open_orders"] == Decimal("0.00")
 
 
 def test_every_problem_is_reported_at_once(api: Api) -> None:
@@ -583,7 +583,7 @@ def test_replay_uses_the_stored_policy_source(tmp_path: Path) -> None:
         Settings(database_url=f"sqlite:///{tmp_path / 'creditgate.db'}", policy_path=str(changed))
     )
     client = TestClient(app2)
-    key = app2.state.store.create_api_key("compliance")
+    key = app2.state.store.keys.create("compliance")
     try:
         r = client.get(f"/v1/decisions/{made[1]['decision_id']}/replay", headers={"X-API-Key": key})
         assert r.status_code == 200, r.text
@@ -591,7 +591,7 @@ def test_replay_uses_the_stored_policy_source(tmp_path: Path) -> None:
         assert r.json()["policy"]["version"] == "2026.11.1"
         d = client.post(
             "/v1/decisions",
-            headers={"X-API-Key": app2.state.store.create_api_key("order_entry")},
+            headers={"X-API-Key": app2.state.store.keys.create("order_entry")},
             json={
                 "order_id": "SO-9",
                 "customer_id": "CUST-1",
@@ -707,7 +707,7 @@ def test_put_customer_invalid_is_422(api: Api, body: dict, path: str, code: str)
     r = api.client.put("/v1/customers/CUST-1", headers=api.h(), json=body)
     b = problem(r, 422, "invalid_request")
     assert any(e["code"] == code and e["path"].startswith(path) for e in b["errors"]), b
-    assert api.store.get_customer("CUST-1") is None
+    assert api.store.customers.get("CUST-1") is None
 
 
 def test_put_customer_facts_are_checked_against_the_policy_all_errors_at_once(api: Api) -> None:
@@ -747,7 +747,7 @@ def test_put_customer_facts_are_checked_against_the_policy_all_errors_at_once(ap
     assert "URL" in got["facts.id"][1]
     assert "['low', 'medium', 'high']" in got["facts.country_risk"][1]
     assert b["detail"].startswith("9 problems")
-    assert api.store.get_customer("CUST-1") is None
+    assert api.store.customers.get("CUST-1") is None
     # the same facts, valid: stored as the policy types them (bool, enum, int, exact decimal)
     ok = {
         "risk_class": "low",
@@ -786,7 +786,7 @@ def test_put_customer_in_another_currency_says_customers_use_the_policy_currency
             "with the rates of PUT /v1/fx-rates)",
         }
     ]
-    assert api.store.get_customer("CUST-1") is None
+    assert api.store.customers.get("CUST-1") is None
 
 
 def test_put_customer_is_admin_only(api: Api) -> None:
@@ -815,7 +815,7 @@ def test_database_unavailable_is_503_and_never_approve(
     api.customer()
     good_engine = api.store.engine
     key = api.keys["order_entry"]
-    monkeypatch.setattr(api.store, "role_of", lambda k: "order_entry" if k == key else None)
+    monkeypatch.setattr(api.store.keys, "role_of", lambda k: "order_entry" if k == key else None)
     _break_database(api, tmp_path)
     r = api.decide()
     body = problem(r, 503, "database_unavailable")
@@ -825,7 +825,7 @@ def test_database_unavailable_is_503_and_never_approve(
     assert api.client.get("/healthz").status_code == 200
     # nothing was recorded
     api.store.engine = good_engine
-    assert api.store.list_decisions() == ([], None)
+    assert api.store.decisions.search() == ([], None)
 
 
 def test_database_unavailable_during_auth_is_503(api: Api, tmp_path: Path) -> None:
@@ -843,12 +843,14 @@ def test_database_failure_inside_the_transaction_writes_nothing(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    monkeypatch.setattr(api.store, "_append", fail)
+    from api.decisions import persistence
+
+    monkeypatch.setattr(persistence, "append", fail)
     r = api.decide()
     problem(r, 503, "database_unavailable")
     monkeypatch.undo()
-    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
-    assert api.store.list_decisions() == ([], None)
+    assert api.store.customers.get("CUST-1")["open_orders"] == Decimal("0.00")
+    assert api.store.decisions.search() == ([], None)
     assert api.decide().json()["kind"] == "new"
 
 
@@ -864,15 +866,15 @@ def test_engine_failure_is_no_decision(api: Api, monkeypatch: pytest.MonkeyPatch
     body = problem(api.decide(), 503, "no_decision")
     assert "not approved" in body["detail"]
     monkeypatch.undo()
-    assert api.store.list_decisions() == ([], None)
-    assert api.store.get_customer("CUST-1")["open_orders"] == Decimal("0.00")
+    assert api.store.decisions.search() == ([], None)
+    assert api.store.customers.get("CUST-1")["open_orders"] == Decimal("0.00")
 
 
 def test_unexpected_error_is_500_without_details(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(api.store, "get_customer", boom)
+    monkeypatch.setattr(api.store.customers, "get", boom)
     r = api.client.get("/v1/customers/CUST-1", headers=api.h())
     body = problem(r, 500, "internal_error")
     assert "secret" not in r.text and "RuntimeError" not in r.text
@@ -977,7 +979,7 @@ def test_concurrent_orders_never_exceed_the_limit_unreferred(api: Api) -> None:
     assert all(r.status_code == 200 for r in results), [r.text for r in results]
     outcomes = [r.json()["outcome"] for r in results]
     assert outcomes.count("approve") == 6, outcomes
-    c = api.store.get_customer("CUST-1")
+    c = api.store.customers.get("CUST-1")
     assert c["open_orders"] == Decimal("90000.00")
     body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
     assert (body["ok"], body["checked"], body["head_seq"]) == (True, 10, 10)
@@ -999,7 +1001,7 @@ def test_request_id_is_echoed(api: Api) -> None:
 
 
 def test_csv_export_cells_cannot_run_as_formulas():
-    from api.csvio import csv_cell as _csv_cell
+    from api.decisions.export import csv_cell as _csv_cell
 
     assert _csv_cell('=HYPERLINK("http://evil")') == '\'=HYPERLINK("http://evil")'
     assert _csv_cell("@SUM(1+1)") == "'@SUM(1+1)"
@@ -1054,7 +1056,7 @@ def test_openapi_problem_responses(api: Api) -> None:
 
 
 def test_problem_bodies_fit_the_declared_schema(api: Api) -> None:
-    from api.problems import ProblemDetails
+    from api.core.problems import ProblemDetails
 
     api.customer()
     for r in (
@@ -1118,7 +1120,7 @@ def test_unsupported_media_type_title(api: Api) -> None:
 
 
 def test_csv_import_errors_are_capped(api: Api) -> None:
-    from api.problems import MAX_ERRORS
+    from api.core.problems import MAX_ERRORS
 
     lines = ["customer_id,currency,credit_limit"] + [f"C{i},EUR,not-a-number" for i in range(250)]
     r = api.client.post(
@@ -1144,7 +1146,7 @@ def _problem_codes_in_api() -> dict[str, set[str]]:
     """Every problem ``code`` and field ``errors[].code`` literal in ``api/`` (by file)."""
     import re
 
-    from api import problems
+    from api.core import problems
 
     patterns = [
         r'"code":\s*"([a-z_]+)"',  # {"path": ..., "code": "ledger_conflict", ...}
@@ -1183,7 +1185,7 @@ def test_every_problem_code_is_documented() -> None:
     assert undocumented == {}, "add these codes to README's HTTP error code tables"
     # and every code of the problem table has its status in the README's table
     table = readme.split("### Error codes", 1)[1].split("## Requests", 1)[0]
-    from api.problems import CODES
+    from api.core.problems import CODES
 
     for code, (status, _title) in CODES.items():
         row = re.search(rf"^\| `{code}` \| ([^|]+) \|", table, re.M)
@@ -1213,7 +1215,7 @@ def test_order_date_and_rate_dates_are_iso_strings_only(api: Api, value: Any, co
     message = body["errors"][0]["message"]
     assert "Datetime" not in message and "pydantic" not in message
     assert ("YYYY-MM-DD" in message) or ("calendar date" in message) or ("null" in message)
-    assert api.store.list_decisions()[0] == []
+    assert api.store.decisions.search()[0] == []
     rates = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": value}]}
     body = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=rates), 422)
     assert [(e["path"], e["code"]) for e in body["errors"]] == [("rates[0].as_of", code)], body
@@ -1284,8 +1286,8 @@ def test_json_bodies_need_application_json(api: Api, ctype: str | None) -> None:
         )
         body = problem(r, 415, "unsupported_media_type")
         assert "application/json" in body["detail"], body
-    assert api.store.list_decisions()[0] == []
-    assert api.store.get_customer("CUST-2") is None
+    assert api.store.decisions.search()[0] == []
+    assert api.store.customers.get("CUST-2") is None
 
 
 @pytest.mark.parametrize(
@@ -1331,7 +1333,7 @@ def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
     ]
     assert "URL path segment" in b["errors"][0]["message"]
     assert "spaces" in b["errors"][1]["message"]
-    assert api.store.get_customer("OK-1") is None  # all or nothing
+    assert api.store.customers.get("OK-1") is None  # all or nothing
     api.customer()
     b = problem(api.decide(customer_id="a/b"), 422, "invalid_request")
     assert [(e["path"], e["code"]) for e in b["errors"]] == [("customer_id", "invalid_value")]
@@ -1350,9 +1352,9 @@ def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
     assert [(e["path"], e["code"]) for e in b["errors"]] == [("event_id", "invalid_value")]
     # the store refuses them too (other callers than the HTTP API)
     with pytest.raises(ValueError, match="URL path segment"):
-        api.store.put_customer("x/y", currency="EUR", credit_limit=Decimal("1.00"))
+        api.store.customers.put("x/y", currency="EUR", credit_limit=Decimal("1.00"))
     with pytest.raises(ValueError, match="spaces"):
-        api.store.put_customer(" x", currency="EUR", credit_limit=Decimal("1.00"))
+        api.store.customers.put(" x", currency="EUR", credit_limit=Decimal("1.00"))
 
 
 def test_different_keys_in_the_two_headers_are_refused(api: Api) -> None:

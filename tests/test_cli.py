@@ -327,8 +327,8 @@ def test_keys_list_and_revoke(db_env: str, tmp_path: Path) -> None:
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from api.settings import Settings
-    from api.store import hash_key
+    from api.core.settings import Settings
+    from api.keys.persistence import hash_key
 
     erp = run("keys", "create", "--role", "order_entry", "--name", "erp").stdout.strip()
     audit = run("keys", "create", "--role", "compliance").stdout.strip()
@@ -449,19 +449,20 @@ def test_serve_refuses_a_changed_policy_under_the_same_version(tmp_path: Path) -
     # The shipped policy is recorded; the same id and version with another text must not go
     # live: decisions of two policies would share one version label. Port 1 is never bound:
     # the checks run before uvicorn starts.
-    from api.store import PolicyVersionConflict, Store
+    from api.policies.exceptions import PolicyVersionConflict
+    from api.store import Store
     from engine.evaluate import load
 
     url = f"sqlite:///{tmp_path / 'v.db'}"
     store = Store(url)
     store.upgrade()
     compiled = load(str(POLICY))
-    store.save_policy(compiled.policy)
+    store.policies.save(compiled.policy)
     changed = tmp_path / "policy.yaml"
     changed.write_text(POLICY.read_text().replace("utilisation > 2", "utilisation > 1.5", 1))
     assert changed.read_text() != POLICY.read_text()
     with pytest.raises(PolicyVersionConflict, match="raise 'version'"):
-        store.save_policy(load(str(changed)).policy)
+        store.policies.save(load(str(changed)).policy)
     store.dispose()
     p = _serve({"CREDITGATE_DATABASE_URL": url, "CREDITGATE_POLICY_PATH": str(changed)})
     assert p.returncode == 1, p.stderr

@@ -206,7 +206,7 @@ def check_consistency(store: Store, sent: list[Sent]) -> dict[str, int]:
             f"sum to {per_customer.get(c['customer_id'], 0)}"
         )
 
-    verdict = store.verify_chain()
+    verdict = store.audit.verify_chain()
     assert verdict["ok"], verdict
     assert verdict["checked"] == len(log_rows)
 
@@ -254,7 +254,7 @@ def test_postgres_lost_mid_load_fails_closed_and_recovers(private_pg, tmp_path: 
     url = pg.create_database("creditgate")
     store = Store(url)
     store.upgrade()
-    keys = {r: store.create_api_key(r, name=f"faults {r}") for r in ("admin", "order_entry")}
+    keys = {r: store.keys.create(r, name=f"faults {r}") for r in ("admin", "order_entry")}
     server = LiveServer(url, tmp_path)
     try:
         customers = [f"CUST-{i}" for i in range(4)]
@@ -334,7 +334,7 @@ def test_crash_under_load_leaves_no_reservation_without_record(tmp_path: Path) -
     url = f"sqlite:///{db}"
     store = Store(url)
     store.upgrade()
-    keys = {r: store.create_api_key(r, name=f"faults {r}") for r in ("admin", "order_entry")}
+    keys = {r: store.keys.create(r, name=f"faults {r}") for r in ("admin", "order_entry")}
     store.dispose()
     customers = [f"CUST-{i}" for i in range(3)]
     rng = random.Random(20261129)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from api.app import create_app
-from api.settings import Settings
+from api.core.settings import Settings
 from tests.conftest import fresh_pg_database
 from tests.test_api import POLICY, Api, make_api, problem
 
@@ -235,7 +235,7 @@ def test_head_on_the_ops_routes(any_api: Api) -> None:
 def test_head_on_readyz_with_the_database_down_is_503_without_a_body(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from api.store import StoreUnavailable
+    from api.core.database import StoreUnavailable
 
     def down() -> None:
         raise StoreUnavailable("down", cause="OperationalError")
@@ -252,11 +252,11 @@ def test_head_on_readyz_with_the_database_down_is_503_without_a_body(
 def test_sqlite_writer_lock_timeout_is_a_busy_503(
     api: Api, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import api.store as store_module
+    import api.core.database as database
 
     api.customer()
-    monkeypatch.setattr(store_module, "WRITER_LOCK_TIMEOUT", 0.2)
-    with api.store._writer_lock:  # another writer's turn (a long CSV import, say)
+    monkeypatch.setattr(database, "WRITER_LOCK_TIMEOUT", 0.2)
+    with api.store.db._writer_lock:  # another writer's turn (a long CSV import, say)
         r = api.decide()
     body = problem(r, 503, "database_unavailable")
     assert body["detail"].startswith(
@@ -269,8 +269,8 @@ def test_sqlite_writer_lock_timeout_is_a_busy_503(
 
 
 def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.problems import busy_reason
-    from api.store import StoreUnavailable
+    from api.core.database import StoreUnavailable
+    from api.core.problems import busy_reason
 
     assert busy_reason(StoreUnavailable("x", cause="OperationalError")) == ""
     api.customer()
@@ -278,7 +278,7 @@ def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.Monk
     def down(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable: OperationalError", cause="OperationalError")
 
-    monkeypatch.setattr(api.store, "role_of", down)
+    monkeypatch.setattr(api.store.keys, "role_of", down)
     body = problem(api.decide(), 503, "database_unavailable")
     assert body["detail"].startswith("the database could not be reached or did not answer")
 

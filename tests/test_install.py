@@ -255,9 +255,10 @@ def test_image_install_serves_decisions(tmp_path: Path) -> None:
     assert len(app_wheels) == 1, sorted(p.name for p in wheels.iterdir())
     assert list(wheels.glob("durable_rules-*.whl")), "durable_rules was not built"
     names = set(zipfile.ZipFile(app_wheels[0]).namelist())
-    for needed in ("api/migrations/env.py", "api/migrations/script.py.mako",
-                   "api/migrations/versions/0001_initial.py", "api/app.py",
-                   "api/routes/decisions.py", "engine/evaluate.py", "rules/compile.py"):
+    for needed in ("api/core/migrations/env.py", "api/core/migrations/script.py.mako",
+                   "api/core/migrations/versions/0001_initial.py", "api/app.py",
+                   "api/decisions/routes.py", "analysis/backtest.py", "engine/evaluate.py",
+                   "rules/compile.py"):
         assert needed in names, f"{needed} is not in {app_wheels[0].name}"
 
     # runtime stage: install from the wheels only, run outside the repository

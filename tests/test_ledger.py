@@ -16,8 +16,12 @@ import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from api.settings import Settings
-from api.store import EventConflict, FxRateMissing, ImportErrors, OrderConflict, Store
+from api.core.settings import Settings
+from api.customers.exceptions import ImportErrors
+from api.decisions.exceptions import OrderConflict
+from api.fx.exceptions import FxRateMissing
+from api.ledger.exceptions import EventConflict
+from api.store import Store
 from engine.evaluate import evaluate, load
 from tests.conftest import fresh_pg_database
 
@@ -73,7 +77,7 @@ def db_url(request, tmp_path):
 def store(db_url, compiled):
     s = Store(db_url)
     s.upgrade()
-    s.save_policy(compiled.policy)  # as the service does at start (the audit needs it)
+    s.policies.save(compiled.policy)  # as the service does at start (the audit needs it)
     yield s
     s.dispose()
 
@@ -95,7 +99,7 @@ def order(order_id, amount, customer_id="C1", currency="EUR", **kw):
 
 
 def customer(store, cid="C1", limit="100000.00", receivables="20000.00", **facts):
-    return store.put_customer(
+    return store.customers.put(
         cid,
         currency="EUR",
         credit_limit=D(limit),
@@ -115,7 +119,7 @@ def event(event_id, type_, amount=None, order_id=None, currency="EUR"):
 
 
 def position(store, cid="C1"):
-    c = store.get_customer(cid)
+    c = store.customers.get(cid)
     return c["open_orders"], c["open_receivables"], c["credit_balance"], c["exposure"]
 
 
@@ -124,10 +128,10 @@ def position(store, cid="C1"):
 
 def test_invoice_moves_orders_to_receivables_without_double_counting(store, compiled):
     customer(store)
-    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    d, _ = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     assert d.outcome == "approve"
     assert position(store) == (D("10000.00"), D("20000.00"), 0, D("30000.00"))
-    r = store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    r = store.ledger.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
     assert r["effect"] == {
         "open_orders": "-4000.00",
         "open_receivables": "4000.00",
@@ -135,28 +139,28 @@ def test_invoice_moves_orders_to_receivables_without_double_counting(store, comp
     }
     assert r["replayed"] is False
     assert position(store) == (D("6000.00"), D("24000.00"), 0, D("30000.00"))
-    store.apply_event("C1", event("E3", "invoice_issued", "6000.00", "O1"), "erp")
+    store.ledger.apply_event("C1", event("E3", "invoice_issued", "6000.00", "O1"), "erp")
     assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
     # fully invoiced: nothing left to cancel, the order cannot be amended
     with pytest.raises(EventConflict):
-        store.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
+        store.ledger.apply_event("C1", event("E5", "order_cancelled", order_id="O1"), "erp")
     with pytest.raises(OrderConflict, match="^order 'O1' is fully invoiced; it cannot be amend"):
-        store.decide(order("O1", "500.00"), ev(compiled), "erp")
+        store.decisions.decide(order("O1", "500.00"), ev(compiled), "erp")
     # the same order again (same content) is still a repeat: the approved amount is still
     # counted (now as receivables), unlike a cancelled order's
-    again, kind = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    again, kind = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
     assert position(store) == (0, D("30000.00"), 0, D("30000.00"))
-    assert [e["event_id"] for e in store.list_events("C1")] == ["E1", "E3"]
+    assert [e["event_id"] for e in store.ledger.list_events("C1")] == ["E1", "E3"]
 
 
 def test_invoice_beyond_or_without_a_reservation_is_new_exposure(store, compiled):
     # An invoice is a receivable whatever was decided: never refused (that would hide
     # exposure), never counted twice. What no open reservation covers is `unreserved`.
     customer(store)
-    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    d, _ = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     assert d.outcome == "approve"
-    r = store.apply_event("C1", event("E1", "invoice_issued", "10000.01", "O1"), "erp")
+    r = store.ledger.apply_event("C1", event("E1", "invoice_issued", "10000.01", "O1"), "erp")
     assert r["effect"] == {
         "open_orders": "-10000.00",
         "open_receivables": "10000.01",
@@ -165,16 +169,16 @@ def test_invoice_beyond_or_without_a_reservation_is_new_exposure(store, compiled
     }
     assert position(store) == (0, D("30000.01"), 0, D("30000.01"))
     # fully invoiced already: another invoice is all new exposure
-    r = store.apply_event("C1", event("E2", "invoice_issued", "1.00", "O1"), "erp")
+    r = store.ledger.apply_event("C1", event("E2", "invoice_issued", "1.00", "O1"), "erp")
     assert r["effect"]["unreserved"] == "1.00" and r["effect"]["open_orders"] == "0.00"
     # a referred order (no reservation) approved by a person and invoiced: counted
-    big, _ = store.decide(order("O2", "95000.00"), ev(compiled), "erp")
+    big, _ = store.decisions.decide(order("O2", "95000.00"), ev(compiled), "erp")
     assert big.outcome != "approve"
-    r = store.apply_event("C1", event("E3", "invoice_issued", "95000.00", "O2"), "erp")
+    r = store.ledger.apply_event("C1", event("E3", "invoice_issued", "95000.00", "O2"), "erp")
     assert r["effect"]["unreserved"] == "95000.00"
     assert position(store) == (0, D("125001.01"), 0, D("125001.01"))
     # ... and a new order now sees that exposure (over the 100,000 limit: not approved)
-    after, _ = store.decide(order("O3", "100.00"), ev(compiled), "erp")
+    after, _ = store.decisions.decide(order("O3", "100.00"), ev(compiled), "erp")
     assert after.outcome != "approve"
 
 
@@ -184,82 +188,82 @@ def test_an_order_without_a_reservation_keeps_its_owner(store, compiled):
     be decided for another."""
     customer(store, "XA")
     customer(store, "XB")
-    referred, _ = store.decide(order("XO1", "95000.00", "XA"), ev(compiled), "erp")
+    referred, _ = store.decisions.decide(order("XO1", "95000.00", "XA"), ev(compiled), "erp")
     assert referred.outcome != "approve"
     before = position(store, "XB")
     with pytest.raises(EventConflict, match="order 'XO1' belongs to customer 'XA'"):
-        store.apply_event("XB", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
-    assert position(store, "XB") == before and store.list_events("XB") == []
+        store.ledger.apply_event("XB", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    assert position(store, "XB") == before and store.ledger.list_events("XB") == []
     # its own customer may invoice it (a person approved it): unreserved exposure
-    r = store.apply_event("XA", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
+    r = store.ledger.apply_event("XA", event("E1", "invoice_issued", "10.00", "XO1"), "erp")
     assert r["effect"]["unreserved"] == "10.00"
     # an order never decided here, invoiced for XA: owned by XA's ledger events
-    store.apply_event("XA", event("E2", "invoice_issued", "20.00", "XO2"), "erp")
+    store.ledger.apply_event("XA", event("E2", "invoice_issued", "20.00", "XO2"), "erp")
     with pytest.raises(EventConflict, match="order 'XO2' belongs to customer 'XA'"):
-        store.apply_event("XB", event("E3", "invoice_issued", "5.00", "XO2"), "erp")
+        store.ledger.apply_event("XB", event("E3", "invoice_issued", "5.00", "XO2"), "erp")
     with pytest.raises(OrderConflict, match="order 'XO2' has ledger events of customer 'XA'"):
-        store.decide(order("XO2", "100.00", "XB"), ev(compiled), "erp")
-    assert store.get_customer("XB")["open_orders"] == 0
+        store.decisions.decide(order("XO2", "100.00", "XB"), ev(compiled), "erp")
+    assert store.customers.get("XB")["open_orders"] == 0
     # the owner itself may still decide it
-    _, kind = store.decide(order("XO2", "100.00", "XA"), ev(compiled), "erp")
+    _, kind = store.decisions.decide(order("XO2", "100.00", "XA"), ev(compiled), "erp")
     assert kind == "new"
 
 
 def test_partly_invoiced_order_repeats_but_cannot_be_amended(store, compiled):
     customer(store)
-    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
-    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
-    again, kind = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    d, _ = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.ledger.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    again, kind = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     assert (kind, again.decision_id, again.outcome) == ("repeat", d.decision_id, "approve")
     with pytest.raises(OrderConflict, match=r"partly invoiced \(4000.00 of 10000.00\)"):
-        store.decide(order("O1", "9000.00"), ev(compiled), "erp")
+        store.decisions.decide(order("O1", "9000.00"), ev(compiled), "erp")
     assert position(store) == (D("6000.00"), D("24000.00"), 0, D("30000.00"))
 
 
 def test_repeat_of_a_cancelled_order_is_a_conflict(store, compiled):
     customer(store)
-    d, _ = store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    d, _ = store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     assert d.outcome == "approve"
-    store.apply_event("C1", event("E1", "order_cancelled", order_id="O1"), "erp")
-    before = store.list_decisions()[0][0]
+    store.ledger.apply_event("C1", event("E1", "order_cancelled", order_id="O1"), "erp")
+    before = store.decisions.search()[0][0]
     # the same content again: not the stored approve (it no longer holds), a conflict
     with pytest.raises(OrderConflict, match="^order 'O1' was cancelled; decide a new order id$"):
-        store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+        store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     with pytest.raises(OrderConflict, match="^order 'O1' was cancelled; decide a new order id$"):
-        store.decide(order("O1", "5000.00"), ev(compiled), "erp")
+        store.decisions.decide(order("O1", "5000.00"), ev(compiled), "erp")
     # nothing was logged or reserved by the refusals
-    rows, _ = store.list_decisions()
+    rows, _ = store.decisions.search()
     assert len(rows) == 1 and rows[0]["seq"] == before["seq"]
     assert position(store) == (0, D("20000.00"), 0, D("20000.00"))
     # a new order id is decided normally
-    assert store.decide(order("O2", "10000.00"), ev(compiled), "erp")[1] == "new"
+    assert store.decisions.decide(order("O2", "10000.00"), ev(compiled), "erp")[1] == "new"
 
 
 def test_cancel_releases_the_open_part(store, compiled):
     customer(store)
-    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
-    store.apply_event("C1", event("E1", "invoice_issued", "2500.00", "O1"), "erp")
-    r = store.apply_event("C1", event("E2", "order_cancelled", order_id="O1"), "erp")
+    store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.ledger.apply_event("C1", event("E1", "invoice_issued", "2500.00", "O1"), "erp")
+    r = store.ledger.apply_event("C1", event("E2", "order_cancelled", order_id="O1"), "erp")
     assert r["effect"]["open_orders"] == "-7500.00"
     assert position(store) == (0, D("22500.00"), 0, D("22500.00"))
     with pytest.raises(EventConflict, match="cancelled"):
-        store.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
+        store.ledger.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
     with pytest.raises(OrderConflict):  # a cancelled order is not re-opened by an amendment
-        store.decide(order("O1", "100.00"), ev(compiled), "erp")
+        store.decisions.decide(order("O1", "100.00"), ev(compiled), "erp")
     with pytest.raises(EventConflict, match="no approved reservation"):
-        store.apply_event("C1", event("E4", "order_cancelled", order_id="NOPE"), "erp")
+        store.ledger.apply_event("C1", event("E4", "order_cancelled", order_id="NOPE"), "erp")
 
 
 def test_payments_and_credit_notes_are_never_blocked(store, compiled):
     customer(store, receivables="1000.00", blacklisted=True, insolvency=True)
-    d, _ = store.decide(order("O1", "100.00"), ev(compiled), "erp")
+    d, _ = store.decisions.decide(order("O1", "100.00"), ev(compiled), "erp")
     assert d.outcome == "decline"  # the customer's state blocks orders ...
     # ... but never a payment or a credit note
-    store.apply_event("C1", event("P1", "payment_received", "600.00"), "erp")
-    store.apply_event("C1", event("N1", "credit_note", "300.00", order_id="O1"), "erp")
+    store.ledger.apply_event("C1", event("P1", "payment_received", "600.00"), "erp")
+    store.ledger.apply_event("C1", event("N1", "credit_note", "300.00", order_id="O1"), "erp")
     assert position(store) == (0, D("100.00"), 0, D("100.00"))
     # beyond the receivables: the excess is a credit balance, receivables stay at zero
-    r = store.apply_event("C1", event("P2", "payment_received", "250.00"), "erp")
+    r = store.ledger.apply_event("C1", event("P2", "payment_received", "250.00"), "erp")
     assert r["effect"] == {
         "open_orders": "0.00",
         "open_receivables": "-100.00",
@@ -270,24 +274,24 @@ def test_payments_and_credit_notes_are_never_blocked(store, compiled):
 
 def test_credit_balance_is_offset_against_the_next_invoice(store, compiled):
     customer(store, receivables="0")
-    store.apply_event("C1", event("P1", "payment_received", "150.00"), "erp")
-    store.decide(order("O1", "1000.00"), ev(compiled), "erp")
+    store.ledger.apply_event("C1", event("P1", "payment_received", "150.00"), "erp")
+    store.decisions.decide(order("O1", "1000.00"), ev(compiled), "erp")
     assert position(store) == (D("1000.00"), 0, D("150.00"), D("1000.00"))
-    store.apply_event("C1", event("I1", "invoice_issued", "400.00", "O1"), "erp")
+    store.ledger.apply_event("C1", event("I1", "invoice_issued", "400.00", "O1"), "erp")
     assert position(store) == (D("600.00"), D("250.00"), 0, D("850.00"))
 
 
 def test_events_are_idempotent_by_event_id(store, compiled):
     customer(store)
-    first = store.apply_event("C1", event("P1", "payment_received", "100.00"), "erp")
-    again = store.apply_event("C1", event("P1", "payment_received", "100"), "erp")
+    first = store.ledger.apply_event("C1", event("P1", "payment_received", "100.00"), "erp")
+    again = store.ledger.apply_event("C1", event("P1", "payment_received", "100"), "erp")
     assert again["replayed"] is True and again["effect"] == first["effect"]
     assert position(store)[1] == D("19900.00")  # applied once
     with pytest.raises(EventConflict, match="other content"):
-        store.apply_event("C1", event("P1", "payment_received", "100.01"), "erp")
+        store.ledger.apply_event("C1", event("P1", "payment_received", "100.01"), "erp")
     customer(store, "C2")
     with pytest.raises(EventConflict):
-        store.apply_event("C2", event("P1", "payment_received", "100.00"), "erp")
+        store.ledger.apply_event("C2", event("P1", "payment_received", "100.00"), "erp")
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM ledger_events")).scalar_one() == 1
 
@@ -310,9 +314,9 @@ def test_events_are_idempotent_by_event_id(store, compiled):
 def test_bad_events_are_refused(store, bad):
     customer(store)
     with pytest.raises(ValueError):
-        store.apply_event("C1", bad, "erp")
+        store.ledger.apply_event("C1", bad, "erp")
     assert position(store) == (0, D("20000.00"), 0, D("20000.00"))
-    assert store.list_events("C1") == []
+    assert store.ledger.list_events("C1") == []
 
 
 # -- FX ---------------------------------------------------------------------------------
@@ -321,7 +325,7 @@ def test_bad_events_are_refused(store, bad):
 @pytest.mark.dates
 def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
     customer(store)
-    store.put_fx_rates(
+    store.fx.put_rates(
         "EUR",
         [
             {"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 11, 20)},
@@ -334,10 +338,10 @@ def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
     kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 11, 30)}
     # 1000.50 USD x 0.92345 = 923.911725 -> 923.91 (half-even to the cent)
     o = order("O1", "1000.50", currency="USD", order_date="2026-11-29")
-    d, kind = store.decide(o, ev(compiled), "erp", **kw)
+    d, kind = store.decisions.decide(o, ev(compiled), "erp", **kw)
     assert d.order_amount == D("923.91") and d.currency == "EUR"
     assert str(d.trail.inputs["order.amount"]) == "923.91"
-    row = store.get_decision(d.decision_id)
+    row = store.decisions.get(d.decision_id)
     assert row["request"]["order"]["amount"] == "923.91"
     assert row["request"]["order"]["currency"] == "EUR"
     assert row["fx"] == {
@@ -350,46 +354,46 @@ def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
         "rounding": "half-even to 0.01",
         "converted_amount": "923.91",
     }
-    assert store.get_customer("C1")["open_orders"] == D("923.91")
+    assert store.customers.get("C1")["open_orders"] == D("923.91")
     # half-even on an exact tie: 0.125 EUR -> 0.12; 0.375 -> 0.38
-    store.put_fx_rates(
+    store.fx.put_rates(
         "EUR", [{"currency": "JPY", "rate": D("0.00625"), "as_of": date(2026, 1, 1)}]
     )
-    d2, _ = store.decide(order("O2", "20", currency="JPY"), ev(compiled), "erp", **kw)
+    d2, _ = store.decisions.decide(order("O2", "20", currency="JPY"), ev(compiled), "erp", **kw)
     assert d2.order_amount == D("0.12")
-    d3, _ = store.decide(order("O3", "60", currency="JPY"), ev(compiled), "erp", **kw)
+    d3, _ = store.decisions.decide(order("O3", "60", currency="JPY"), ev(compiled), "erp", **kw)
     assert d3.order_amount == D("0.38")
     # repeat: the stored decision and its fx record
-    again, kind = store.decide(o, ev(compiled), "erp", **kw)
+    again, kind = store.decisions.decide(o, ev(compiled), "erp", **kw)
     assert kind == "repeat" and again.decision_id == d.decision_id
-    rows, _ = store.list_decisions(customer_id="C1", limit=1)
+    rows, _ = store.decisions.search(customer_id="C1", limit=1)
     assert rows[0]["kind"] == "repeat" and rows[0]["fx"]["rate"] == "0.92345"
     # no rate on or before the date: an error, never 1:1, nothing written
-    before = store.get_customer("C1")["open_orders"]
+    before = store.customers.get("C1")["open_orders"]
     with pytest.raises(FxRateMissing):
-        store.decide(
+        store.decisions.decide(
             order("O4", "10.00", currency="USD", order_date="2026-11-19"), ev(compiled), "erp", **kw
         )
     with pytest.raises(FxRateMissing):
-        store.decide(order("O5", "10.00", currency="GBP"), ev(compiled), "erp", **kw)
-    assert store.get_customer("C1")["open_orders"] == before
-    assert store.verify_chain()["ok"] and store.verify_chain()["checked"] == 4
+        store.decisions.decide(order("O5", "10.00", currency="GBP"), ev(compiled), "erp", **kw)
+    assert store.customers.get("C1")["open_orders"] == before
+    assert store.audit.verify_chain()["ok"] and store.audit.verify_chain()["checked"] == 4
     # tampering with the fx record is detected
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE decision_log SET fx = NULL WHERE seq = 1"))
-    assert store.verify_chain()["first_broken_seq"] == 1
+    assert store.audit.verify_chain()["first_broken_seq"] == 1
 
 
 @pytest.mark.dates
 def test_fx_rates_are_replaced_and_validated(store):
-    store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 1, 1)}])
-    store.put_fx_rates("EUR", [{"currency": "USD", "rate": D("0.8"), "as_of": date(2026, 1, 1)}])
-    assert store.fx_rate("EUR", "USD", date(2026, 6, 1)) == (D("0.8"), date(2026, 1, 1))
-    assert store.fx_rate("EUR", "USD", date(2025, 12, 31)) is None
-    assert store.has_fx_rates("EUR", "USD") and not store.has_fx_rates("EUR", "GBP")
+    store.fx.put_rates("EUR", [{"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 1, 1)}])
+    store.fx.put_rates("EUR", [{"currency": "USD", "rate": D("0.8"), "as_of": date(2026, 1, 1)}])
+    assert store.fx.rate("EUR", "USD", date(2026, 6, 1)) == (D("0.8"), date(2026, 1, 1))
+    assert store.fx.rate("EUR", "USD", date(2025, 12, 31)) is None
+    assert store.fx.has_rates("EUR", "USD") and not store.fx.has_rates("EUR", "GBP")
     for bad in (D("-1"), D("0"), D("1.00000000001"), 0.5):
         with pytest.raises(ValueError):
-            store.put_fx_rates("EUR", [{"currency": "USD", "rate": bad, "as_of": date(2026, 2, 1)}])
+            store.fx.put_rates("EUR", [{"currency": "USD", "rate": bad, "as_of": date(2026, 2, 1)}])
 
 
 # -- import and export on the store -----------------------------------------------------
@@ -410,25 +414,25 @@ def _row(cid, line, **kw):
 
 def test_import_is_all_or_nothing(store, compiled):
     customer(store, "C1")
-    store.decide(order("O1", "100.00"), ev(compiled), "erp")
+    store.decisions.decide(order("O1", "100.00"), ev(compiled), "erp")
     with store.engine.begin() as conn:  # C1 has open orders in another currency
         conn.execute(sa.text("UPDATE customers SET currency = 'CHF' WHERE customer_id = 'C1'"))
     with pytest.raises(ImportErrors) as err:
-        store.import_customers([_row("NEW", 2), _row("C1", 3)])
+        store.customers.import_rows([_row("NEW", 2), _row("C1", 3)])
     assert [(e["line"], e["column"]) for e in err.value.errors] == [(3, "currency")]
-    assert store.get_customer("NEW") is None
-    assert store.import_customers([_row("NEW", 2), _row("N2", 3, days_past_due=4)]) == 2
-    assert store.get_customer("N2")["days_past_due"] == 4
+    assert store.customers.get("NEW") is None
+    assert store.customers.import_rows([_row("NEW", 2), _row("N2", 3, days_past_due=4)]) == 2
+    assert store.customers.get("N2")["days_past_due"] == 4
 
 
 @pytest.mark.dates
 def test_iter_decisions_reads_in_batches(store, compiled):
     customer(store)
     for i in range(7):
-        store.decide(order(f"O{i}", "10.00"), ev(compiled), "erp")
-    rows = list(store.iter_decisions(batch=3))
+        store.decisions.decide(order(f"O{i}", "10.00"), ev(compiled), "erp")
+    rows = list(store.decisions.iterate(batch=3))
     assert [r["seq"] for r in rows] == list(range(1, 8))
-    assert list(store.iter_decisions(customer_id="nobody")) == []
+    assert list(store.decisions.iterate(customer_id="nobody")) == []
 
 
 # -- HTTP (TestClient) on SQLite and PostgreSQL ----------------------------------------------
@@ -445,7 +449,7 @@ class Api:
         self.store = self.app.state.store
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.keys = {
-            r: self.store.create_api_key(r)
+            r: self.store.keys.create(r)
             for r in ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
         }
 
@@ -600,7 +604,7 @@ def test_http_bad_events_are_422(api, body, path, code):
     api.customer()
     b = problem(api.event(event_id="E-1", **body), 422)
     assert any(e["path"] == path and e["code"] == code for e in b["errors"]), b
-    assert api.store.list_events("CUST-1") == []
+    assert api.store.ledger.list_events("CUST-1") == []
 
 
 @pytest.mark.dates
@@ -672,7 +676,7 @@ def test_http_csv_import(api):
     )
     assert r.status_code == 200, r.text
     assert r.json() == {"imported": 2}
-    a1 = api.store.get_customer("A-1")
+    a1 = api.store.customers.get("A-1")
     assert a1["credit_limit"] == D("50000.00") and a1["open_receivables"] == D("1200.50")
     assert a1["facts"] == {
         "risk_class": "low",
@@ -680,7 +684,7 @@ def test_http_csv_import(api):
         "new_customer": False,
         "avg_days_late": "0.4",
     }
-    a2 = api.store.get_customer("A-2")
+    a2 = api.store.customers.get("A-2")
     assert a2["days_past_due"] == 3 and a2["open_receivables"] == 0
     assert a2["facts"] == {"risk_class": "high", "years_in_business": "1.5", "new_customer": True}
     d = api.decide(customer_id="A-1", amount="100.00")
@@ -712,7 +716,7 @@ def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
         (6, ""),
     }, b["errors"]
     assert all(e["message"] for e in b["errors"])
-    assert api.store.get_customer("B-1") is None
+    assert api.store.customers.get("B-1") is None
     # header problems
     bad_header = "customer_id,currency,colour,customer.exposure,customer.nope\nX,EUR,1,2,3\n"
     r = api.client.post(
@@ -794,7 +798,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
         assert all(x["request"]["customer"]["years_in_business"] == "***" for x in listed)
         assert '"12"' not in json.dumps(listed) and '"12"' not in one.text
         # ...while the log itself keeps the real values (replay and the hash chain use them)
-        stored = api.store.get_decision(lines[0]["decision_id"])
+        stored = api.store.decisions.get(lines[0]["decision_id"])
         assert stored["request"]["customer"]["years_in_business"] == "12"
         assert api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()["ok"]
         problem(api.client.get("/v1/decisions/export", headers=api.h("reviewer")), 403)
@@ -803,7 +807,7 @@ def test_http_export_streams_and_masks_sensitive_inputs(db_url, tmp_path):
             "/v1/decisions/export?customer_id=nobody&format=csv", headers=api.h("compliance")
         )
         assert r.text.splitlines() == [
-            ",".join(__import__("api.csvio").csvio.EXPORT_COLUMNS),
+            ",".join(__import__("api.decisions.export").decisions.export.EXPORT_COLUMNS),
             "#complete,0",
         ]
     finally:
@@ -817,14 +821,16 @@ def test_concurrent_invoices_move_the_reservation_exactly_once(store, compiled):
     import threading
 
     customer(store)
-    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
     results: list[str] = []
     barrier = threading.Barrier(20)
 
     def run(i):
         barrier.wait()
         try:
-            r = store.apply_event("C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp")
+            r = store.ledger.apply_event(
+                "C1", event(f"I{i}", "invoice_issued", "1000.00", "O1"), "erp"
+            )
             results.append(r["effect"].get("unreserved", "0.00"))
         except (ValueError, EventConflict) as e:
             results.append(type(e).__name__)
@@ -889,10 +895,10 @@ def _exec(url: str, sql: str) -> None:
 
 def _three_events(store, compiled):
     customer(store)
-    store.decide(order("O1", "10000.00"), ev(compiled), "erp")
-    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
-    store.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")
-    store.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
+    store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
+    store.ledger.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    store.ledger.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")
+    store.ledger.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
 
 
 def test_ledger_events_are_hash_chained(store, db_url, compiled):
@@ -903,8 +909,10 @@ def test_ledger_events_are_hash_chained(store, db_url, compiled):
     assert [(r[0], r[1]) for r in rows] == [(1, "E1"), (2, "E2"), (3, "E3")]
     assert rows[0][2] == "0" * 64 and rows[1][2] == rows[0][3] and rows[2][2] == rows[1][3]
     # a replayed event is not appended again
-    assert store.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")["replayed"]
-    result = store.verify_chain()
+    assert store.ledger.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")[
+        "replayed"
+    ]
+    result = store.audit.verify_chain()
     assert result["ok"] is True and result["checked"] == 1
     assert result["ledger"] == {
         "ok": True,
@@ -916,7 +924,7 @@ def test_ledger_events_are_hash_chained(store, db_url, compiled):
     }
     # an edited amount breaks the ledger chain at that event; the log stays intact
     _exec(db_url, "UPDATE ledger_events SET amount = '5.00' WHERE event_id = 'E2'")
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert (result["ok"], result["first_broken_seq"], result["reason"]) == (False, None, None)
     assert result["ledger"]["ok"] is False
     assert result["ledger"]["first_broken_seq"] == 2 and result["ledger"]["checked"] == 1
@@ -926,11 +934,11 @@ def test_ledger_events_are_hash_chained(store, db_url, compiled):
 def test_deleted_newest_ledger_event_is_detected(store, db_url, compiled):
     _three_events(store, compiled)
     _exec(db_url, "DELETE FROM ledger_events WHERE seq = 3")
-    ledger = store.verify_chain()["ledger"]
+    ledger = store.audit.verify_chain()["ledger"]
     assert (ledger["ok"], ledger["checked"], ledger["first_broken_seq"]) == (False, 2, 3)
     assert ledger["reason"] == "log ends at seq 2 but the head says 3"
     _exec(db_url, "DELETE FROM ledger_events")
-    ledger = store.verify_chain()["ledger"]
+    ledger = store.audit.verify_chain()["ledger"]
     assert (ledger["checked"], ledger["first_broken_seq"]) == (0, 1)
     assert ledger["reason"] == "log ends at seq 0 but the head says 3"
 
@@ -942,12 +950,12 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
     store = Store(db_url)
     try:
         store.upgrade()
-        store.save_policy(compiled.policy)
+        store.policies.save(compiled.policy)
         _three_events(store, compiled)
         before = _rows(db_url, "SELECT event_id, seq, record_hash FROM ledger_events ORDER BY seq")
         log_head = _rows(db_url, "SELECT seq, record_hash FROM decision_log ORDER BY seq DESC")[0]
         cfg = Config(str(ROOT / "alembic.ini"))
-        cfg.set_main_option("script_location", str(ROOT / "api" / "migrations"))
+        cfg.set_main_option("script_location", str(ROOT / "api" / "core" / "migrations"))
         cfg.set_main_option("sqlalchemy.url", db_url)
         command.downgrade(cfg, "0002_ledger_fx")  # a database with records, before 0003
         names = set(sa.inspect(store.engine).get_table_names())
@@ -962,12 +970,12 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
             for r in _rows(db_url, "SELECT name, seq, record_hash FROM chain_head")
         )
         assert heads == {"decision_log": log_head, "ledger_events": before[-1][1:]}
-        result = store.verify_chain()
+        result = store.audit.verify_chain()
         assert result["ok"] is True and (result["head_seq"], result["head_hash"]) == log_head
         assert result["ledger"]["checked"] == 3
         # and the chains go on from there
-        store.apply_event("C1", event("E4", "payment_received", "1.00"), "erp")
-        assert store.verify_chain()["ledger"]["head_seq"] == 4
+        store.ledger.apply_event("C1", event("E4", "payment_received", "1.00"), "erp")
+        assert store.audit.verify_chain()["ledger"]["head_seq"] == 4
     finally:
         store.dispose()
 
@@ -989,8 +997,8 @@ def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
     ]
     assert "rates[3] duplicates rates[1]" in b["errors"][0]["message"]
     assert "rates[4] duplicates rates[0]" in b["errors"][1]["message"]
-    assert not api.store.has_fx_rates("EUR", "USD")
-    assert not api.store.has_fx_rates("EUR", "GBP")
+    assert not api.store.fx.has_rates("EUR", "USD")
+    assert not api.store.fx.has_rates("EUR", "GBP")
     # the same date for two currencies is no duplicate
     ok = [rates[0], rates[2]]
     r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": ok})
@@ -1004,8 +1012,8 @@ def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_t
         "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=good.encode()
     )
     assert r.status_code == 200, r.text
-    assert api.store.get_customer("G-1")["facts"] == {"new_customer": True, "blacklisted": False}
-    assert api.store.get_customer("G-2")["facts"] == {"new_customer": True, "blacklisted": False}
+    assert api.store.customers.get("G-1")["facts"] == {"new_customer": True, "blacklisted": False}
+    assert api.store.customers.get("G-2")["facts"] == {"new_customer": True, "blacklisted": False}
     bad = head + "H-1,EUR,100,True,yes\nH-2,EUR,100,1,0\nH-3,EUR,100, true,N\n"
     r = api.client.post(
         "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=bad.encode()
@@ -1017,7 +1025,7 @@ def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_t
         for col in ("customer.new_customer", "customer.blacklisted")
     }
     assert all("expected true or false" in e["message"] for e in b["errors"])
-    assert api.store.get_customer("H-1") is None
+    assert api.store.customers.get("H-1") is None
 
 
 def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
@@ -1055,7 +1063,7 @@ def test_http_order_date_window_and_stale_rates(api):
     b = problem(api.decide(order_date="2026-11-21"), 422, "invalid_request")
     assert [(e["path"], e["code"]) for e in b["errors"]] == [("order_date", "order_date_too_old")]
     assert "2026-11-22" in b["errors"][0]["message"]  # the oldest date accepted
-    assert api.store.list_decisions()[0] == []
+    assert api.store.decisions.search()[0] == []
     # the edges are accepted: today, and exactly 7 days back
     d = api.decide(order_id="SO-T", currency="USD", amount="100.00", order_date="2026-11-29")
     assert d.status_code == 200, d.text
@@ -1067,7 +1075,7 @@ def test_http_order_date_window_and_stale_rates(api):
     )
     assert b["errors"][0]["path"] == "currency"
     assert "2026-11-10" in b["errors"][0]["message"] and "7 days" in b["errors"][0]["message"]
-    assert [r["order_id"] for r in api.store.list_decisions()[0]] == ["SO-T"]
+    assert [r["order_id"] for r in api.store.decisions.search()[0]] == ["SO-T"]
     # an order in the policy currency shows no fx
     assert "fx" not in api.decide(order_id="SO-P", amount="10.00").json()
 
@@ -1121,7 +1129,7 @@ def test_http_foreign_amount_decimals_follow_the_order_currency(api):
 def test_http_reads_mask_fields_and_derived_values_computed_from_a_sensitive_input(
     db_url, tmp_path
 ):
-    from api.models import DecisionLog
+    from api.decisions.tables import DecisionLog
 
     policy = _sensitive_policy(tmp_path, "customer.credit_limit:   {type: money, min: 0,")
     api = Api(db_url, policy)
@@ -1155,7 +1163,7 @@ def test_http_reads_mask_fields_and_derived_values_computed_from_a_sensitive_inp
         r = api.client.get(f"/v1/decisions/{did}/replay", headers=api.h("compliance")).json()
         assert r["identical"] is True and r["differences"] == []
         with api.store.engine.begin() as conn:  # a tampered snapshot: the limit changed
-            request = api.store.get_decision(did)["request"]
+            request = api.store.decisions.get(did)["request"]
             request["customer"]["credit_limit"] = "54322.00"
             conn.execute(
                 sa.update(DecisionLog.__table__)
@@ -1175,7 +1183,7 @@ def test_http_reads_mask_fields_and_derived_values_computed_from_a_sensitive_inp
 
 
 def test_mask_record_hides_amount_term_escalation_and_fx_of_sensitive_order_inputs(tmp_path):
-    from api.masking import mask_record, masking_for
+    from api.decisions.masking import mask_record, masking_for
 
     text = POLICY.read_text()
     for old in (
@@ -1240,7 +1248,7 @@ def test_http_broken_chain_answers_503_and_never_an_approve(api):
     assert r.headers["content-type"].startswith("application/problem+json")
     assert body["code"] == "audit_chain_broken" and "audit verify" in body["detail"]
     assert "approve" not in r.text
-    rows, _ = api.store.list_decisions()
+    rows, _ = api.store.decisions.search()
     assert [x["order_id"] for x in rows] == ["SO-1"]
     verify = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
     assert verify["ok"] is False and verify["head_seq"] is None
@@ -1292,7 +1300,7 @@ def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, co
     def run(cid: str, oid: str, amount: str, barrier: threading.Barrier) -> None:
         barrier.wait()
         try:
-            store.decide(order(oid, amount, customer_id=cid), ev(compiled), "erp")
+            store.decisions.decide(order(oid, amount, customer_id=cid), ev(compiled), "erp")
             outcomes.append((oid, cid))
         except OrderConflict:
             outcomes.append((oid, "conflict"))
@@ -1314,7 +1322,7 @@ def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, co
     for oid, whos in by_order.items():
         ordered = sorted(whos, key=lambda w: w == "conflict")
         assert ordered in (["A", "conflict"], ["B", "conflict"]), (oid, whos)
-    rows, _ = store.list_decisions(limit=500)
+    rows, _ = store.decisions.search(limit=500)
     owners: dict[str, set[str]] = {}
     for r in rows:
         owners.setdefault(r["order_id"], set()).add(r["customer_id"])
@@ -1329,7 +1337,7 @@ def test_one_order_id_never_belongs_to_two_customers_under_concurrency(store, co
             ).all()
         )
     for cid in ("A", "B"):
-        assert D(str(sums.get(cid, 0))) == store.get_customer(cid)["open_orders"]
+        assert D(str(sums.get(cid, 0))) == store.customers.get(cid)["open_orders"]
 
 
 @pytest.mark.dates
@@ -1356,7 +1364,7 @@ def test_http_orders_in_three_decimal_currencies_are_accepted_and_converted(api)
 @pytest.mark.dates
 def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store, compiled):
     customer(store)
-    store.put_fx_rates(
+    store.fx.put_rates(
         "EUR",
         [
             {"currency": "KWD", "rate": D("3"), "as_of": date(2026, 1, 1)},
@@ -1364,18 +1372,24 @@ def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store,
         ],
     )
     kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 1, 2)}
-    d, _ = store.decide(order("O-K", D("1.234"), currency="KWD"), ev(compiled), "erp", **kw)
+    d, _ = store.decisions.decide(
+        order("O-K", D("1.234"), currency="KWD"), ev(compiled), "erp", **kw
+    )
     assert d.order_amount == D("3.70")
-    assert store.get_decision(d.decision_id)["fx"]["original_amount"] == "1.234"
+    assert store.decisions.get(d.decision_id)["fx"]["original_amount"] == "1.234"
     with pytest.raises(ValueError) as e:
-        store.decide(order("O-K2", D("1.2345"), currency="KWD"), ev(compiled), "erp", **kw)
+        store.decisions.decide(
+            order("O-K2", D("1.2345"), currency="KWD"), ev(compiled), "erp", **kw
+        )
     assert str(e.value) == "amount: 1.2345 has more than 3 decimals (KWD)"
     with pytest.raises(ValueError) as e:
-        store.decide(order("O-E", D("1.234"), currency="EUR"), ev(compiled), "erp", **kw)
+        store.decisions.decide(order("O-E", D("1.234"), currency="EUR"), ev(compiled), "erp", **kw)
     assert str(e.value) == "amount: 1.234 has more than 2 decimals (EUR)"
     # JPY has no minor unit: the original amount is shown without decimals
-    d, _ = store.decide(order("O-J", D("150000.00"), currency="JPY"), ev(compiled), "erp", **kw)
-    assert store.get_decision(d.decision_id)["fx"]["original_amount"] == "150000"
+    d, _ = store.decisions.decide(
+        order("O-J", D("150000.00"), currency="JPY"), ev(compiled), "erp", **kw
+    )
+    assert store.decisions.get(d.decision_id)["fx"]["original_amount"] == "150000"
     assert d.order_amount == D("915.00")
 
 
@@ -1501,7 +1515,7 @@ def hacked(tmp_path):
 
 
 def test_an_unreadable_record_breaks_verify_cleanly(hacked):
-    result = hacked.store.verify_chain()
+    result = hacked.store.audit.verify_chain()
     assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 1, 2)
     assert result["reason"].startswith("the record cannot be read (ValueError: ")
     assert result["head_seq"] == 3
@@ -1545,8 +1559,10 @@ def test_an_unreadable_record_is_a_problem_on_reads(hacked):
 def test_an_unreadable_record_mid_export_ends_it_as_incomplete(hacked, monkeypatch):
     """Past the first batch the status line is sent: the export ends with an explicit
     incomplete line and the connection is aborted (the server error propagates)."""
-    real = Store.iter_decisions
-    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    from api.decisions.persistence import Decisions
+
+    real = Decisions.iterate
+    monkeypatch.setattr(Decisions, "iterate", lambda self, **kw: real(self, **kw, batch=1))
     h = hacked.h("compliance")
     strict = TestClient(hacked.app)  # raise_server_exceptions: the abort is visible
     for fmt in ("jsonl", "csv"):
@@ -1566,7 +1582,7 @@ def test_an_unreadable_record_mid_export_ends_it_as_incomplete(hacked, monkeypat
 
 
 def _consistency_problems(store):
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert result["checked"] == result["head_seq"] or result["head_seq"] is None
     return result["ok"], [
         (p["check"], p.get("customer_id") or p.get("sha256")[:12], p["message"])
@@ -1586,7 +1602,7 @@ def test_audit_checks_open_orders_against_the_open_reservations(api):
         event_id="E1", type="invoice_issued", order_id="SO-1", amount="500.00", currency="EUR"
     )
     assert inv.status_code == 200, inv.text
-    result = api.store.verify_chain()
+    result = api.store.audit.verify_chain()
     assert result["ok"] and result["consistency"] == {
         "ok": True,
         "customers": 2,
@@ -1677,8 +1693,8 @@ def test_audit_reports_logged_policies_without_a_stored_text(store, compiled):
     """Deleted policy texts: the log's records name them, replay is impossible."""
     customer(store)
     for oid in ("O1", "O2"):
-        store.decide(order(oid, "100.00"), ev(compiled), "erp")
-    assert store.verify_chain()["ok"]
+        store.decisions.decide(order(oid, "100.00"), ev(compiled), "erp")
+    assert store.audit.verify_chain()["ok"]
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM policy_versions"))
     ok, problems = _consistency_problems(store)
@@ -1692,7 +1708,7 @@ def test_audit_reports_logged_policies_without_a_stored_text(store, compiled):
 
 
 def _reservation_problems(store):
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert result["ledger"]["ok"] and result["checked"] == result["head_seq"]
     return [
         (p["order_id"], p["customer_id"], p["message"])
@@ -1707,25 +1723,27 @@ def test_audit_checks_every_reservation_against_the_chained_ledger_events(store,
     repeat as approve, credit freed) or a deleted reservation are reported."""
     customer(store)
     for oid, amount in (("O1", "10000.00"), ("O2", "500.00"), ("O3", "300.00")):
-        assert store.decide(order(oid, amount), ev(compiled), "erp")[0].outcome == "approve"
-    referred, _ = store.decide(order("O4", "95000.00"), ev(compiled), "erp")
+        assert (
+            store.decisions.decide(order(oid, amount), ev(compiled), "erp")[0].outcome == "approve"
+        )
+    referred, _ = store.decisions.decide(order("O4", "95000.00"), ev(compiled), "erp")
     assert referred.outcome != "approve"
-    store.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
-    store.apply_event("C1", event("E2", "order_cancelled", order_id="O2"), "erp")
-    store.apply_event("C1", event("E3", "invoice_issued", "300.00", "O3"), "erp")
-    store.apply_event("C1", event("E4", "invoice_issued", "10.00", "O4"), "erp")
-    store.apply_event("C1", event("E5", "invoice_issued", "1.00", "O3"), "erp")  # beyond
-    assert store.verify_chain()["ok"] and _reservation_problems(store) == []
+    store.ledger.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
+    store.ledger.apply_event("C1", event("E2", "order_cancelled", order_id="O2"), "erp")
+    store.ledger.apply_event("C1", event("E3", "invoice_issued", "300.00", "O3"), "erp")
+    store.ledger.apply_event("C1", event("E4", "invoice_issued", "10.00", "O4"), "erp")
+    store.ledger.apply_event("C1", event("E5", "invoice_issued", "1.00", "O3"), "erp")  # beyond
+    assert store.audit.verify_chain()["ok"] and _reservation_problems(store) == []
 
     def tampered(sql, undo=None):
         with store.engine.begin() as conn:
             conn.execute(sa.text(sql))
         found = _reservation_problems(store)
-        assert not store.verify_chain()["ok"]
+        assert not store.audit.verify_chain()["ok"]
         if undo:
             with store.engine.begin() as conn:
                 conn.execute(sa.text(undo))
-            assert store.verify_chain()["ok"]
+            assert store.audit.verify_chain()["ok"]
         return found
 
     # a cancelled order made 'invoiced': it would repeat as approve
@@ -1825,8 +1843,10 @@ def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatc
     import httpx
     import uvicorn
 
-    real = Store.iter_decisions
-    monkeypatch.setattr(Store, "iter_decisions", lambda self, **kw: real(self, **kw, batch=1))
+    from api.decisions.persistence import Decisions
+
+    real = Decisions.iterate
+    monkeypatch.setattr(Decisions, "iterate", lambda self, **kw: real(self, **kw, batch=1))
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -1862,11 +1882,11 @@ def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatc
 
 def test_put_customer_keeps_receivables_days_and_facts_left_out(store, compiled):
     customer(store, receivables="0.00", blacklisted=True)
-    store.apply_event("C1", event("I1", "invoice_issued", "9500.00", "R-1"), "erp")
+    store.ledger.apply_event("C1", event("I1", "invoice_issued", "9500.00", "R-1"), "erp")
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE customers SET days_past_due = 45 WHERE customer_id = 'C1'"))
     # a limit update: receivables (moved by the invoice event), days and facts stay
-    c = store.put_customer("C1", currency="EUR", credit_limit=D("10000.00"))
+    c = store.customers.put("C1", currency="EUR", credit_limit=D("10000.00"))
     assert (c["credit_limit"], c["open_receivables"], c["exposure"]) == (
         D("10000.00"),
         D("9500.00"),
@@ -1874,7 +1894,7 @@ def test_put_customer_keeps_receivables_days_and_facts_left_out(store, compiled)
     )
     assert c["days_past_due"] == 45 and c["facts"]["blacklisted"] is True
     # given explicitly: set (reconciliation with the AR ledger); facts replaced as a whole
-    c = store.put_customer(
+    c = store.customers.put(
         "C1",
         currency="EUR",
         credit_limit=D("10000.00"),
@@ -1888,7 +1908,7 @@ def test_put_customer_keeps_receivables_days_and_facts_left_out(store, compiled)
         {"risk_class": "low"},
     )
     # a new customer starts at zero
-    n = store.put_customer("C9", currency="EUR", credit_limit=D("5.00"))
+    n = store.customers.put("C9", currency="EUR", credit_limit=D("5.00"))
     assert (n["open_receivables"], n["days_past_due"], n["facts"]) == (D("0.00"), 0, {})
 
 
@@ -1898,7 +1918,11 @@ def test_http_import_without_receivables_never_erases_them_and_no_approve_follow
     # order was approved against a 10,000.00 limit with 9,500.00 outstanding.
     api.customer("RCV", credit_limit="10000.00", open_receivables="0.00")
     r = api.event(
-        "RCV", event_id="rcv1", type="invoice_issued", order_id="R-1", amount="9500.00",
+        "RCV",
+        event_id="rcv1",
+        type="invoice_issued",
+        order_id="R-1",
+        amount="9500.00",
         currency="EUR",
     )
     assert r.status_code == 200, r.text
@@ -1956,7 +1980,7 @@ def test_concurrent_creation_of_one_customer_and_crossed_imports_never_fail(stor
     def put(i: int, barrier: threading.Barrier) -> None:
         barrier.wait()
         try:
-            store.put_customer("NEWC", currency="EUR", credit_limit=D(f"{i + 1}000.00"))
+            store.customers.put("NEWC", currency="EUR", credit_limit=D(f"{i + 1}000.00"))
             results.append("ok")
         except Exception as e:  # noqa: BLE001 - the test reports what failed
             results.append(type(e).__name__)
@@ -1989,7 +2013,7 @@ def test_concurrent_creation_of_one_customer_and_crossed_imports_never_fail(stor
     def imp(batch: list[dict[str, Any]], barrier: threading.Barrier) -> None:
         barrier.wait()
         try:
-            store.import_customers(batch)
+            store.customers.import_rows(batch)
             outcomes.append("ok")
         except Exception as e:  # noqa: BLE001
             outcomes.append(type(e).__name__)
@@ -2019,7 +2043,7 @@ def test_http_backdating_cannot_use_a_rate_that_is_stale_today(api):
         "fx_rate_missing",
     )
     assert "2026-11-15" in b["detail"] and "2026-11-29" in b["detail"]
-    assert api.store.list_decisions()[0] == []
+    assert api.store.decisions.search()[0] == []
     # a fresh rate loaded: decided
     _rates(api, ("USD", "0.92", "2026-11-28"))
     d = api.decide(order_id="S3", currency="USD", amount="1000.00", order_date="2026-11-22")

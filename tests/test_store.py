@@ -12,8 +12,12 @@ from decimal import Decimal
 import pytest
 import sqlalchemy as sa
 
-from api.models import Reservation
-from api.store import ChainBroken, OrderConflict, Store, StoreUnavailable, UnknownCustomer
+from api.core.chainhead import ChainBroken
+from api.core.database import StoreUnavailable
+from api.customers.exceptions import UnknownCustomer
+from api.decisions.exceptions import OrderConflict
+from api.ledger.tables import Reservation
+from api.store import Store
 from engine.evaluate import EvaluationError, evaluate, load
 from tests.conftest import fresh_pg_database
 
@@ -55,14 +59,14 @@ def store(request, tmp_path, compiled):
     if request.param == "sqlite":
         s = Store(f"sqlite:///{tmp_path / 'creditgate.db'}")
         s.upgrade()
-        s.save_policy(compiled.policy)
+        s.policies.save(compiled.policy)
         yield s
         s.dispose()
     else:
         s = request.getfixturevalue("pg_store")
         with s.engine.begin() as conn:
             conn.execute(sa.text(f"TRUNCATE {', '.join(TABLES)}"))
-        s.save_policy(compiled.policy)
+        s.policies.save(compiled.policy)
         yield s
 
 
@@ -83,7 +87,7 @@ def order(order_id, amount, customer_id="C1", **kw):
 
 
 def prime_customer(store, customer_id="C1", limit="100000.00", receivables="20000.00"):
-    return store.put_customer(
+    return store.customers.put(
         customer_id,
         currency="EUR",
         credit_limit=Decimal(limit),
@@ -144,10 +148,10 @@ def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, 
 def test_migrations_are_idempotent_and_policy_versions(store, compiled):
     store.upgrade()  # second time: nothing to do
     store.ping()
-    store.save_policy(compiled.policy)
-    store.save_policy(compiled.policy)
-    assert store.policy_source(compiled.policy.sha256) == compiled.policy.source
-    assert store.policy_source("0" * 64) is None
+    store.policies.save(compiled.policy)
+    store.policies.save(compiled.policy)
+    assert store.policies.source(compiled.policy.sha256) == compiled.policy.source
+    assert store.policies.source("0" * 64) is None
 
 
 def test_one_text_per_policy_version_label_under_concurrent_saves(store):
@@ -157,7 +161,7 @@ def test_one_text_per_policy_version_label_under_concurrent_saves(store):
     import hashlib
     from types import SimpleNamespace
 
-    from api.store import PolicyVersionConflict
+    from api.policies.exceptions import PolicyVersionConflict
 
     n = 4
     for attempt in range(3):
@@ -174,7 +178,7 @@ def test_one_text_per_policy_version_label_under_concurrent_saves(store):
         def run(p, start=start, saved=saved, conflicts=conflicts, errors=errors):
             try:
                 start.wait()
-                store.save_policy(p)
+                store.policies.save(p)
                 saved.append(p.sha256)
             except PolicyVersionConflict:
                 conflicts.append(p.sha256)
@@ -199,14 +203,14 @@ def test_one_text_per_policy_version_label_under_concurrent_saves(store):
 def test_customer_round_trip(store):
     c = prime_customer(store)
     assert c["exposure"] == Decimal("20000.00") and c["available_credit"] == Decimal("80000.00")
-    got = store.get_customer("C1")
+    got = store.customers.get("C1")
     assert got["credit_limit"] == Decimal("100000.00") and got["open_orders"] == 0
     assert got["facts"] == {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
-    assert store.get_customer("nobody") is None
+    assert store.customers.get("nobody") is None
     with pytest.raises(ValueError):
-        store.put_customer("C2", currency="EUR", credit_limit=Decimal("1.001"))
+        store.customers.put("C2", currency="EUR", credit_limit=Decimal("1.001"))
     with pytest.raises(ValueError):
-        store.put_customer("C2", currency="EUR", credit_limit=Decimal(1), facts={"x": 0.5})
+        store.customers.put("C2", currency="EUR", credit_limit=Decimal(1), facts={"x": 0.5})
 
 
 def test_concurrent_orders_never_exceed_the_limit(store, compiled):
@@ -222,7 +226,7 @@ def test_concurrent_orders_never_exceed_the_limit(store, compiled):
     def run(oid, amount):
         try:
             start.wait()
-            results[oid] = store.decide(order(oid, str(amount)), ev, "test")
+            results[oid] = store.decisions.decide(order(oid, str(amount)), ev, "test")
         except BaseException as e:  # noqa: BLE001 - reported below
             errors.append(e)
 
@@ -239,7 +243,7 @@ def test_concurrent_orders_never_exceed_the_limit(store, compiled):
     assert approved and referred
     assert all("REF_OVER_LIMIT" in {r.rule_id for r in d.reasons} for d in referred.values())
 
-    cust = store.get_customer("C1")
+    cust = store.customers.get("C1")
     total = sum(amounts[o] for o in approved)
     assert cust["open_orders"] == total
     assert cust["exposure"] <= limit
@@ -255,44 +259,44 @@ def test_concurrent_orders_never_exceed_the_limit(store, compiled):
     assert log_count(store) == 200
     head = last_record(store)
     assert head[0] == 200
-    assert store.verify_chain() == intact(200, head)
+    assert store.audit.verify_chain() == intact(200, head)
 
 
 def test_repeat_and_amendment(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
-    first, kind = store.decide(order("O1", "12500.00"), ev, "erp")
+    first, kind = store.decisions.decide(order("O1", "12500.00"), ev, "erp")
     assert (first.outcome, kind) == ("approve", "new")
-    again, kind = store.decide(order("O1", Decimal("12500")), ev, "erp")
+    again, kind = store.decisions.decide(order("O1", Decimal("12500")), ev, "erp")
     assert kind == "repeat" and again.decision_id == first.decision_id
     assert reservations(store) == {"O1": Decimal("12500.00")}
-    assert store.get_customer("C1")["open_orders"] == Decimal("12500.00")
+    assert store.customers.get("C1")["open_orders"] == Decimal("12500.00")
 
-    amended, kind = store.decide(order("O1", "15000.00"), ev, "erp")
+    amended, kind = store.decisions.decide(order("O1", "15000.00"), ev, "erp")
     assert kind == "amended" and amended.outcome == "approve"
     # exposure excludes the order's own previous reservation
     assert amended.exposure_after == Decimal("35000.00")
     assert reservations(store) == {"O1": Decimal("15000.00")}
-    assert store.get_customer("C1")["open_orders"] == Decimal("15000.00")
+    assert store.customers.get("C1")["open_orders"] == Decimal("15000.00")
 
     # amended over the limit: refer, the previous reservation is released
-    referred, kind = store.decide(order("O1", "90000.00"), ev, "erp")
+    referred, kind = store.decisions.decide(order("O1", "90000.00"), ev, "erp")
     assert (referred.outcome, kind) == ("refer", "amended")
     assert reservations(store) == {}
-    assert store.get_customer("C1")["open_orders"] == 0
+    assert store.customers.get("C1")["open_orders"] == 0
 
-    rows, cursor = store.list_decisions(customer_id="C1")
+    rows, cursor = store.decisions.search(customer_id="C1")
     assert [r["kind"] for r in rows] == ["amended", "amended", "repeat", "new"] and cursor is None
     assert rows[2]["decision"]["decision_id"] == first.decision_id
     assert rows[2]["decision_id"] != first.decision_id
-    row = store.get_decision(first.decision_id)
+    row = store.decisions.get(first.decision_id)
     assert row["kind"] == "new" and row["outcome"] == "approve" and row["caller"] == "erp"
     assert row["request"]["customer"]["exposure"] == "20000.00"
     assert row["request"]["order"]["id"] == "O1"
-    assert store.verify_chain()["ok"]
+    assert store.audit.verify_chain()["ok"]
     with pytest.raises(OrderConflict):
         prime_customer(store, "C2")
-        store.decide(order("O1", "10.00", customer_id="C2"), ev, "erp")
+        store.decisions.decide(order("O1", "10.00", customer_id="C2"), ev, "erp")
 
 
 def test_list_decisions_filters_and_pages(store, compiled):
@@ -300,23 +304,23 @@ def test_list_decisions_filters_and_pages(store, compiled):
     prime_customer(store, "C2", limit="1000.00", receivables="0")
     ev = evaluator(compiled)
     for i in range(5):
-        store.decide(order(f"A{i}", "100.00"), ev, "erp")
-    store.decide(order("B1", "1500.00", customer_id="C2"), ev, "erp")
-    assert len(store.list_decisions()[0]) == 6
-    refs, _ = store.list_decisions(outcome="refer")
+        store.decisions.decide(order(f"A{i}", "100.00"), ev, "erp")
+    store.decisions.decide(order("B1", "1500.00", customer_id="C2"), ev, "erp")
+    assert len(store.decisions.search()[0]) == 6
+    refs, _ = store.decisions.search(outcome="refer")
     assert [r["order_id"] for r in refs] == ["B1"]
-    assert [r["order_id"] for r in store.list_decisions(rule_id="REF_OVER_LIMIT")[0]] == ["B1"]
-    assert store.list_decisions(rule_id="REF_OVER")[0] == []
-    assert store.list_decisions(rule_id="REF%")[0] == []
-    assert len(store.list_decisions(policy_version="2026.11.1")[0]) == 6
-    assert len(store.list_decisions(policy_version=compiled.policy.sha256)[0]) == 6
-    assert store.list_decisions(policy_version="1999")[0] == []
-    created = store.list_decisions()[0][0]["created_at"]
-    assert len(store.list_decisions(date_from=created.date())[0]) == 6
-    assert store.list_decisions(date_to=created.date().replace(year=2000))[0] == []
-    page1, cur = store.list_decisions(customer_id="C1", limit=2)
-    page2, cur2 = store.list_decisions(customer_id="C1", limit=2, cursor=cur)
-    page3, cur3 = store.list_decisions(customer_id="C1", limit=2, cursor=cur2)
+    assert [r["order_id"] for r in store.decisions.search(rule_id="REF_OVER_LIMIT")[0]] == ["B1"]
+    assert store.decisions.search(rule_id="REF_OVER")[0] == []
+    assert store.decisions.search(rule_id="REF%")[0] == []
+    assert len(store.decisions.search(policy_version="2026.11.1")[0]) == 6
+    assert len(store.decisions.search(policy_version=compiled.policy.sha256)[0]) == 6
+    assert store.decisions.search(policy_version="1999")[0] == []
+    created = store.decisions.search()[0][0]["created_at"]
+    assert len(store.decisions.search(date_from=created.date())[0]) == 6
+    assert store.decisions.search(date_to=created.date().replace(year=2000))[0] == []
+    page1, cur = store.decisions.search(customer_id="C1", limit=2)
+    page2, cur2 = store.decisions.search(customer_id="C1", limit=2, cursor=cur)
+    page3, cur3 = store.decisions.search(customer_id="C1", limit=2, cursor=cur2)
     seqs = [r["seq"] for r in page1 + page2 + page3]
     assert len(seqs) == 5 and seqs == sorted(seqs, reverse=True) and cur3 is None
 
@@ -325,19 +329,21 @@ def test_request_facts_and_currency(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     # a fact the ledger lacks may come with the order ...
-    d, _ = store.decide(order("O1", "100.00", facts={"customer.country_risk": "high"}), ev, "x")
+    d, _ = store.decisions.decide(
+        order("O1", "100.00", facts={"customer.country_risk": "high"}), ev, "x"
+    )
     assert d.trail.inputs["customer.country_risk"] == "high"
     # ... but the order may never contradict the ledger (an order-entry caller must not
     # clear a blacklist, a risk class or overdue days)
     for fact in ({"customer.risk_class": "high"}, {"customer.days_past_due": 0}):
         with pytest.raises(ValueError, match="ledger"):
-            store.decide(order("O5", "100.00", facts=fact), ev, "x")
+            store.decisions.decide(order("O5", "100.00", facts=fact), ev, "x")
     with pytest.raises(ValueError, match="currency"):
-        store.decide(order("O2", "100.00", currency="USD"), ev, "x")
+        store.decisions.decide(order("O2", "100.00", currency="USD"), ev, "x")
     with pytest.raises(ValueError, match="ledger"):
-        store.decide(order("O3", "100.00", facts={"customer.exposure": "0"}), ev, "x")
+        store.decisions.decide(order("O3", "100.00", facts={"customer.exposure": "0"}), ev, "x")
     with pytest.raises(ValueError):
-        store.decide(order("O4", 100.5), ev, "x")  # binary float
+        store.decisions.decide(order("O4", 100.5), ev, "x")  # binary float
     assert log_count(store) == 1
 
 
@@ -345,11 +351,11 @@ def test_tampering_is_detected(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(4):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
-    assert store.verify_chain()["ok"]
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
+    assert store.audit.verify_chain()["ok"]
     with store.engine.begin() as conn:
         conn.execute(sa.text("UPDATE decision_log SET caller = 'mallory' WHERE seq = 3"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert result["ok"] is False and result["first_broken_seq"] == 3 and result["checked"] == 2
     assert "record_hash" in result["reason"]
 
@@ -358,10 +364,10 @@ def test_deleted_record_is_detected(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(3):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log WHERE seq = 2"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert (result["ok"], result["first_broken_seq"]) == (False, 3)
 
 
@@ -369,12 +375,12 @@ def test_deleted_newest_records_are_detected(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(5):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
     head = last_record(store)
-    assert head[0] == 5 and store.verify_chain() == intact(5, head)
+    assert head[0] == 5 and store.audit.verify_chain() == intact(5, head)
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log WHERE seq >= 4"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert {k: result[k] for k in ("ok", "checked", "first_broken_seq", "reason")} == {
         "ok": False,
         "checked": 3,
@@ -384,8 +390,8 @@ def test_deleted_newest_records_are_detected(store, compiled):
     assert (result["head_seq"], result["head_hash"]) == head
     assert result["ledger"]["ok"] is True
     # a new decision chains onto the head, so the gap stays visible
-    store.decide(order("O9", "100.00"), ev, "erp")
-    result = store.verify_chain()
+    store.decisions.decide(order("O9", "100.00"), ev, "erp")
+    result = store.audit.verify_chain()
     assert (result["ok"], result["first_broken_seq"], result["checked"]) == (False, 6, 3)
     assert result["reason"] == "sequence gap: expected seq 4, found 6"
 
@@ -394,16 +400,16 @@ def test_emptied_log_and_missing_head_are_detected(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(3):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 3, 1)
     assert result["reason"] == "the chain head is missing but the log has 3 records"
     assert (result["head_seq"], result["head_hash"]) == (None, None)
     # the next record does not restore a head over the evidence: refused (fail closed)
     with pytest.raises(ChainBroken, match="no chain head"):
-        store.decide(order("O3", "100.00"), ev, "erp")
+        store.decisions.decide(order("O3", "100.00"), ev, "erp")
     assert log_count(store) == 3
 
 
@@ -411,11 +417,11 @@ def test_emptied_log_is_detected(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(4):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
-    assert store.verify_chain() == intact(4, last_record(store))
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
+    assert store.audit.verify_chain() == intact(4, last_record(store))
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert {k: result[k] for k in ("ok", "checked", "first_broken_seq", "reason")} == {
         "ok": False,
         "checked": 0,
@@ -428,19 +434,19 @@ def test_head_edited_back_refuses_new_records(store, compiled):
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(3):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
-    seq2 = store.list_decisions()[0][1]["record_hash"]
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
+    seq2 = store.decisions.search()[0][1]["record_hash"]
     with store.engine.begin() as conn:
         conn.execute(
             sa.text("UPDATE chain_head SET seq = 2, record_hash = :h WHERE name = 'decision_log'"),
             {"h": seq2},
         )
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert (result["ok"], result["checked"], result["first_broken_seq"]) == (False, 3, 3)
     assert result["reason"] == "log ends at seq 3 but the head says 2"
     with pytest.raises(ChainBroken, match="beyond its chain head"):
-        store.decide(order("O9", "100.00"), ev, "erp")
-    assert log_count(store) == 3 and store.get_customer("C1")["open_orders"] == Decimal("300.00")
+        store.decisions.decide(order("O9", "100.00"), ev, "erp")
+    assert log_count(store) == 3 and store.customers.get("C1")["open_orders"] == Decimal("300.00")
 
 
 def test_head_deleted_with_the_newest_records_refuses_new_records(store, compiled):
@@ -449,48 +455,48 @@ def test_head_deleted_with_the_newest_records_refuses_new_records(store, compile
     prime_customer(store)
     ev = evaluator(compiled)
     for i in range(3):
-        store.decide(order(f"O{i}", "100.00"), ev, "erp")
+        store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log WHERE seq = 3"))
         conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
-    result = store.verify_chain()
+    result = store.audit.verify_chain()
     assert result["ok"] is False and result["checked"] == 2
     with pytest.raises(ChainBroken, match=r"records \(up to seq 2\) but no chain head"):
-        store.decide(order("O9", "100.00"), ev, "erp")
+        store.decisions.decide(order("O9", "100.00"), ev, "erp")
     assert log_count(store) == 2
-    assert store.verify_chain()["ok"] is False  # still reported, nothing papered over
+    assert store.audit.verify_chain()["ok"] is False  # still reported, nothing papered over
 
 
 def test_sqlite_writers_of_one_process_queue_on_the_writer_lock(tmp_path, monkeypatch):
-    import api.store
+    import api.core.database
 
     url = f"sqlite:///{tmp_path / 'w.db'}"
     a, b = Store(url), Store(url)
     try:
         a.upgrade()
-        assert a._writer_lock is b._writer_lock  # one lock per database file and process
-        assert Store(f"sqlite:///{tmp_path / 'other.db'}")._writer_lock is not a._writer_lock
+        assert a.db._writer_lock is b.db._writer_lock  # one lock per database file and process
+        assert Store(f"sqlite:///{tmp_path / 'other.db'}").db._writer_lock is not a.db._writer_lock
         done = threading.Event()
 
         def write():
             prime_customer(b)
             done.set()
 
-        with a._writer_lock:  # another writer's turn: b waits for the lock, not in SQLite
+        with a.db._writer_lock:  # another writer's turn: b waits for the lock, not in SQLite
             t = threading.Thread(target=write)
             t.start()
             assert not done.wait(0.5)
         t.join(10)
-        assert done.is_set() and b.get_customer("C1")["credit_limit"] == Decimal("100000.00")
+        assert done.is_set() and b.customers.get("C1")["credit_limit"] == Decimal("100000.00")
         # a writer that never gets its turn fails closed, nothing written
-        monkeypatch.setattr(api.store, "WRITER_LOCK_TIMEOUT", 0.2)
-        with a._writer_lock:
+        monkeypatch.setattr(api.core.database, "WRITER_LOCK_TIMEOUT", 0.2)
+        with a.db._writer_lock:
             with pytest.raises(StoreUnavailable, match="no write turn within 0.2 s"):
                 prime_customer(b, customer_id="C2")
-        assert b.get_customer("C2") is None
+        assert b.customers.get("C2") is None
         # readers never wait for it
-        with a._writer_lock:
-            assert b.get_customer("C1") is not None
+        with a.db._writer_lock:
+            assert b.customers.get("C1") is not None
     finally:
         a.dispose()
         b.dispose()
@@ -503,41 +509,45 @@ def test_crash_in_evaluation_writes_nothing(store, compiled):
         raise EvaluationError("internal", "boom")
 
     with pytest.raises(EvaluationError):
-        store.decide(order("O1", "100.00"), broken, "erp")
+        store.decisions.decide(order("O1", "100.00"), broken, "erp")
     assert reservations(store) == {} and log_count(store) == 0
-    assert store.get_customer("C1")["open_orders"] == 0
+    assert store.customers.get("C1")["open_orders"] == 0
 
 
 def test_crash_after_reservation_insert_rolls_back(store, compiled, monkeypatch):
     prime_customer(store)
     ev = evaluator(compiled)
-    store.decide(order("O1", "1000.00"), ev, "erp")
+    store.decisions.decide(order("O1", "1000.00"), ev, "erp")
     seen = []
-    real_append = Store._append
+    from api.decisions import persistence
 
-    def crash(self, s, *args, **kw):
+    real_append = persistence.append
+
+    def crash(db, s, *args, **kw):
         s.flush()
         seen.append({r.order_id: r.amount for r in s.exec(sa.select(Reservation)).scalars()})
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(Store, "_append", crash)
+    monkeypatch.setattr(persistence, "append", crash)
     with pytest.raises(RuntimeError):
-        store.decide(order("O2", "2000.00"), ev, "erp")
+        store.decisions.decide(order("O2", "2000.00"), ev, "erp")
     with pytest.raises(RuntimeError):  # an amendment: the release is rolled back too
-        store.decide(order("O1", "3000.00"), ev, "erp")
+        store.decisions.decide(order("O1", "3000.00"), ev, "erp")
     assert seen == [
         {"O1": Decimal("1000.00"), "O2": Decimal("2000.00")},
         {"O1": Decimal("3000.00")},
     ]
-    monkeypatch.setattr(Store, "_append", real_append)
+    monkeypatch.setattr(persistence, "append", real_append)
     assert reservations(store) == {"O1": Decimal("1000.00")}
-    assert store.get_customer("C1")["open_orders"] == Decimal("1000.00")
-    assert log_count(store) == 1 and store.verify_chain()["ok"]
+    assert store.customers.get("C1")["open_orders"] == Decimal("1000.00")
+    assert log_count(store) == 1 and store.audit.verify_chain()["ok"]
 
 
 def test_unknown_customer(store, compiled):
     with pytest.raises(UnknownCustomer):
-        store.decide(order("O1", "100.00", customer_id="nobody"), evaluator(compiled), "erp")
+        store.decisions.decide(
+            order("O1", "100.00", customer_id="nobody"), evaluator(compiled), "erp"
+        )
     assert log_count(store) == 0
 
 
@@ -550,22 +560,22 @@ def test_unreachable_database(url, compiled):
     with pytest.raises(StoreUnavailable):
         store.ping()
     with pytest.raises(StoreUnavailable):
-        store.decide(order("O1", "100.00"), evaluator(compiled), "erp")
+        store.decisions.decide(order("O1", "100.00"), evaluator(compiled), "erp")
     with pytest.raises(StoreUnavailable):
-        store.get_customer("C1")
+        store.customers.get("C1")
 
 
 def test_api_keys(store):
-    key = store.create_api_key("compliance", name="auditor")
+    key = store.keys.create("compliance", name="auditor")
     assert key.startswith("cg_") and len(key) > 40
-    assert store.role_of(key) == "compliance"
-    assert store.role_of(key + "x") is None and store.role_of("") is None
+    assert store.keys.role_of(key) == "compliance"
+    assert store.keys.role_of(key + "x") is None and store.keys.role_of("") is None
     with store.engine.connect() as conn:
         stored = conn.execute(sa.text("SELECT key_hash FROM api_keys")).scalars().all()
     assert len(stored) == 1 and stored[0] != key and key not in stored[0]
     assert len(stored[0]) == 64
     with pytest.raises(ValueError):
-        store.create_api_key("superuser")
+        store.keys.create("superuser")
 
 
 def test_alembic_ini_upgrade(tmp_path):
@@ -586,7 +596,7 @@ def test_unknown_customer_is_refused_even_with_its_own_credit_facts(store, compi
     facts = {f"customer.{k}": v for k, v in PRIME.items()}
     facts |= {"customer.credit_limit": "5000.00", "customer.exposure": "0"}
     with pytest.raises(UnknownCustomer):
-        store.decide(
+        store.decisions.decide(
             order("O1", "100.00", customer_id="walk-in", facts=facts), evaluator(compiled), "x"
         )
     assert reservations(store) == {} and log_count(store) == 0
@@ -600,13 +610,13 @@ def test_sqlite_writers_begin_immediate(tmp_path):
     prime_customer(store)
     assert "BEGIN IMMEDIATE" in seen
     seen.clear()
-    store.get_customer("C1")
+    store.customers.get("C1")
     assert "BEGIN" in seen and "BEGIN IMMEDIATE" not in seen
     store.dispose()
 
 
 def test_settings_from_environment(monkeypatch):
-    from api.settings import Settings
+    from api.core.settings import Settings
 
     for var in ("DATABASE_URL", "CREDITGATE_DATABASE_URL", "CREDITGATE_POLICY_PATH"):
         monkeypatch.delenv(var, raising=False)

@@ -141,7 +141,7 @@ def spawn_server(
         store = Store(database_url)
         try:
             store.upgrade()
-            admin_key = store.create_api_key("admin", name="http_replay")
+            admin_key = store.keys.create("admin", name="http_replay")
         finally:
             store.dispose()
         port = port or free_port()

@@ -15,10 +15,10 @@ years-in-business proxy, new customer) as ledger facts. Amounts are EUR (the dat
 currency), exact ``Decimal``, sent as 2-decimal strings.
 
 Without ``--url`` the customers are written straight into the store
-(``api.store.Store.put_customer``) at ``--database-url`` (default: the service settings,
-``CREDITGATE_DATABASE_URL`` / ``DATABASE_URL``); with ``--url`` and an ``admin`` key they are
-sent as ``PUT /v1/customers/{id}`` to a running service. Loading again replaces the positions
-(open approved orders are kept: they belong to the service).
+(``Store.customers.put``, ``api.customers.persistence``) at ``--database-url`` (default:
+the service settings, ``CREDITGATE_DATABASE_URL`` / ``DATABASE_URL``); with ``--url`` and an
+``admin`` key they are sent as ``PUT /v1/customers/{id}`` to a running service. Loading
+again replaces the positions (open approved orders are kept: they belong to the service).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def _money(value: Decimal) -> str:
 
 
 def customer_body(position: positions.Position) -> dict[str, Any]:
-    """The ``PUT /v1/customers/{id}`` body (and ``Store.put_customer`` arguments) for a
+    """The ``PUT /v1/customers/{id}`` body (and ``Customers.put`` arguments) for a
     position: credit limit and open receivables (= the position's exposure: its open
     invoices) in EUR as strings, ``days_past_due``, and every other policy input of
     ``positions.to_request`` as a ledger fact."""
@@ -113,7 +113,7 @@ def load_into_store(database_url: str, found: list[positions.Position]) -> int:
         store.upgrade()
         for p in found:
             body = customer_body(p)
-            store.put_customer(
+            store.customers.put(
                 p.customer_id,
                 currency=body["currency"],
                 credit_limit=Decimal(body["credit_limit"]),
@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
             n = load_over_http(client, found)
         where = args.url
     else:
-        from api.settings import Settings
+        from api.core.settings import Settings
 
         url = args.database_url or Settings().database_url
         n = load_into_store(url, found)

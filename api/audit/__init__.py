@@ -1,0 +1,2 @@
+"""Audit: the hash chains of the decision log and the ledger events, and the ledger's
+consistency."""

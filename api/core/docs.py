@@ -1,0 +1,75 @@
+"""The OpenAPI document's shared schemas and the documentation pages (Swagger UI, ReDoc),
+served with their files from the app itself so they work offline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from api.core.problems import ProblemDetails
+
+__all__ = ["DOCS_ASSETS", "install_docs", "install_openapi"]
+
+#: where the app serves Swagger UI's and ReDoc's files (from the fastapi-offline package)
+DOCS_ASSETS = "/docs-assets"
+
+
+def docs_assets_dir() -> str:
+    """The folder of Swagger UI's and ReDoc's files in the installed ``fastapi-offline``
+    (``swagger-ui-bundle.js``, ``swagger-ui.css``, ``redoc.standalone.js``, ``favicon.png``)."""
+    from pathlib import Path
+
+    import fastapi_offline
+
+    return str(Path(fastapi_offline.__file__).parent / "static")
+
+
+def install_docs(app: FastAPI) -> None:
+    """``/docs`` (Swagger UI) and ``/redoc`` with their files served by the app itself, so
+    they work on a machine without internet access."""
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+    openapi_url = str(app.openapi_url)
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_swagger_ui_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - Swagger UI",
+            oauth2_redirect_url=None,  # no OAuth2: API keys only
+            swagger_js_url=f"{root}{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{root}{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "")
+        return get_redoc_html(
+            openapi_url=root + openapi_url,
+            title=f"{app.title} - ReDoc",
+            redoc_js_url=f"{root}{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{root}{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Adds ``ProblemDetails`` (and ``ProblemError``) to the document's schemas: the routes'
+    problem responses refer to it (``api.core.routing.problem_responses``)."""
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = generate()
+            problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
+            schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+            schemas.update(problem.pop("$defs", {}))
+            schemas["ProblemDetails"] = problem
+        return app.openapi_schema  # type: ignore[return-value]
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,182 @@
+"""Request models of the customers (``PUT /v1/customers/{id}``) and the checks of customer
+facts against the policy (also used by the CSV import)."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator, Field
+from pydantic_core import PydanticCustomError
+
+from api.core.bodies import Body, Currency, Money, Whole
+from api.core.problems import Problem
+
+_CUSTOMER_FACT = re.compile(r"^(customer\.)?[a-z][a-z0-9_]*$")
+
+
+def _customer_facts(value: Any) -> dict[str, Any]:
+    """Only the shape: each name and value is checked against the policy by
+    ``check_customer_facts`` (every problem reported, with its path)."""
+    if not isinstance(value, dict):
+        raise PydanticCustomError(
+            "invalid_type",
+            'facts is a JSON object of customer inputs such as {"risk_class": "low"}',
+        )
+    return value
+
+
+# Customer inputs the ledger holds in its own columns: never a fact. Value: where to put it
+# instead, in a PUT body ("field") and in a CSV import ("column").
+LEDGER_FACTS = {
+    "customer.credit_limit": {
+        "field": "send it as the top-level field 'credit_limit'",
+        "column": "use the column 'credit_limit'",
+    },
+    "customer.days_past_due": {
+        "field": "send it as the top-level field 'days_past_due'",
+        "column": "use the column 'days_past_due'",
+    },
+    "customer.exposure": {
+        "field": "it is computed (open receivables + open approved orders): send the "
+        "top-level field 'open_receivables'",
+        "column": "it is computed (open receivables + open approved orders): use the "
+        "column 'open_receivables'",
+    },
+    "customer.id": {
+        "field": "the customer id is the one in the URL (/v1/customers/{id})",
+        "column": "use the column 'customer_id'",
+    },
+}
+
+
+class FactRefused(ValueError):
+    """A customer fact name the policy does not accept: stable ``code``, human message."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code
+
+
+def customer_fact_spec(policy: Any, name: str, where: str = "field") -> Any:
+    """The policy input (``InputDef``) of the customer fact ``name`` (``risk_class`` or
+    ``customer.risk_class``); raises ``FactRefused``: ``ledger_field`` for a name the ledger
+    holds in its own column (the message names the ``where`` — "field" or "column" — to
+    use), ``unknown_fact`` for a name that is not a customer input of the policy (with a
+    "did you mean")."""
+    import difflib
+
+    path = name if name.startswith("customer.") else f"customer.{name}"
+    if path in LEDGER_FACTS:
+        short = path.removeprefix("customer.")
+        raise FactRefused(
+            "ledger_field",
+            f"{short} is held by the ledger, not a fact; {LEDGER_FACTS[path][where]}",
+        )
+    spec = policy.inputs.get(path) if _CUSTOMER_FACT.fullmatch(name) else None
+    if spec is None:
+        known = sorted(
+            p.removeprefix("customer.")
+            for p in policy.inputs
+            if p.startswith("customer.") and p not in LEDGER_FACTS
+        )
+        close = difflib.get_close_matches(path.removeprefix("customer."), known, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise FactRefused(
+            "unknown_fact",
+            f"{name[:60]!r} is not a customer input of the policy{hint}; known: "
+            + ", ".join(known),
+        )
+    return spec
+
+
+def customer_fact_value(spec: Any, raw: Any, minor_units: int) -> Any:
+    """``raw`` checked against the input's type, range and allowed values
+    (``engine.inputs.coerce``) as the JSON value the ledger stores: numbers other than
+    whole ``int`` inputs as exact decimal strings (money in the policy currency's minor
+    unit). Raises ``InputErrors``."""
+    from engine.inputs import coerce
+
+    value = coerce(spec, raw, minor_units)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def check_customer_facts(
+    policy: Any, facts: dict[str, Any]
+) -> tuple[dict[str, Any], list[dict[str, str]]]:
+    """The customer facts of a PUT body checked against the policy, as the ledger stores them
+    (keyed without the ``customer.`` group), and EVERY problem as ``{path: "facts.NAME",
+    code, message}`` (the CSV import uses the same two checks per column and cell)."""
+    from engine.inputs import InputErrors
+
+    clean: dict[str, Any] = {}
+    errors: list[dict[str, str]] = []
+    for name, raw in facts.items():
+        path = f"facts.{name[:60]}"
+        try:
+            spec = customer_fact_spec(policy, name)
+        except FactRefused as e:
+            errors.append({"path": path, "code": e.code, "message": str(e)})
+            continue
+        if isinstance(raw, float | Decimal) and spec.type.kind == "money":
+            continue  # reported by money_facts (inexact_number)
+        try:
+            clean[spec.path.removeprefix("customer.")] = customer_fact_value(
+                spec, raw, policy.minor_units
+            )
+        except InputErrors as e:
+            errors.extend(
+                {"path": path, "code": err.code, "message": err.message} for err in e.errors
+            )
+    return clean, errors
+
+
+CustomerFacts = Annotated[dict[str, Any], BeforeValidator(_customer_facts)]
+
+
+class CustomerBody(Body):
+    """A customer's credit position. ``currency`` and ``credit_limit`` are set; a field
+    left out keeps what the ledger holds for an existing customer (``open_receivables``
+    and ``days_past_due`` may have been moved by ledger events since; ``facts`` as a whole)
+    and starts at 0 / none for a new one. ``open_orders`` and ``credit_balance`` belong to
+    the ledger and are never set here."""
+
+    currency: Currency
+    credit_limit: Money
+    # Optional, an explicit null is refused (null_value) as everywhere in the API.
+    open_receivables: Money = Field(  # type: ignore[assignment]
+        default=None,
+        description="Set the open receivables (reconciliation with the AR ledger); left "
+        "out: kept (new customer: 0)",
+    )
+    days_past_due: Whole = Field(  # type: ignore[assignment]
+        default=None, description="Left out: kept (new customer: 0)"
+    )
+    facts: CustomerFacts = Field(  # type: ignore[assignment]
+        default=None,
+        description='Other customer inputs of the policy, e.g. {"risk_class": "low", '
+        '"years_in_business": 12}; replaces the stored facts; left out: kept',
+    )
+
+
+def customer_currency_message(policy: Any, currency: str) -> str:
+    """Why a customer (PUT or CSV import) in ``currency`` is refused: the ledger holds every
+    customer in the policy currency."""
+    return (
+        f"customers are kept in the policy currency {policy.currency} only, not {currency}: "
+        f"send the credit limit and receivables in {policy.currency} (orders in another "
+        "currency are converted with the rates of PUT /v1/fx-rates)"
+    )
+
+
+def customer_currency_check(policy: Any, currency: str) -> None:
+    if currency != policy.currency:
+        message = customer_currency_message(policy, currency)
+        raise Problem(
+            "invalid_request",
+            message,
+            errors=[{"path": "currency", "code": "currency_mismatch", "message": message}],
+        )

@@ -1,0 +1,181 @@
+"""Customers: create/replace a customer's credit position, read it, import customers from
+CSV. (Their ledger events are ``api.ledger.routes``.)"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic_core import PydanticCustomError
+
+from api.core.auth import Caller
+from api.core.bodies import (
+    decimals_check,
+    json_body,
+    json_body_doc,
+    money_facts,
+    parse_customer_id,
+    read_body,
+    store_refusal,
+    to_json,
+)
+from api.core.problems import Problem, problem_response
+from api.core.routing import caller, problems
+from api.core.service import Service, service
+from api.customers.csvimport import parse_customer_csv
+from api.customers.exceptions import ImportErrors
+from api.customers.models import CustomerBody, check_customer_facts, customer_currency_check
+
+router = APIRouter(tags=["customers"])
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.put(
+    "/v1/customers/{customer_id}",
+    summary="Create or replace a customer's credit position",
+    responses=problems("PUT", "/v1/customers/{customer_id}"),
+    openapi_extra=json_body_doc(CustomerBody),
+)
+async def put_customer(
+    request: Request,
+    customer_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
+) -> JSONResponse:
+    policy = svc.policy
+    try:
+        parse_customer_id(customer_id)
+    except PydanticCustomError as exc:
+        raise Problem(
+            "invalid_request",
+            "the customer id is not valid",
+            errors=[{"path": "customer_id", "code": exc.type, "message": exc.message()}],
+        ) from None
+    body = await json_body(request, CustomerBody, svc.max_bytes)
+    customer_currency_check(policy, body.currency)
+    amounts = {"credit_limit": body.credit_limit}
+    if body.open_receivables is not None:
+        amounts["open_receivables"] = body.open_receivables
+    decimals_check(policy, **amounts)
+    errors = [
+        {"path": p, "code": "below_min", "message": "must not be negative"}
+        for p, v in (
+            ("credit_limit", body.credit_limit),
+            ("open_receivables", body.open_receivables),
+            ("days_past_due", body.days_past_due),
+        )
+        if v is not None and v < 0
+    ]
+    facts = None
+    if body.facts is not None:
+        errors += money_facts(policy, body.facts, "facts")
+        facts, bad_facts = check_customer_facts(policy, body.facts)
+        errors += bad_facts
+    if errors:
+        n = len(errors)
+        raise Problem(
+            "invalid_request",
+            f"{n} problem{'s' if n != 1 else ''} with the customer; nothing was stored",
+            errors=errors,
+        )
+    try:
+        row = await run_in_threadpool(
+            partial(
+                svc.store.customers.put,
+                customer_id,
+                currency=body.currency,
+                credit_limit=body.credit_limit,
+                open_receivables=body.open_receivables,
+                days_past_due=body.days_past_due,
+                facts=facts,
+            )
+        )
+    except ValueError as exc:
+        raise store_refusal(exc) from None
+    return JSONResponse(to_json(row))
+
+
+@router.get(
+    "/v1/customers/{customer_id}",
+    summary="A customer's position",
+    responses=problems("GET", "/v1/customers/{customer_id}"),
+)
+def get_customer(
+    customer_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}")],
+) -> JSONResponse:
+    row = svc.store.customers.get(customer_id)
+    if row is None:
+        raise Problem("unknown_customer", f"no customer {customer_id!r}")
+    return JSONResponse(to_json(row))
+
+
+@router.post(
+    "/v1/customers/import",
+    summary="Create or replace customers from CSV (all or nothing)",
+    responses=problems("POST", "/v1/customers/import"),
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"text/csv": {"schema": {"type": "string"}}},
+        }
+    },
+)
+async def import_customers(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
+) -> JSONResponse:
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "text/csv":
+        raise Problem(
+            "unsupported_media_type", "send the customers as text/csv (UTF-8)", status=415
+        )
+    data = await read_body(request, svc.import_bytes)
+    try:
+        rows = parse_customer_csv(data, svc.policy)
+        count = await run_in_threadpool(svc.store.customers.import_rows, rows)
+    except ImportErrors as exc:
+        n = len(exc.errors)
+        raise Problem(
+            "invalid_request",
+            f"{n} problem{'s' if n != 1 else ''} in the CSV; nothing was imported",
+            errors=[
+                {
+                    "path": f"line {e['line']}" + (f".{e['column']}" if e["column"] else ""),
+                    "code": "invalid_row",
+                    "message": e["problem"],
+                    "line": e["line"],
+                    "column": e["column"],
+                }
+                for e in exc.errors
+            ],
+        ) from None
+    return JSONResponse({"imported": count})
+
+
+async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
+    """The exception handler of ``UnknownCustomer``: 404 ``unknown_customer`` (on a POST,
+    with the error at ``customer_id``)."""
+    cid = getattr(exc, "customer_id", "")
+    return problem_response(
+        Problem(
+            "unknown_customer",
+            f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
+            if cid
+            else "unknown customer",
+            errors=[
+                {
+                    "path": "customer_id",
+                    "code": "unknown_customer",
+                    "message": "create the customer first (PUT /v1/customers/{id})",
+                }
+            ]
+            if request.method == "POST"
+            else [],
+        )
+    )

@@ -1,0 +1,327 @@
+"""Decisions: decide an order (``POST /v1/decisions``), read, list, export and replay the
+decision log."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import time
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse, Response
+from pydantic import AfterValidator
+
+from api.core.auth import Caller
+from api.core.bodies import (
+    decimals_check,
+    json_body,
+    json_body_doc,
+    money_facts,
+    store_refusal,
+    to_json,
+)
+from api.core.database import UnreadableRecord
+from api.core.params import single_query
+from api.core.problems import Problem, unreadable_problem
+from api.core.routing import caller, problems
+from api.core.service import Service, service
+from api.decisions.exceptions import OrderConflict
+from api.decisions.export import stream
+from api.decisions.masking import Hidden, as_shown, mask_decision, masker, masking_of
+from api.decisions.models import DecisionRequest, currency_check
+from api.decisions.params import EXPORT_PARAMS, LIST_PARAMS, when_from, when_to
+from api.decisions.replay import differences
+from api.fx.exceptions import FxRateMissing
+from engine.decision import Decision
+from engine.evaluate import evaluate
+from engine.inputs import InputErrors
+
+log = logging.getLogger("creditgate.api")
+router = APIRouter(tags=["decisions"])
+Svc = Annotated[Service, Depends(service)]
+
+
+@router.post(
+    "/v1/decisions",
+    summary="Decide one order (approve / refer / decline) and record it",
+    responses=problems("POST", "/v1/decisions"),
+    openapi_extra=json_body_doc(DecisionRequest),
+)
+async def post_decision(
+    request: Request,
+    svc: Svc,
+    who: Annotated[Caller, caller("POST", "/v1/decisions")],
+) -> JSONResponse:
+    policy, store = svc.policy, svc.store
+    req = await json_body(request, DecisionRequest, svc.max_bytes)
+    today = service_today(svc)
+    if req.order_date is not None:
+        order_date_check(req.order_date, today, _setting(svc, "max_order_age_days"))
+    if req.currency != policy.currency and not await run_in_threadpool(
+        store.fx.has_rates, policy.currency, req.currency
+    ):
+        currency_check(policy, req.currency)  # no rate of this currency at all
+    decimals_check(policy, req.currency, amount=req.amount)  # the ORDER currency's unit
+    errors = money_facts(policy, req.facts, "facts")
+    if errors:
+        raise Problem("invalid_request", "money facts must be exact", errors=errors)
+    order = {
+        "order_id": req.order_id,
+        "customer_id": req.customer_id,
+        "amount": req.amount,
+        "currency": req.currency,
+        "payment_term_days": req.payment_term_days,
+        "facts": req.facts,
+    }
+    if req.order_date is not None:
+        order["order_date"] = req.order_date
+    start = time.perf_counter()
+    try:
+        decision, kind = await run_in_threadpool(
+            partial(
+                store.decisions.decide,
+                order,
+                svc.evaluate,
+                who.name,
+                decision_currency=policy.currency,
+                minor_units=policy.minor_units,
+                today=today,
+                max_rate_age_days=_setting(svc, "max_rate_age_days"),
+            )
+        )
+    except InputErrors:
+        raise
+    except FxRateMissing as exc:
+        raise Problem(
+            "fx_rate_missing",
+            str(exc).removeprefix("currency: "),
+            status=422,
+            title="No exchange rate for the order's currency and date",
+            errors=[{"path": "currency", "code": "fx_rate_missing", "message": str(exc)}],
+        ) from None
+    except OrderConflict as exc:
+        raise order_conflict(exc) from None
+    except ValueError as exc:
+        raise store_refusal(exc) from None
+    svc.metrics.decision_seconds.observe(time.perf_counter() - start)
+    svc.metrics.decisions.labels(decision.outcome, kind).inc()
+    request.state.decision_id = decision.decision_id
+    log.info(
+        "decision",
+        extra={
+            "request_id": request.state.request_id,
+            "decision_id": decision.decision_id,
+            "order_id": req.order_id,
+            "customer_id": req.customer_id,
+            "outcome": decision.outcome,
+            "kind": kind,
+            "policy_version": decision.policy.version,
+            "caller": who.name,
+        },
+    )
+    answer = {**decision.model_dump(mode="json"), "kind": kind}
+    if req.currency != policy.currency:
+        # The conversion (original amount, rate, its date, rounding) as recorded in the log
+        # row's fx: the order-entry caller sees which rate was used.
+        row = await run_in_threadpool(store.decisions.get, decision.decision_id)
+        answer["fx"] = to_json((row or {}).get("fx"))
+    return JSONResponse(answer)
+
+
+def _setting(svc: Service, name: str) -> int:
+    from api.core.settings import Settings
+
+    value = getattr(svc.settings, name, None)
+    return int(Settings.model_fields[name].default if value is None else value)
+
+
+def service_today(svc: Service) -> date:
+    """Today's date in UTC by the service's clock (``svc.clock``, tests) or the system's."""
+    now = svc.clock() if svc.clock else datetime.now(UTC)
+    return (now.astimezone(UTC) if now.tzinfo else now).date()
+
+
+def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
+    """Refuse (422, path ``order_date``) an order date after ``today`` (UTC) or more than
+    ``max_age_days`` days before it: the caller may not shop for an exchange rate."""
+    oldest = today - timedelta(days=max_age_days)
+    if order_date > today:
+        code, message = (
+            "order_date_in_future",
+            f"{order_date.isoformat()} is after today ({today.isoformat()}, UTC)",
+        )
+    elif order_date < oldest:
+        code, message = (
+            "order_date_too_old",
+            f"{order_date.isoformat()} is more than {max_age_days} days before today "
+            f"({today.isoformat()}, UTC); the oldest accepted is {oldest.isoformat()}",
+        )
+    else:
+        return
+    raise Problem(
+        "invalid_request",
+        f"order_date: {message}",
+        errors=[{"path": "order_date", "code": code, "message": message}],
+    )
+
+
+@router.get(
+    "/v1/decisions",
+    summary="List decisions (newest first)",
+    responses=problems("GET", "/v1/decisions"),
+)
+def list_decisions(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions")],
+    _once: Annotated[None, single_query(*LIST_PARAMS)],
+    customer_id: str | None = None,
+    outcome: Literal["approve", "refer", "decline"] | None = None,
+    date_from: Annotated[
+        str | None,
+        Query(alias="from", description="From this date or date-time (inclusive)"),
+        AfterValidator(when_from),
+    ] = None,
+    date_to: Annotated[
+        str | None,
+        Query(alias="to", description="Up to this date (whole day) or date-time (exclusive)"),
+        AfterValidator(when_to),
+    ] = None,
+    rule_id: Annotated[str | None, Query(max_length=200)] = None,
+    policy_version: Annotated[
+        str | None, Query(max_length=200, description="Policy version or sha256")
+    ] = None,
+    cursor: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    mask = masker(svc)
+    try:
+        rows, next_cursor = svc.store.decisions.search(
+            customer_id=customer_id,
+            outcome=outcome,
+            date_from=date_from,  # parsed and range-checked by when_from / when_to
+            date_to=date_to,
+            rule_id=rule_id,
+            policy_version=policy_version,
+            cursor=cursor,
+            limit=limit,
+        )
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
+    items = [mask(row) for row in rows]
+    return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
+
+
+@router.get(
+    "/v1/decisions/export",
+    summary="Export the decision log (CSV or JSON lines), sensitive inputs masked",
+    response_class=Response,
+    responses={
+        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        **problems("GET", "/v1/decisions/export"),
+    },
+)
+def export_decisions(
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
+    _once: Annotated[None, single_query(*EXPORT_PARAMS)],
+    format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
+    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    date_from: Annotated[
+        str | None,
+        Query(alias="from", description="From this date or date-time"),
+        AfterValidator(when_from),
+    ] = None,
+    date_to: Annotated[
+        str | None,
+        Query(alias="to", description="Up to this date (whole day) or date-time"),
+        AfterValidator(when_to),
+    ] = None,
+) -> Response:
+    start, end = date_from, date_to  # parsed and range-checked by when_from / when_to
+    mask = masker(svc)
+    rows = svc.store.decisions.iterate(customer_id=customer_id, date_from=start, date_to=end)
+    try:
+        # The first batch is read before the answer starts: an unreadable record in it is
+        # a problem response, not a 200 with a short body.
+        first = next(rows, None)
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
+    records = itertools.chain([] if first is None else [first], rows)
+    return stream(records, mask, format)
+
+
+def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:
+    try:
+        row = svc.store.decisions.get(decision_id)
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
+    if row is None:
+        raise Problem("unknown_decision", f"no decision {decision_id!r}")
+    return row
+
+
+@router.get(
+    "/v1/decisions/{decision_id}",
+    summary="One recorded decision",
+    responses=problems("GET", "/v1/decisions/{decision_id}"),
+)
+def get_decision(
+    decision_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
+) -> JSONResponse:
+    return JSONResponse(to_json(masker(svc)(_get_decision(svc, decision_id))))
+
+
+@router.get(
+    "/v1/decisions/{decision_id}/replay",
+    summary="Re-evaluate a recorded decision under the policy that made it",
+    responses=problems("GET", "/v1/decisions/{decision_id}/replay"),
+)
+def replay_decision(
+    decision_id: Annotated[str, Path(max_length=200)],
+    svc: Svc,
+    _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}/replay")],
+) -> JSONResponse:
+    row = _get_decision(svc, decision_id)
+    stored = Decision.model_validate(row["decision"])
+    replay_policy = svc.replayer.compiled(row.get("policy_sha256") or stored.policy.sha256)
+    replayed = evaluate(replay_policy, row["request"])  # the stored, unmasked input
+    # Differences are found on the real values; masked values are shown as "***".
+    m = masking_of(svc)(row)
+    diffs = as_shown(
+        differences(
+            mask_decision(stored.comparable(), m, Hidden),
+            mask_decision(replayed.comparable(), m, Hidden),
+        )
+    )
+    return JSONResponse(
+        to_json(
+            {
+                "decision_id": decision_id,
+                "identical": not diffs,
+                "policy": stored.policy.model_dump(mode="json"),
+                "stored_outcome": stored.outcome,
+                "replayed_outcome": replayed.outcome,
+                "differences": diffs,
+            }
+        )
+    )
+
+
+def order_conflict(exc: OrderConflict) -> Problem:
+    """409 ``conflict`` at ``order_id``: the order id belongs to another customer, or the
+    order can no longer be amended."""
+    message = str(exc)
+    return Problem(
+        "conflict",
+        message,
+        errors=[{"path": "order_id", "code": "order_conflict", "message": message}],
+    )

@@ -1,0 +1,1 @@
+"""API keys: create, list, revoke; the role of a presented key."""

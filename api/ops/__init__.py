@@ -1,0 +1,1 @@
+"""Operations: liveness, readiness, Prometheus metrics (no key)."""
