@@ -8,19 +8,8 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from api.cli import app
-
-ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "policies.yaml"
-REQUESTS = ROOT / "examples" / "requests"
-
-runner = CliRunner()
-
-
-def run(*args: str, input: str | None = None):
-    return runner.invoke(app, [str(a) for a in args], input=input)
+from tests.helpers.cli import POLICY, REQUESTS, ROOT, run
 
 
 @pytest.fixture

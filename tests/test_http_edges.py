@@ -14,14 +14,11 @@ import pytest
 from api.app import create_app
 from api.core.settings import Settings
 from tests.conftest import fresh_pg_database
-from tests.test_api import POLICY, Api, make_api, problem
+from tests.helpers import sqlite_api
+from tests.helpers.sqlite_api import POLICY, Api, make_api, problem
 
-
-@pytest.fixture
-def api(tmp_path: Path) -> Iterator[Api]:
-    a = make_api(tmp_path)
-    yield a
-    a.store.dispose()
+# pytest fixtures from tests/helpers/sqlite_api.py (on a SQLite file)
+api = sqlite_api.api
 
 
 @pytest.fixture(scope="module")

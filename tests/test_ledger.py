@@ -6,7 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import UTC, date, datetime
+from datetime import date
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -15,7 +15,6 @@ import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.app import create_app
 from api.core.settings import Settings
 from api.customers.exceptions import ImportErrors
 from api.decisions.exceptions import OrderConflict
@@ -23,104 +22,32 @@ from api.fx.exceptions import FxRateMissing
 from api.ledger.exceptions import EventConflict
 from api.store import Store
 from engine.evaluate import evaluate, load
-from tests.conftest import fresh_pg_database
-
-ROOT = Path(__file__).resolve().parents[1]
-POLICY = ROOT / "policies.yaml"
-ALL_TABLES = (
-    "ledger_events",
-    "chain_head",
-    "fx_rates",
-    "decision_log",
-    "reservations",
-    "customers",
-    "api_keys",
-    "policy_versions",
+from tests.helpers import ledger
+from tests.helpers.ledger import (
+    POLICY,
+    PRIME,
+    ROOT,
+    Api,
+    D,
+    _exec,
+    _jsonl,
+    _rates,
+    _rows,
+    _three_events,
+    customer,
+    ev,
+    event,
+    order,
+    position,
+    problem,
 )
-PRIME = {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
-D = Decimal
 
-
-@pytest.fixture(scope="module")
-def compiled():
-    return load(str(POLICY))
-
-
-@pytest.fixture(scope="module")
-def pg_url():
-    with fresh_pg_database("cg_ledger") as url:
-        yield url
-
-
-def _truncate(url: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            names = set(sa.inspect(conn).get_table_names())
-            tables = [t for t in ALL_TABLES if t in names]
-            if tables:
-                conn.execute(sa.text(f"TRUNCATE {', '.join(tables)}"))
-    finally:
-        engine.dispose()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'creditgate.db'}"
-    url = request.getfixturevalue("pg_url")
-    _truncate(url)
-    return url
-
-
-@pytest.fixture
-def store(db_url, compiled):
-    s = Store(db_url)
-    s.upgrade()
-    s.policies.save(compiled.policy)  # as the service does at start (the audit needs it)
-    yield s
-    s.dispose()
-
-
-def ev(compiled):
-    return lambda req: evaluate(compiled, req)
-
-
-def order(order_id, amount, customer_id="C1", currency="EUR", **kw):
-    return {
-        "order_id": order_id,
-        "customer_id": customer_id,
-        "amount": amount,
-        "currency": currency,
-        "payment_term_days": 30,
-        "facts": {},
-        **kw,
-    }
-
-
-def customer(store, cid="C1", limit="100000.00", receivables="20000.00", **facts):
-    return store.customers.put(
-        cid,
-        currency="EUR",
-        credit_limit=D(limit),
-        open_receivables=D(receivables),
-        facts={**PRIME, **facts},
-    )
-
-
-def event(event_id, type_, amount=None, order_id=None, currency="EUR"):
-    e: dict[str, Any] = {"event_id": event_id, "type": type_}
-    if order_id is not None:
-        e["order_id"] = order_id
-    if amount is not None:
-        e["amount"] = D(amount)
-        e["currency"] = currency
-    return e
-
-
-def position(store, cid="C1"):
-    c = store.customers.get(cid)
-    return c["open_orders"], c["open_receivables"], c["credit_balance"], c["exposure"]
+# pytest fixtures from tests/helpers/ledger.py (SQLite and PostgreSQL, clock at NOW)
+api = ledger.api
+compiled = ledger.compiled
+db_url = ledger.db_url
+pg_url = ledger.pg_url
+store = ledger.store
 
 
 # -- ledger events on the store (SQLite and PostgreSQL) -------------------------------------
@@ -433,70 +360,6 @@ def test_iter_decisions_reads_in_batches(store, compiled):
     rows = list(store.decisions.iterate(batch=3))
     assert [r["seq"] for r in rows] == list(range(1, 8))
     assert list(store.decisions.iterate(customer_id="nobody")) == []
-
-
-# -- HTTP (TestClient) on SQLite and PostgreSQL ----------------------------------------------
-
-
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-
-
-class Api:
-    def __init__(self, db_url: str, policy: Path = POLICY, clock=lambda: NOW, **settings):
-        self.app = create_app(
-            Settings(database_url=db_url, policy_path=str(policy), **settings), clock=clock
-        )
-        self.store = self.app.state.store
-        self.client = TestClient(self.app, raise_server_exceptions=False)
-        self.keys = {
-            r: self.store.keys.create(r)
-            for r in ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
-        }
-
-    def h(self, role="admin", **extra):
-        return {"Authorization": f"Bearer {self.keys[role]}", **extra}
-
-    def customer(self, cid="CUST-1", **body):
-        payload = {
-            "currency": "EUR",
-            "credit_limit": "100000.00",
-            "open_receivables": "20000.00",
-            "facts": dict(PRIME),
-            **body,
-        }
-        r = self.client.put(f"/v1/customers/{cid}", headers=self.h(), json=payload)
-        assert r.status_code == 200, r.text
-        return r.json()
-
-    def decide(self, **fields):
-        payload = {
-            "order_id": "SO-1",
-            "customer_id": "CUST-1",
-            "amount": "12500.00",
-            "currency": "EUR",
-            "payment_term_days": 30,
-            **fields,
-        }
-        return self.client.post("/v1/decisions", headers=self.h("order_entry"), json=payload)
-
-    def event(self, cid="CUST-1", role="order_entry", **body):
-        return self.client.post(f"/v1/customers/{cid}/events", headers=self.h(role), json=body)
-
-
-@pytest.fixture
-def api(db_url):
-    a = Api(db_url)
-    yield a
-    a.store.dispose()
-
-
-def problem(r, status, code=None):
-    assert r.status_code == status, r.text
-    assert r.headers["content-type"].startswith("application/problem+json")
-    body = r.json()
-    if code is not None:
-        assert body["code"] == code, body
-    return body
 
 
 def test_http_invoice_of_another_customers_referred_order_is_409(api):
@@ -872,35 +735,6 @@ def test_migration_0002_downgrades_and_upgrades(tmp_path):
     engine.dispose()
 
 
-# -- the ledger events' hash chain and the chain heads (both databases) ---------------------
-
-
-def _rows(url: str, sql: str) -> list[tuple]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            return [tuple(r) for r in conn.execute(sa.text(sql))]
-    finally:
-        engine.dispose()
-
-
-def _exec(url: str, sql: str) -> None:
-    engine = sa.create_engine(url)
-    try:
-        with engine.begin() as conn:
-            conn.execute(sa.text(sql))
-    finally:
-        engine.dispose()
-
-
-def _three_events(store, compiled):
-    customer(store)
-    store.decisions.decide(order("O1", "10000.00"), ev(compiled), "erp")
-    store.ledger.apply_event("C1", event("E1", "invoice_issued", "4000.00", "O1"), "erp")
-    store.ledger.apply_event("C1", event("E2", "payment_received", "500.00"), "erp")
-    store.ledger.apply_event("C1", event("E3", "order_cancelled", order_id="O1"), "erp")
-
-
 def test_ledger_events_are_hash_chained(store, db_url, compiled):
     _three_events(store, compiled)
     rows = _rows(
@@ -1037,18 +871,6 @@ def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
     msgs = {e["column"]: e["message"] for e in b["errors"]}
     assert "use the column 'credit_limit'" in msgs["customer.credit_limit"]
     assert "use the column 'open_receivables'" in msgs["customer.exposure"]
-
-
-def _rates(api, *rates):
-    r = api.client.put(
-        "/v1/fx-rates",
-        headers=api.h(),
-        json={
-            "base": "EUR",
-            "rates": [{"currency": c, "rate": rate, "as_of": d} for c, rate, d in rates],
-        },
-    )
-    assert r.status_code == 200, r.text
 
 
 @pytest.mark.dates
@@ -1465,13 +1287,6 @@ def test_every_bad_list_query_parameter_in_one_422(api):
         ("query.from", "invalid_value"),
         ("query.to", "out_of_range"),
     ]
-
-
-# -- an unreadable stored record; the export's end line -----------------------------------
-
-
-def _jsonl(r):
-    return [json.loads(x) for x in r.text.splitlines()]
 
 
 @pytest.mark.dates
