@@ -42,7 +42,7 @@ from rules.loader import load_file
 # Also run under Python 3.12 by scripts/test (the Docker image's Python).
 pytestmark = pytest.mark.smoke
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CASES = sorted((ROOT / "tests" / "cases" / "decisions").glob("*.yaml"))
 REQUIRED = ("outcome", "score", "tier", "deposit_pct", "deposit_amount",
             "approved_payment_term_days", "reason_codes", "escalation_level", "matched_rules")

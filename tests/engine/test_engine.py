@@ -19,7 +19,7 @@ from engine.inputs import InputErrors
 from rules.compile import compile_policy
 from rules.validate import load_policy_text
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 BASE = (ROOT / "tests" / "cases" / "policy_errors" / "base.yaml").read_text()
 
 

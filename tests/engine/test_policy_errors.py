@@ -15,7 +15,7 @@ from rules.validate import load_policy, load_policy_text
 # Also run under Python 3.12 by scripts/test (the Docker image's Python).
 pytestmark = pytest.mark.smoke
 
-CASES_DIR = Path(__file__).parent / "cases" / "policy_errors"
+CASES_DIR = Path(__file__).parent.parent / "cases" / "policy_errors"
 BASE = (CASES_DIR / "base.yaml").read_text()
 CASES = yaml.safe_load((CASES_DIR / "cases.yaml").read_text())
 
@@ -55,13 +55,13 @@ def test_missing_file_is_a_positioned_error(tmp_path):
 
 
 def test_shipped_policy_is_valid():
-    policy = load_policy(Path(__file__).parent.parent / "policies.yaml")
+    policy = load_policy(Path(__file__).parent.parent.parent / "policies.yaml")
     assert policy.currency == "EUR" and policy.minor_units == 2
     assert (policy.min_score, policy.max_score) == (60, 500)
 
 
 def test_every_documented_error_code_has_a_case():
-    docs = (Path(__file__).parent.parent / "README.md").read_text()
+    docs = (Path(__file__).parent.parent.parent / "README.md").read_text()
     table = docs.split("### Policy errors", 1)[1].split("###", 1)[0]
     import re
 

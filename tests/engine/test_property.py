@@ -1,5 +1,5 @@
 """Property test: the compiled durable_rules rulesets match exactly the rules that the
-independent reference interpreter (tests/reference.py) says match.
+independent reference interpreter (tests/engine/reference.py) says match.
 
 Requests are generated from each policy's declared inputs, biased towards the boundary
 values written in the policy (every numeric literal, and one minor unit either side),
@@ -18,10 +18,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from engine.evaluate import evaluate, load
-from tests.reference import Ref
-from tests.reference import load as load_yaml
+from tests.engine.reference import Ref
+from tests.engine.reference import load as load_yaml
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 # Deterministic in CI (same examples every run); set CG_HYPOTHESIS_RANDOM=1 to explore.
 DERANDOMIZE = not os.environ.get("CG_HYPOTHESIS_RANDOM")
 POLICIES = [
