@@ -18,7 +18,7 @@ import pytest
 from engine.inputs import validate_request
 from rules.validate import load_policy
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receivables"
 CSV = ROOT.parent / "shared" / "data" / "ar-invoices" / "accounts-receivable.csv"
 POLICY = ROOT / "policies.yaml"

@@ -21,7 +21,7 @@ from analysis.datasets import DatasetError, read_dataset
 from engine.evaluate import load
 from engine.inputs import InputErrors, validate_request
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "german-credit"
 POLICY = EXAMPLE / "policy.yaml"
 DATA = ROOT.parent / "shared" / "data" / "german-credit" / "german.data"
