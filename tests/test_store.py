@@ -89,19 +89,6 @@ def test_one_text_per_policy_version_label_under_concurrent_saves(store):
         assert [r[0] for r in stored] == saved
 
 
-def test_customer_round_trip(store):
-    c = prime_customer(store)
-    assert c["exposure"] == Decimal("20000.00") and c["available_credit"] == Decimal("80000.00")
-    got = store.customers.get("C1")
-    assert got["credit_limit"] == Decimal("100000.00") and got["open_orders"] == 0
-    assert got["facts"] == {"risk_class": "low", "years_in_business": 12, "avg_days_late": "0.4"}
-    assert store.customers.get("nobody") is None
-    with pytest.raises(ValueError):
-        store.customers.put("C2", currency="EUR", credit_limit=Decimal("1.001"))
-    with pytest.raises(ValueError):
-        store.customers.put("C2", currency="EUR", credit_limit=Decimal(1), facts={"x": 0.5})
-
-
 def test_concurrent_orders_never_exceed_the_limit(store, compiled):
     limit, receivables = Decimal("100000.00"), Decimal("20000.00")
     prime_customer(store, limit=str(limit), receivables=str(receivables))
