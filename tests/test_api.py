@@ -347,29 +347,6 @@ def test_cli_serve_is_registered() -> None:
     assert "--port" in r.output and "--host" in r.output
 
 
-# -- concurrency and odds and ends ---------------------------------------------------------
-
-
-def test_concurrent_orders_never_exceed_the_limit_unreferred(api: Api) -> None:
-    """Ten orders of 15,000 at once against a 100,000 limit: the ledger is locked per
-    decision, so exactly six are approved (90,000) and the rest go over the limit."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    api.customer(open_receivables="0.00")
-    with ThreadPoolExecutor(max_workers=8) as pool:
-        results = list(
-            pool.map(lambda i: api.decide(order_id=f"SO-{i}", amount="15000.00"), range(10))
-        )
-    assert all(r.status_code == 200 for r in results), [r.text for r in results]
-    outcomes = [r.json()["outcome"] for r in results]
-    assert outcomes.count("approve") == 6, outcomes
-    c = api.store.customers.get("CUST-1")
-    assert c["open_orders"] == Decimal("90000.00")
-    body = api.client.get("/v1/audit/verify", headers=api.h("compliance")).json()
-    assert (body["ok"], body["checked"], body["head_seq"]) == (True, 10, 10)
-    assert (body["first_broken_seq"], body["reason"], body["ledger"]["ok"]) == (None, None, True)
-
-
 def test_policy_in_force(api: Api) -> None:
     for role in ("reviewer", "compliance", "admin"):
         r = api.client.get("/v1/policy", headers=api.h(role))
