@@ -5,25 +5,20 @@ from __future__ import annotations
 
 import csv
 import io
-import json
-from datetime import date
 from decimal import Decimal
 
 import pytest
 import sqlalchemy as sa
 from fastapi.testclient import TestClient
 
-from api.fx.exceptions import FxRateMissing
 from api.store import Store
 from tests.helpers import ledger
 from tests.helpers.ledger import (
     POLICY,
     ROOT,
     Api,
-    D,
     _exec,
     _jsonl,
-    _rates,
     _rows,
     _three_events,
     customer,
@@ -39,136 +34,6 @@ compiled = ledger.compiled
 db_url = ledger.db_url
 pg_url = ledger.pg_url
 store = ledger.store
-
-
-# -- FX ---------------------------------------------------------------------------------
-
-
-@pytest.mark.dates
-def test_fx_conversion_latest_rate_on_or_before_the_order_date(store, compiled):
-    customer(store)
-    store.fx.put_rates(
-        "EUR",
-        [
-            {"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 11, 20)},
-            {"currency": "USD", "rate": D("0.92345"), "as_of": date(2026, 11, 27)},
-            {"currency": "USD", "rate": D("0.5"), "as_of": date(2026, 12, 1)},
-        ],
-    )
-    # today (the store's clock) is the day after the order: the rate of 2026-12-01 is not yet
-    # known, so only the rate on or before the order date is a candidate
-    kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 11, 30)}
-    # 1000.50 USD x 0.92345 = 923.911725 -> 923.91 (half-even to the cent)
-    o = order("O1", "1000.50", currency="USD", order_date="2026-11-29")
-    d, kind = store.decisions.decide(o, ev(compiled), "erp", **kw)
-    assert d.order_amount == D("923.91") and d.currency == "EUR"
-    assert str(d.trail.inputs["order.amount"]) == "923.91"
-    row = store.decisions.get(d.decision_id)
-    assert row["request"]["order"]["amount"] == "923.91"
-    assert row["request"]["order"]["currency"] == "EUR"
-    assert row["fx"] == {
-        "original_amount": "1000.50",
-        "original_currency": "USD",
-        "currency": "EUR",
-        "rate": "0.92345",
-        "rate_as_of": "2026-11-27",
-        "order_date": "2026-11-29",
-        "rounding": "half-even to 0.01",
-        "converted_amount": "923.91",
-    }
-    assert store.customers.get("C1")["open_orders"] == D("923.91")
-    # half-even on an exact tie: 0.125 EUR -> 0.12; 0.375 -> 0.38
-    store.fx.put_rates(
-        "EUR", [{"currency": "JPY", "rate": D("0.00625"), "as_of": date(2026, 1, 1)}]
-    )
-    d2, _ = store.decisions.decide(order("O2", "20", currency="JPY"), ev(compiled), "erp", **kw)
-    assert d2.order_amount == D("0.12")
-    d3, _ = store.decisions.decide(order("O3", "60", currency="JPY"), ev(compiled), "erp", **kw)
-    assert d3.order_amount == D("0.38")
-    # repeat: the stored decision and its fx record
-    again, kind = store.decisions.decide(o, ev(compiled), "erp", **kw)
-    assert kind == "repeat" and again.decision_id == d.decision_id
-    rows, _ = store.decisions.search(customer_id="C1", limit=1)
-    assert rows[0]["kind"] == "repeat" and rows[0]["fx"]["rate"] == "0.92345"
-    # no rate on or before the date: an error, never 1:1, nothing written
-    before = store.customers.get("C1")["open_orders"]
-    with pytest.raises(FxRateMissing):
-        store.decisions.decide(
-            order("O4", "10.00", currency="USD", order_date="2026-11-19"), ev(compiled), "erp", **kw
-        )
-    with pytest.raises(FxRateMissing):
-        store.decisions.decide(order("O5", "10.00", currency="GBP"), ev(compiled), "erp", **kw)
-    assert store.customers.get("C1")["open_orders"] == before
-    assert store.audit.verify_chain()["ok"] and store.audit.verify_chain()["checked"] == 4
-    # tampering with the fx record is detected
-    with store.engine.begin() as conn:
-        conn.execute(sa.text("UPDATE decision_log SET fx = NULL WHERE seq = 1"))
-    assert store.audit.verify_chain()["first_broken_seq"] == 1
-
-
-@pytest.mark.dates
-def test_fx_rates_are_replaced_and_validated(store):
-    store.fx.put_rates("EUR", [{"currency": "USD", "rate": D("0.9"), "as_of": date(2026, 1, 1)}])
-    store.fx.put_rates("EUR", [{"currency": "USD", "rate": D("0.8"), "as_of": date(2026, 1, 1)}])
-    assert store.fx.rate("EUR", "USD", date(2026, 6, 1)) == (D("0.8"), date(2026, 1, 1))
-    assert store.fx.rate("EUR", "USD", date(2025, 12, 31)) is None
-    assert store.fx.has_rates("EUR", "USD") and not store.fx.has_rates("EUR", "GBP")
-    for bad in (D("-1"), D("0"), D("1.00000000001"), 0.5):
-        with pytest.raises(ValueError):
-            store.fx.put_rates("EUR", [{"currency": "USD", "rate": bad, "as_of": date(2026, 2, 1)}])
-
-
-@pytest.mark.dates
-def test_http_fx_rates_and_conversion(api):
-    api.customer()
-    # a currency without any loaded rate: refused as before (currency_mismatch)
-    b = problem(api.decide(currency="USD"), 422, "invalid_request")
-    assert b["errors"][0]["code"] == "currency_mismatch"
-    r = api.client.put(
-        "/v1/fx-rates",
-        headers=api.h(),
-        json={"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-24"}]},
-    )
-    assert r.status_code == 200 and r.json() == {"base": "EUR", "stored": 1}
-    d = api.decide(currency="USD", amount="1000.00", order_date="2026-11-29")
-    assert d.status_code == 200, d.text
-    assert d.json()["order_amount"] == "920.00" and d.json()["currency"] == "EUR"
-    row = api.client.get(f"/v1/decisions/{d.json()['decision_id']}", headers=api.h("compliance"))
-    assert row.json()["fx"]["rate"] == "0.92" and row.json()["fx"]["rate_as_of"] == "2026-11-24"
-    assert d.json()["fx"] == row.json()["fx"]  # the answer shows the rate and its date too
-    assert row.json()["fx"]["original_amount"] == "1000.00"
-    replay = api.client.get(
-        f"/v1/decisions/{d.json()['decision_id']}/replay", headers=api.h("compliance")
-    )
-    assert replay.json()["identical"] is True
-    # rates exist for USD, but none on or before the order date: fx_rate_missing
-    b = problem(
-        api.decide(order_id="SO-2", currency="USD", order_date="2026-11-23"), 422, "fx_rate_missing"
-    )
-    assert b["errors"][0]["path"] == "currency"
-    bad = [
-        (
-            {"base": "USD", "rates": [{"currency": "GBP", "rate": "1", "as_of": "2026-01-01"}]},
-            "base",
-        ),
-        (
-            {"base": "EUR", "rates": [{"currency": "USD", "rate": "-1", "as_of": "2026-01-01"}]},
-            "rates[0].rate",
-        ),
-        (
-            {"base": "EUR", "rates": [{"currency": "USD", "rate": 0.9, "as_of": "2026-01-01"}]},
-            "rates[0].rate",
-        ),
-        (
-            {"base": "EUR", "rates": [{"currency": "USD", "rate": "1", "as_of": "soon"}]},
-            "rates[0].as_of",
-        ),
-        ({"base": "EUR", "rates": []}, "rates"),
-    ]
-    for body, path in bad:
-        b = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=body), 422)
-        assert any(e["path"] == path for e in b["errors"]), (body, b)
-    problem(api.client.put("/v1/fx-rates", headers=api.h("order_entry"), json=bad[0][0]), 403)
 
 
 def test_migration_0002_downgrades_and_upgrades(tmp_path):
@@ -278,56 +143,6 @@ def test_migration_0003_chains_existing_events_and_sets_the_heads(db_url, compil
         store.dispose()
 
 
-@pytest.mark.dates
-def test_http_fx_rates_duplicate_rows_are_refused_and_nothing_is_stored(api):
-    rates = [
-        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
-        {"currency": "USD", "rate": "0.91", "as_of": "2026-11-02"},
-        {"currency": "GBP", "rate": "1.15", "as_of": "2026-11-01"},
-        {"currency": "USD", "rate": "0.95", "as_of": "2026-11-02"},
-        {"currency": "USD", "rate": "0.90", "as_of": "2026-11-01"},
-    ]
-    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": rates})
-    b = problem(r, 422, "invalid_request")
-    assert [(e["path"], e["code"]) for e in b["errors"]] == [
-        ("rates[3]", "duplicate_rate"),
-        ("rates[4]", "duplicate_rate"),
-    ]
-    assert "rates[3] duplicates rates[1]" in b["errors"][0]["message"]
-    assert "rates[4] duplicates rates[0]" in b["errors"][1]["message"]
-    assert not api.store.fx.has_rates("EUR", "USD")
-    assert not api.store.fx.has_rates("EUR", "GBP")
-    # the same date for two currencies is no duplicate
-    ok = [rates[0], rates[2]]
-    r = api.client.put("/v1/fx-rates", headers=api.h(), json={"base": "EUR", "rates": ok})
-    assert r.status_code == 200 and r.json()["stored"] == 2
-
-
-@pytest.mark.dates
-def test_http_foreign_amount_decimals_follow_the_order_currency(api):
-    api.customer()
-    _rates(api, ("USD", "0.92", "2026-11-29"), ("JPY", "0.0061", "2026-11-29"))
-    for currency, amount, units in (("JPY", "100.5", 0), ("USD", "10.123", 2)):
-        b = problem(api.decide(currency=currency, amount=amount), 422, "invalid_request")
-        assert b["errors"] == [
-            {
-                "path": "amount",
-                "code": "too_many_decimals",
-                "message": f"{amount} has more than {units} decimal{'s' if units != 1 else ''} "
-                f"({currency})",
-            }
-        ]
-    # 10.12 USD under the EUR policy: accepted; x 0.92 = 9.3104 -> 9.31 (half-even)
-    d = api.decide(order_id="SO-U", currency="USD", amount="10.12")
-    assert d.status_code == 200, d.text
-    assert d.json()["order_amount"] == "9.31" and d.json()["fx"]["original_amount"] == "10.12"
-    # 1001 JPY x 0.0061 = 6.1061 -> 6.11; the policy currency's own unit still applies to EUR
-    d = api.decide(order_id="SO-J", currency="JPY", amount="1001")
-    assert d.status_code == 200 and d.json()["order_amount"] == "6.11", d.text
-    b = problem(api.decide(order_id="SO-X", amount="1.001"), 422, "invalid_request")
-    assert b["errors"][0]["message"] == "1.001 has more than 2 decimals (EUR)"
-
-
 def test_http_broken_chain_answers_503_and_never_an_approve(api):
     # The newest record and the chain head deleted directly in the database: the next order
     # (which would be approved) gets 503 audit_chain_broken and nothing is logged. The
@@ -351,100 +166,6 @@ def test_http_broken_chain_answers_503_and_never_an_approve(api):
     assert verify["ok"] is False and verify["head_seq"] is None
     paid = api.event(event_id="PAY-1", type="payment_received", amount="10.00", currency="EUR")
     assert paid.status_code == 200, paid.text
-
-
-@pytest.mark.dates
-def test_http_order_date_cannot_lower_the_converted_amount(api):
-    # GBP 1.15 today, 1.00 six days ago; limit 1,000.00 EUR. 900 GBP today is 1,035.00 EUR
-    # (over the limit); backdating the order to pick the older, lower rate must not make
-    # it fit: the higher of the order-date rate and the latest rate is used.
-    api.customer(credit_limit="1000.00", open_receivables="0.00")
-    _rates(api, ("GBP", "1.00", "2026-11-23"), ("GBP", "1.15", "2026-11-29"))
-    first = api.decide(order_id="SO-G", currency="GBP", amount="900.00")
-    assert first.status_code == 200, first.text
-    assert first.json()["outcome"] != "approve"
-    assert first.json()["order_amount"] == "1035.00"
-    # the same order, amended only in its date: re-decided, at the same (higher) rate
-    amended = api.decide(
-        order_id="SO-G", currency="GBP", amount="900.00", order_date="2026-11-23"
-    ).json()
-    assert (amended["kind"], amended["outcome"]) == ("amended", first.json()["outcome"])
-    assert amended["order_amount"] == "1035.00"
-    assert amended["fx"]["rate"] == "1.15" and amended["fx"]["rate_as_of"] == "2026-11-29"
-    assert amended["fx"]["order_date"] == "2026-11-23"
-    assert amended["fx"]["candidates"] == [
-        {"rate": "1", "as_of": "2026-11-23"},
-        {"rate": "1.15", "as_of": "2026-11-29"},
-    ]
-    # and when the order date's rate is the higher one, that one is used
-    _rates(api, ("GBP", "1.20", "2026-11-24"))
-    older = api.decide(
-        order_id="SO-H", currency="GBP", amount="100.00", order_date="2026-11-25"
-    ).json()
-    assert (older["fx"]["rate"], older["order_amount"]) == ("1.2", "120.00")
-
-
-@pytest.mark.dates
-def test_http_orders_in_three_decimal_currencies_are_accepted_and_converted(api):
-    api.customer()
-    _rates(api, ("KWD", "3.0", "2026-11-29"))
-    # 1.234 KWD x 3.0 = 3.702 -> 3.70 EUR (half-even); the original keeps KWD's 3 decimals
-    d = api.decide(order_id="SO-K", currency="KWD", amount="1.234")
-    assert d.status_code == 200, d.text
-    assert d.json()["order_amount"] == "3.70"
-    assert d.json()["fx"]["original_amount"] == "1.234"
-    assert d.json()["fx"]["original_currency"] == "KWD"
-    b = problem(api.decide(order_id="SO-K2", currency="KWD", amount="1.2345"), 422)
-    assert b["errors"] == [
-        {
-            "path": "amount",
-            "code": "too_many_decimals",
-            "message": "1.2345 has more than 3 decimals (KWD)",
-        }
-    ]
-    assert "Decimal(" not in json.dumps(b)
-
-
-@pytest.mark.dates
-def test_store_money_follows_the_order_currency_and_messages_show_no_repr(store, compiled):
-    customer(store)
-    store.fx.put_rates(
-        "EUR",
-        [
-            {"currency": "KWD", "rate": D("3"), "as_of": date(2026, 1, 1)},
-            {"currency": "JPY", "rate": D("0.0061"), "as_of": date(2026, 1, 1)},
-        ],
-    )
-    kw = {"decision_currency": "EUR", "minor_units": 2, "today": date(2026, 1, 2)}
-    d, _ = store.decisions.decide(
-        order("O-K", D("1.234"), currency="KWD"), ev(compiled), "erp", **kw
-    )
-    assert d.order_amount == D("3.70")
-    assert store.decisions.get(d.decision_id)["fx"]["original_amount"] == "1.234"
-    with pytest.raises(ValueError) as e:
-        store.decisions.decide(
-            order("O-K2", D("1.2345"), currency="KWD"), ev(compiled), "erp", **kw
-        )
-    assert str(e.value) == "amount: 1.2345 has more than 3 decimals (KWD)"
-    with pytest.raises(ValueError) as e:
-        store.decisions.decide(order("O-E", D("1.234"), currency="EUR"), ev(compiled), "erp", **kw)
-    assert str(e.value) == "amount: 1.234 has more than 2 decimals (EUR)"
-    # JPY has no minor unit: the original amount is shown without decimals
-    d, _ = store.decisions.decide(
-        order("O-J", D("150000.00"), currency="JPY"), ev(compiled), "erp", **kw
-    )
-    assert store.decisions.get(d.decision_id)["fx"]["original_amount"] == "150000"
-    assert d.order_amount == D("915.00")
-
-
-@pytest.mark.dates
-def test_http_jpy_original_amount_has_no_decimals(api):
-    api.customer()
-    _rates(api, ("JPY", "0.0061", "2026-11-29"))
-    d = api.decide(order_id="SO-J", currency="JPY", amount="150000.00")
-    assert d.status_code == 200, d.text
-    assert d.json()["fx"]["original_amount"] == "150000"
-    assert d.json()["order_amount"] == "915.00"
 
 
 @pytest.fixture
@@ -828,24 +549,3 @@ def test_a_real_server_aborts_an_export_that_fails_mid_stream(hacked, monkeypatc
     finally:
         server.should_exit = True
         thread.join(10)
-
-
-@pytest.mark.dates
-def test_http_backdating_cannot_use_a_rate_that_is_stale_today(api):
-    # Only a 14-day-old rate (the feed stopped): refused without order_date, and also with
-    # an order_date 7 days back, for which that rate would be "only" 7 days old.
-    api.customer()
-    _rates(api, ("USD", "0.5", "2026-11-15"))
-    b = problem(api.decide(order_id="S1", currency="USD", amount="1000.00"), 422, "fx_rate_missing")
-    assert "2026-11-15" in b["detail"]
-    b = problem(
-        api.decide(order_id="S2", currency="USD", amount="1000.00", order_date="2026-11-22"),
-        422,
-        "fx_rate_missing",
-    )
-    assert "2026-11-15" in b["detail"] and "2026-11-29" in b["detail"]
-    assert api.store.decisions.search()[0] == []
-    # a fresh rate loaded: decided
-    _rates(api, ("USD", "0.92", "2026-11-28"))
-    d = api.decide(order_id="S3", currency="USD", amount="1000.00", order_date="2026-11-22")
-    assert d.status_code == 200 and d.json()["order_amount"] == "920.00", d.text
