@@ -171,30 +171,6 @@ def test_an_aborted_upload_is_499_not_a_500(api: Api, caplog: pytest.LogCaptureF
     assert listed["items"] == [], listed  # nothing was decided or recorded
 
 
-# -- 4. duplicate credentials and query parameters ------------------------------------------
-
-
-def test_two_different_keys_in_one_header_kind_are_401(api: Api) -> None:
-    api.customer()
-    valid, other = api.keys["admin"], api.keys["order_entry"]
-    for name, a, b in (
-        ("X-API-Key", valid, "junk"),
-        ("X-API-Key", "junk", valid),
-        ("X-API-Key", valid, other),
-        ("Authorization", f"Bearer {valid}", "Bearer junk"),
-        ("Authorization", "Bearer junk", f"Bearer {valid}"),
-        ("Authorization", f"Bearer {valid}", "Basic eDp5"),
-    ):
-        r = api.client.get("/v1/customers/CUST-1", headers=[(name, a), (name, b)])
-        body = problem(r, 401, "unauthorized")
-        assert f"2 '{name}' headers with different values" in body["detail"], body
-        assert r.headers["www-authenticate"].startswith("Bearer")
-    # the same key twice is one key
-    for name, v in (("X-API-Key", valid), ("Authorization", f"Bearer {valid}")):
-        r = api.client.get("/v1/customers/CUST-1", headers=[(name, v), (name, v)])
-        assert r.status_code == 200, r.text
-
-
 @pytest.mark.parametrize(
     "url, names",
     [

@@ -256,19 +256,6 @@ def test_unreachable_database(url, compiled):
         store.customers.get("C1")
 
 
-def test_api_keys(store):
-    key = store.keys.create("compliance", name="auditor")
-    assert key.startswith("cg_") and len(key) > 40
-    assert store.keys.role_of(key) == "compliance"
-    assert store.keys.role_of(key + "x") is None and store.keys.role_of("") is None
-    with store.engine.connect() as conn:
-        stored = conn.execute(sa.text("SELECT key_hash FROM api_keys")).scalars().all()
-    assert len(stored) == 1 and stored[0] != key and key not in stored[0]
-    assert len(stored[0]) == 64
-    with pytest.raises(ValueError):
-        store.keys.create("superuser")
-
-
 def test_alembic_ini_upgrade(tmp_path):
     from alembic import command
     from alembic.config import Config
