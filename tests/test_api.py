@@ -250,14 +250,6 @@ def test_cli_serve_is_registered() -> None:
     assert "--port" in r.output and "--host" in r.output
 
 
-def test_policy_in_force(api: Api) -> None:
-    for role in ("reviewer", "compliance", "admin"):
-        r = api.client.get("/v1/policy", headers=api.h(role))
-        assert r.status_code == 200, r.text
-        assert r.json()["id"] == "trade-credit" and r.json()["currency"] == "EUR"
-        assert r.json()["rules"] == 39
-
-
 def test_request_id_is_echoed(api: Api) -> None:
     r = api.client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"

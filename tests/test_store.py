@@ -32,52 +32,6 @@ def test_migrations_are_idempotent_and_policy_versions(store, compiled):
     assert store.policies.source("0" * 64) is None
 
 
-def test_one_text_per_policy_version_label_under_concurrent_saves(store):
-    """Threads saving the same policy id and version with different texts at once: exactly
-    one text is stored, every other save is a PolicyVersionConflict (no check-then-insert
-    race)."""
-    import hashlib
-    from types import SimpleNamespace
-
-    from api.policies.exceptions import PolicyVersionConflict
-
-    n = 4
-    for attempt in range(3):
-        policies = []
-        for i in range(n):
-            source = f"policy: race\nversion: v{attempt}\n# text {i}\n"
-            sha = hashlib.sha256(source.encode()).hexdigest()
-            policies.append(
-                SimpleNamespace(id="race", version=f"v{attempt}", sha256=sha, source=source)
-            )
-        start = threading.Barrier(n)
-        saved, conflicts, errors = [], [], []
-
-        def run(p, start=start, saved=saved, conflicts=conflicts, errors=errors):
-            try:
-                start.wait()
-                store.policies.save(p)
-                saved.append(p.sha256)
-            except PolicyVersionConflict:
-                conflicts.append(p.sha256)
-            except BaseException as e:  # pragma: no cover - reported below
-                errors.append(e)
-
-        threads = [threading.Thread(target=run, args=(p,)) for p in policies]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        assert not errors, errors
-        assert len(saved) == 1 and len(conflicts) == n - 1, (saved, conflicts)
-        with store.engine.connect() as conn:
-            stored = conn.execute(
-                sa.text("SELECT sha256 FROM policy_versions WHERE version = :v"),
-                {"v": f"v{attempt}"},
-            ).all()
-        assert [r[0] for r in stored] == saved
-
-
 def test_sqlite_writers_of_one_process_queue_on_the_writer_lock(tmp_path, monkeypatch):
     import api.core.database
 
