@@ -1,4 +1,5 @@
-"""The ``creditgate`` command line, run in-process through Typer's ``CliRunner``."""
+"""The ``creditgate`` command-line plumbing: ``db upgrade``, ``keys`` and ``audit`` end to
+end, unreachable or unmigrated databases, ``serve`` refusing to start."""
 
 from __future__ import annotations
 
@@ -6,8 +7,65 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
-from tests.helpers.cli import POLICY, ROOT, run
+from api.app import create_app
+from api.core.settings import Settings
+from tests.helpers.cli import ROOT, run
+from tests.helpers.sqlite_api import POLICY, Api, _three_decisions, sql
+
+
+def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from api.cli import app
+
+    db = tmp_path / "cli.db"
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{db}")
+    runner = CliRunner()
+    r = runner.invoke(app, ["db", "upgrade"])
+    assert r.exit_code == 0, r.output
+    assert r.stdout == "ok: database migrated from schema (none: new) to 0004_ledger_order_index\n"
+    r = runner.invoke(app, ["db", "upgrade"])
+    assert r.stdout == "ok: database is up to date (schema 0004_ledger_order_index)\n"
+    r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
+    assert r.exit_code == 0, r.output
+    key = r.stdout.strip()
+    assert key.startswith("cg_")
+    r = runner.invoke(app, ["keys", "create", "--role", "root"])
+    assert r.exit_code == 2 and "unknown role" in r.output
+
+    api = Api(create_app(Settings(database_url=f"sqlite:///{db}", policy_path=str(POLICY))), db)
+    try:
+        assert api.client.get("/v1/audit/verify", headers={"X-API-Key": key}).json()["ok"]
+        _three_decisions(api)
+    finally:
+        api.store.dispose()
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 0, r.output
+    ((head_hash,),) = sql(db, "SELECT record_hash FROM decision_log WHERE seq = 3")
+    assert r.stdout.splitlines() == [
+        f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
+        "ok: ledger events: 0 records, hash chain intact; no head",
+        "ok: ledger consistency: 2 customers, 1 policy text; open orders match the open "
+        "reservations, reservations match the ledger events, policy texts match their sha256 "
+        "and every logged policy is stored",
+    ]
+    sql(db, "UPDATE decision_log SET caller = 'someone else' WHERE seq = 3")
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1
+    assert "BROKEN: decision log at seq 3: record_hash" in r.stderr
+    sql(db, "DELETE FROM decision_log WHERE seq = 3")
+    r = runner.invoke(app, ["audit", "verify"])
+    assert r.exit_code == 1
+    assert "at seq 3: log ends at seq 2 but the head says 3" in r.stderr
+
+
+def test_cli_serve_is_registered() -> None:
+    from api.cli import app
+
+    r = CliRunner().invoke(app, ["serve", "--help"])
+    assert r.exit_code == 0
+    assert "--port" in r.output and "--host" in r.output
+
 
 UNREACHABLE = "postgresql+psycopg://postgres:s3cret@127.0.0.1:1/x"
 UNREACHABLE_LINE = (

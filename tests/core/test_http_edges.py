@@ -1,6 +1,6 @@
 """HTTP edge cases: bounded metric labels, control characters in paths and queries, aborted
-uploads, duplicate credentials and query parameters, HEAD probes, a busy database. On SQLite
-and, where the database matters, PostgreSQL."""
+uploads, duplicate query parameters, HEAD probes. On SQLite and, where the database
+matters, PostgreSQL (tests/helpers/sqlite_api.py)."""
 
 from __future__ import annotations
 
@@ -45,9 +45,6 @@ def metrics_text(api: Api) -> str:
     return r.text
 
 
-# -- 1. metric labels are bounded ---------------------------------------------------------
-
-
 def test_invented_methods_and_paths_add_no_metric_series(api: Api) -> None:
     before = len(metrics_text(api))
     for i in range(50):
@@ -61,9 +58,6 @@ def test_invented_methods_and_paths_add_no_metric_series(api: Api) -> None:
     assert 'method="GET",route="unmatched",status="404"' in text
     # 150 requests of new methods and paths: a few new series, not 150 of them
     assert len(text) - before < 20_000, len(text) - before
-
-
-# -- 2. control characters in the path or query --------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -107,9 +101,6 @@ def test_nul_in_path_or_query_is_400(any_api: Api, url: str) -> None:
 def test_other_control_characters_are_no_500(any_api: Api, url: str, status: int) -> None:
     r = any_api.client.get(url, headers=any_api.h("admin"))
     assert r.status_code == status, r.text
-
-
-# -- 3. an aborted upload ------------------------------------------------------------------
 
 
 def _asgi(app: Any, method: str, path: str, headers: list[tuple[bytes, bytes]], chunks: list):
@@ -188,9 +179,6 @@ def test_a_query_parameter_given_twice_is_422(api: Api, url: str, names: list[st
     assert "give it once" in body["errors"][0]["message"]
 
 
-# -- 5. HEAD probes ------------------------------------------------------------------------
-
-
 def test_head_on_the_ops_routes(any_api: Api) -> None:
     for path in ("/healthz", "/readyz", "/metrics"):
         got = any_api.client.get(path)
@@ -203,79 +191,3 @@ def test_head_on_the_ops_routes(any_api: Api) -> None:
     # the HEAD routes do not double the OpenAPI document's operations
     paths = any_api.client.get("/openapi.json").json()["paths"]
     assert set(paths["/healthz"]) == {"get"} and set(paths["/readyz"]) == {"get"}
-
-
-def test_head_on_readyz_with_the_database_down_is_503_without_a_body(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from api.core.database import StoreUnavailable
-
-    def down() -> None:
-        raise StoreUnavailable("down", cause="OperationalError")
-
-    monkeypatch.setattr(api.store, "ping", down)
-    r = api.client.head("/readyz")
-    assert r.status_code == 503 and r.content == b""
-    assert r.headers["retry-after"] == "5"
-
-
-# -- 6. a busy database ----------------------------------------------------------------------
-
-
-def test_sqlite_writer_lock_timeout_is_a_busy_503(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import api.core.database as database
-
-    api.customer()
-    monkeypatch.setattr(database, "WRITER_LOCK_TIMEOUT", 0.2)
-    with api.store.db._writer_lock:  # another writer's turn (a long CSV import, say)
-        r = api.decide()
-    body = problem(r, 503, "database_unavailable")
-    assert body["detail"].startswith(
-        "the database is busy (another write held it longer than 0.2 s); nothing was recorded"
-    ), body
-    assert r.headers["retry-after"] == "5"
-    listed = api.client.get("/v1/decisions", headers=api.h("reviewer")).json()
-    assert listed["items"] == []
-    assert api.decide().json()["outcome"] == "approve"  # the lock free: decided
-
-
-def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
-    from api.core.database import StoreUnavailable
-    from api.core.problems import busy_reason
-
-    assert busy_reason(StoreUnavailable("x", cause="OperationalError")) == ""
-    api.customer()
-
-    def down(*args: Any, **kwargs: Any) -> None:
-        raise StoreUnavailable("database unavailable: OperationalError", cause="OperationalError")
-
-    monkeypatch.setattr(api.store.keys, "role_of", down)
-    body = problem(api.decide(), 503, "database_unavailable")
-    assert body["detail"].startswith("the database could not be reached or did not answer")
-
-
-def test_postgresql_lock_timeout_is_a_busy_503(tmp_path: Path) -> None:
-    import psycopg
-    import sqlalchemy as sa
-
-    with fresh_pg_database("cg_busy") as url:
-        a = Api(create_app(Settings(database_url=url, policy_path=str(POLICY))), tmp_path)
-        try:
-            a.customer()
-            a.store.dispose()  # new connections take the database's lock_timeout
-            plain = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
-            db = sa.make_url(url).database
-            with psycopg.connect(plain, autocommit=True) as admin:
-                admin.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '300ms'")
-            with psycopg.connect(plain) as other:  # another write holds the customer's row
-                other.execute("SELECT 1 FROM customers WHERE customer_id = 'CUST-1' FOR UPDATE")
-                r = a.decide()
-                other.rollback()
-            body = problem(r, 503, "database_unavailable")
-            assert body["detail"].startswith("the database is busy (a lock timeout: another"), body
-            assert r.headers["retry-after"] == "5"
-            assert a.decide().json()["outcome"] == "approve"
-        finally:
-            a.store.dispose()
