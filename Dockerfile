@@ -2,7 +2,7 @@
 # Creditgate HTTP service. Build: docker build -t creditgate .
 # Run:   docker run -p 8000:8000 -v creditgate-data:/data creditgate
 #        docker run --rm -v creditgate-data:/data creditgate creditgate keys create --role order_entry
-# The same install is exercised without Docker by tests/test_install.py (pytest -m slow).
+# The same install is exercised without Docker by tests/product/test_install.py (pytest -m slow).
 
 # --- build stage: wheels for the app and every dependency ------------------------------------
 # durable_rules is published as a source distribution only, so it is compiled here (gcc and

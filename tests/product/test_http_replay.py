@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "receivables"
 CSV = ROOT.parent / "shared" / "data" / "ar-invoices" / "accounts-receivable.csv"
 POLICY = ROOT / "policies.yaml"

@@ -24,7 +24,7 @@ import pytest
 
 from tests.pgserver import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 CSV = ROOT.parent / "shared" / "data" / "ar-invoices" / "accounts-receivable.csv"
 
 pytestmark = [
