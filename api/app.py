@@ -45,12 +45,14 @@ from a CDN. ReDoc is served the same way at ``/redoc``, without web fonts.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 from fastapi import FastAPI
 
+from api.core.clock import Clock
 from api.core.docs import DOCS_ASSETS, install_docs, install_openapi
 from api.core.logs import JsonFormatter, configure_logging
 from api.core.metrics import Metrics
@@ -65,8 +67,10 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     """The FastAPI app for ``settings`` (default: ``Settings()`` from the environment).
 
     Loads and compiles the policy (raises ``PolicyErrors`` if it is broken), applies the
-    migrations and records the policy source. ``clock`` (tests) replaces the time source of
-    decisions. Raises ``StoreUnavailable`` if the database does not answer."""
+    migrations and records the policy source. The service's clock is ``settings.clock``
+    (``CREDITGATE_CLOCK``, refused in production mode) or ``clock`` (tests: any
+    ``() -> datetime``, noted ``injected`` on records). Raises ``StoreUnavailable`` if the
+    database does not answer."""
     from api.audit import routes as audit
     from api.core.service import Service
     from api.core.settings import Settings
@@ -74,7 +78,9 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     from api.customers.exceptions import UnknownCustomer
     from api.decisions import routes as decisions
     from api.decisions.models import engine_path
+    from api.decisions.writer import DecisionWriter
     from api.fx import routes as fx
+    from api.keys.cache import KeyCache
     from api.ledger import routes as ledger
     from api.ops import routes as ops
     from api.policies import routes as policies
@@ -86,24 +92,35 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     configure_logging()
     compiled = load(str(settings.policy_path))
     policy = compiled.policy
-    store = Store(settings.database_url)
+    service_clock = Clock.of(clock) if clock is not None else settings.make_clock()
+    store = Store(settings.database_url, clock=service_clock)
     store.upgrade()
     store.policies.save(policy)
     metrics = Metrics()
     metrics.policy.labels(policy.id, policy.version, policy.sha256).set(1)
     max_bytes = int(settings.max_request_bytes)
+    key_cache = KeyCache(store.keys)
+    store.keys.listeners.append(key_cache.forget)
     svc = Service(
         settings=settings,
         store=store,
         compiled=compiled,
         metrics=metrics,
         replayer=Replayer(store, compiled),
+        writer=DecisionWriter(store.db, observe=metrics.observe_batch),
         max_bytes=max_bytes,
         import_bytes=int(getattr(settings, "max_import_bytes", 0) or max(max_bytes, 16 * 2**20)),
-        clock=clock,
+        clock=service_clock,
     )
 
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        svc.writer.close()
+        key_cache.close()
+
     app = FastAPI(
+        lifespan=lifespan,
         title="Creditgate",
         version="0.1.0",
         description="Credit decisions (approve / refer / decline) for sales orders on credit, "
@@ -118,6 +135,7 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     app.state.store = store
     app.state.compiled = compiled
     app.state.metrics = metrics
+    app.state.key_cache = key_cache
     install_handlers(app, path_map=engine_path)
     app.add_exception_handler(UnknownCustomer, customers.on_unknown_customer)
     for module in (decisions, customers, ledger, fx, audit, policies, ops):

@@ -34,7 +34,7 @@ import typer
 from analysis import cli as offline
 from analysis.cli import EXIT_POLICY, fail, load_compiled
 from api.audit.cli import audit_app
-from api.core.cli import db_app, open_store, unavailable
+from api.core.cli import db_app, load_settings, open_store, unavailable
 from api.keys.cli import keys_app
 
 app = typer.Typer(
@@ -55,23 +55,33 @@ app.add_typer(audit_app, name="audit")
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Worker processes (each with its own decision writer; on PostgreSQL they "
+            "share the load safely; on SQLite one writer at a time holds the database).",
+        ),
+    ] = 1,
 ) -> None:
-    """Run the HTTP API (uvicorn). Settings from the environment: CREDITGATE_DATABASE_URL
-    (or DATABASE_URL), CREDITGATE_POLICY_PATH, CREDITGATE_MAX_REQUEST_BYTES. Logs are JSON
-    lines on stderr. Exit 1 with every error if the policy is broken, or if its id and
-    version are already recorded with another text; exit 3 with one line if the database
-    cannot be reached."""
+    """Run the HTTP API (uvicorn with uvloop and httptools). Settings from the environment:
+    CREDITGATE_DATABASE_URL (or DATABASE_URL), CREDITGATE_POLICY_PATH,
+    CREDITGATE_MAX_REQUEST_BYTES, CREDITGATE_MODE and CREDITGATE_CLOCK (api/core/settings.py).
+    Logs are JSON lines on stderr. With several workers /metrics adds up every worker
+    (PROMETHEUS_MULTIPROC_DIR: kept if set, else a fresh temporary directory; emptied at
+    start). Exit 1 with every error if the policy is broken, or if its id and version are
+    already recorded with another text; exit 2 for an invalid setting; exit 3 with one line
+    if the database cannot be reached."""
     import uvicorn
 
     from api.core.database import StoreUnavailable
     from api.core.logs import configure_logging
-    from api.core.settings import Settings
     from api.policies.exceptions import PolicyVersionConflict
 
     # Everything that can stop the app from starting is checked here, before uvicorn: one
     # clear line (policy errors: all of them) instead of a traceback from the app factory.
-    compiled = load_compiled(str(Settings().policy_path))
+    settings = load_settings()
+    compiled = load_compiled(str(settings.policy_path))
     store = open_store()
     try:
         store.ping()
@@ -85,6 +95,8 @@ def serve(
         store.dispose()
 
     configure_logging(root=True)
+    if workers > 1:
+        metrics_directory()
     uvicorn.run(
         "api.app:create_app",
         factory=True,
@@ -92,8 +104,27 @@ def serve(
         port=port,
         workers=workers,
         log_config=None,
-        access_log=False,
+        access_log=False,  # uvloop and httptools are picked when installed (uvicorn[standard])
     )
+
+
+def metrics_directory() -> str:
+    """The directory of prometheus-client's multiprocess mode, set in the environment the
+    workers inherit: ``PROMETHEUS_MULTIPROC_DIR`` if given (its old ``*.db`` files removed:
+    the counters of earlier runs and dead workers must not be added in), else a new
+    temporary directory."""
+    import glob
+    import os
+    import tempfile
+
+    from api.core.metrics import MULTIPROC_ENV
+
+    path = os.environ.get(MULTIPROC_ENV) or tempfile.mkdtemp(prefix="creditgate-metrics-")
+    os.makedirs(path, exist_ok=True)
+    for stale in glob.glob(os.path.join(path, "*.db")):
+        os.remove(stale)
+    os.environ[MULTIPROC_ENV] = path
+    return path
 
 
 if __name__ == "__main__":  # pragma: no cover

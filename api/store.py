@@ -17,6 +17,8 @@ attribute            what                                    module
 
 from __future__ import annotations
 
+from typing import Any
+
 import sqlalchemy as sa
 
 from api.audit.persistence import Audit
@@ -34,8 +36,8 @@ __all__ = ["Store"]
 class Store:
     """Every domain's persistence over one database (see the module docstring)."""
 
-    def __init__(self, database_url: str):
-        self.db = Database(database_url)
+    def __init__(self, database_url: str, *, clock: Any = None):
+        self.db = Database(database_url, clock=clock)
         self.decisions = Decisions(self.db)
         self.customers = Customers(self.db)
         self.ledger = Ledger(self.db)

@@ -36,10 +36,19 @@ def fresh_pg_database(prefix: str) -> Iterator[str]:
 
 # -- the clock ---------------------------------------------------------------------------
 # The suite must pass on any day of the next ten years. ``--clock-ahead-days N`` moves the
-# clock of the whole test session N days ahead (time-machine; it keeps ticking) and sets
-# ``CREDITGATE_MODE=test`` and ``CREDITGATE_CLOCK=+Nd`` for servers the tests start in
-# another process. scripts/test runs the tests marked ``dates`` this way, a year and ten
-# years ahead.
+# clock of the whole test session N days ahead (time-machine; it keeps ticking), and every
+# server a test starts in another process gets the same clock through the service's clock
+# setting (``server_clock_env``: ``CREDITGATE_MODE=test``, ``CREDITGATE_CLOCK=+Nd``; in the
+# test process itself time-machine has moved the clock already). scripts/test runs the tests
+# marked ``dates`` this way, a year and ten years ahead.
+
+CLOCK_AHEAD = {"days": 0}
+
+
+def server_clock_env() -> dict[str, str]:
+    """The environment that gives a server in another process the test session's clock."""
+    days = CLOCK_AHEAD["days"]
+    return {"CREDITGATE_MODE": "test", "CREDITGATE_CLOCK": f"+{days}d"} if days else {}
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -62,20 +71,16 @@ def _clock_ahead(request: pytest.FixtureRequest) -> Iterator[None]:
 
     import time_machine
 
-    saved = {k: os.environ.get(k) for k in ("CREDITGATE_MODE", "CREDITGATE_CLOCK")}
-    os.environ["CREDITGATE_MODE"] = "test"
-    os.environ["CREDITGATE_CLOCK"] = f"+{days}d"
-    with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
-        yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    CLOCK_AHEAD["days"] = days
+    try:
+        with time_machine.travel(datetime.now(UTC) + timedelta(days=days), tick=True):
+            yield
+    finally:
+        CLOCK_AHEAD["days"] = 0
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     days = config.getoption("--clock-ahead-days")
     if not days:
         return None
-    return f"clock moved {days} days ahead (time-machine; CREDITGATE_CLOCK=+{days}d)"
+    return f"clock moved {days} days ahead (time-machine; servers: CREDITGATE_CLOCK=+{days}d)"

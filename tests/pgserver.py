@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tests.conftest import server_clock_env
+
 ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "policies.yaml"
 
@@ -147,27 +149,43 @@ class PrivatePostgres:
 
 
 class LiveServer:
-    """``creditgate serve`` in a subprocess on a free port; stderr in ``logfile``."""
+    """``creditgate serve`` in a subprocess (its own process group, so a kill reaches every
+    worker) on a free port, ``workers`` uvicorn workers, ``env`` added to the environment;
+    stderr in ``logfile``."""
 
-    def __init__(self, database_url: str, logdir: Path, *, ready_timeout: float = 60):
+    def __init__(
+        self,
+        database_url: str,
+        logdir: Path,
+        *,
+        ready_timeout: float = 60,
+        workers: int = 1,
+        env: dict[str, str] | None = None,
+    ):
         import httpx
 
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.logfile = logdir / f"server-{self.port}.log"
-        env = {
+        environment = {
             **os.environ,
             "DATABASE_URL": database_url,
             "CREDITGATE_DATABASE_URL": database_url,
             "CREDITGATE_POLICY_PATH": str(POLICY),
+            **server_clock_env(),  # the test session's clock (--clock-ahead-days)
+            **(env or {}),
         }
+        command = [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)]
+        if workers > 1:
+            command += ["--workers", str(workers)]
         with open(self.logfile, "wb") as err:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "api.cli", "serve", "--port", str(self.port)],
+                command,
                 cwd=ROOT,
-                env=env,
+                env=environment,
                 stdout=subprocess.DEVNULL,
                 stderr=err,
+                start_new_session=True,
             )
         deadline = time.monotonic() + ready_timeout
         while True:
@@ -187,14 +205,22 @@ class LiveServer:
         return self.logfile.read_text(errors="replace")[-n:] if self.logfile.exists() else ""
 
     def kill(self) -> None:
-        if self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+        """SIGKILL to the server and its workers."""
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
         self.proc.wait(30)
 
     def stop(self) -> None:
+        """SIGTERM (uvicorn stops its workers), SIGKILL after 15 s."""
         if self.proc.poll() is None:
             self.proc.terminate()
             try:
                 self.proc.wait(15)
             except subprocess.TimeoutExpired:
                 self.kill()
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)  # a worker left behind
+        except ProcessLookupError:
+            pass

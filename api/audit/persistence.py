@@ -18,7 +18,8 @@ from api.core.database import READ_ERRORS, Database, UnreadableRecord, read_caus
 from api.core.types import CENTS
 from api.core.values import plain
 from api.customers.tables import Customer
-from api.decisions.persistence import CHAIN_LOG, log_dict
+from api.decisions.deciding import CHAIN_LOG
+from api.decisions.records import hash_matches, raw_dict
 from api.decisions.tables import DecisionLog
 from api.ledger.persistence import CHAIN_LEDGER, event_record
 from api.ledger.tables import LedgerEvent, Reservation
@@ -48,8 +49,8 @@ class Audit:
         them to an external log to anchor the chain) are the decision log's; ``ledger`` has
         the same keys (and ``ok``) for the ledger events. ``ok`` is true only if both
         chains are intact. Raises ``StoreUnavailable``."""
-        log = self._verify_one(CHAIN_LOG, DecisionLog, log_dict, batch)
-        ledger = self._verify_one(CHAIN_LEDGER, LedgerEvent, event_record, batch)
+        log = self._verify_one(CHAIN_LOG, DecisionLog, raw_dict, hash_matches, batch)
+        ledger = self._verify_one(CHAIN_LEDGER, LedgerEvent, event_record, None, batch)
         consistency = self.verify_consistency()
         ok = log["ok"] and ledger["ok"] and consistency["ok"]
         return {**log, "ok": ok, "ledger": ledger, "consistency": consistency}
@@ -86,12 +87,15 @@ class Audit:
 
     def _check_open_orders(self, problems: list[dict[str, Any]]) -> int:
         c, r = Customer.__table__.c, Reservation.__table__.c
+        unit = self.db.unit
         # Amounts as text, parsed below: an unreadable value is reported, not raised.
         text, none = (lambda x: sa.cast(x, sa.String)), sa.null()
         q = sa.union_all(
-            sa.select(c.customer_id, sa.literal(1), text(c.open_orders), none, none),
+            sa.select(c.customer_id, sa.literal(1), text(c.open_orders), none, none).where(
+                c.business_unit == unit
+            ),
             sa.select(r.customer_id, sa.literal(2), none, text(r.amount), text(r.invoiced)).where(
-                r.status == "open"
+                r.business_unit == unit, r.status == "open"
             ),
         )
         booked: dict[str, Decimal] = {}  # customer id → its open_orders
@@ -125,9 +129,11 @@ class Audit:
 
     def _check_policies(self, problems: list[dict[str, Any]]) -> int:
         t = PolicyVersion.__table__.c
+        unit = self.db.unit
         n = 0
         with self.db.session(write=False) as s:
-            for sha, source in s.execute(sa.select(t.sha256, t.source).order_by(t.sha256)):
+            texts = sa.select(t.sha256, t.source).where(t.business_unit == unit).order_by(t.sha256)
+            for sha, source in s.execute(texts):
                 n += 1
                 if not policy_text_matches(sha, source):
                     problems.append(
@@ -144,10 +150,11 @@ class Audit:
                 sa.select(d.policy_sha256, sa.func.count())
                 .select_from(
                     DecisionLog.__table__.outerjoin(
-                        PolicyVersion.__table__, t.sha256 == d.policy_sha256
+                        PolicyVersion.__table__,
+                        sa.and_(t.business_unit == d.business_unit, t.sha256 == d.policy_sha256),
                     )
                 )
-                .where(t.sha256.is_(None))
+                .where(d.business_unit == unit, t.sha256.is_(None))
                 .group_by(d.policy_sha256)
                 .order_by(d.policy_sha256)
             )
@@ -171,10 +178,11 @@ class Audit:
         (and not cancelled); events and reservation of one customer. And every order whose
         latest new or amended decision is an approve has a reservation."""
         r, e, d = Reservation.__table__.c, LedgerEvent.__table__.c, DecisionLog.__table__.c
+        unit = self.db.unit
         text, none = (lambda x: sa.cast(x, sa.String)), sa.null()
         latest = (
             sa.select(d.order_id, sa.func.max(d.seq).label("seq"))
-            .where(d.kind.in_(("new", "amended")))
+            .where(d.business_unit == unit, d.kind.in_(("new", "amended")))
             .group_by(d.order_id)
             .subquery()
         )
@@ -187,15 +195,20 @@ class Audit:
                 text(r.amount),
                 text(r.invoiced),
                 none,
-            ),
+            ).where(r.business_unit == unit),
             sa.select(
                 sa.literal(2), e.order_id, e.customer_id, e.type, none, none, text(e.effect)
-            ).where(e.order_id.is_not(None), e.type.in_(("order_cancelled", "invoice_issued"))),
+            ).where(
+                e.business_unit == unit,
+                e.order_id.is_not(None),
+                e.type.in_(("order_cancelled", "invoice_issued")),
+            ),
             sa.select(sa.literal(3), d.order_id, d.customer_id, text(d.seq), none, none, none)
             .select_from(DecisionLog.__table__.join(latest, latest.c.seq == d.seq))
             .where(
+                d.business_unit == unit,
                 d.outcome == "approve",
-                ~sa.exists().where(r.order_id == d.order_id),
+                ~sa.exists().where(r.business_unit == unit, r.order_id == d.order_id),
             ),
         )
         zero = Decimal("0.00")
@@ -280,17 +293,24 @@ class Audit:
         name: str,
         model: type[DecisionLog] | type[LedgerEvent],
         as_record: Callable[[Any], dict[str, Any]],
+        matches: Callable[[Any], bool] | None,
         batch: int,
     ) -> dict[str, Any]:
         """One chain, read in pages of ``batch`` (short read transactions, keyset on
-        ``seq``). The head is read after the last page; records appended meanwhile are
-        walked too, so a live service is never reported broken."""
-        walker = chain.ChainWalker()
+        ``seq``), each record's hash checked by ``matches``. The head is read after the last
+        page; records appended meanwhile are walked too, so a live service is never
+        reported broken."""
+        walker = chain.ChainWalker(matches)
+        unit = self.db.unit
         unreadable: list[UnreadableRecord] = []
 
         def page(after: int) -> list[dict[str, Any]]:
             with self.db.session(write=False) as s:
-                q = select(model).where(col(model.seq) > after).order_by(col(model.seq))
+                q = (
+                    select(model)
+                    .where(model.business_unit == unit, col(model.seq) > after)
+                    .order_by(col(model.seq))
+                )
                 try:
                     return read_records(s, q.limit(batch), model, as_record)
                 except UnreadableRecord as e:
@@ -299,7 +319,7 @@ class Audit:
 
         def read_head() -> tuple[int, str] | None:
             with self.db.session(write=False) as s:
-                h = s.get(ChainHead, name)
+                h = s.get(ChainHead, (unit, name))
                 return (h.seq, h.record_hash) if h is not None else None
 
         def result(head: tuple[int, str] | None, broken: int | None, reason: str | None):

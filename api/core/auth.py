@@ -4,7 +4,9 @@ A key is sent as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``. Keys a
 with ``creditgate keys create --role ROLE`` (printed once; the store keeps only the sha256
 of the key), listed with ``creditgate keys list`` (id = the first 12 hex characters of the
 sha256, role, name, created, revoked; never the key), revoked with ``creditgate keys revoke
-KEY_ID`` and checked with ``ApiKeys.role_of`` (``api.keys``): an unknown or revoked key → 401.
+KEY_ID`` and checked through the app's ``KeyCache`` (``api.keys.cache``: no database
+transaction per request; a revocation is effective within one second in every worker): an
+unknown or revoked key → 401.
 
 Roles: ``order_entry`` (asks for decisions, reads customers), ``reviewer`` (reads
 decisions), ``compliance`` (reads decisions, replays them, verifies the audit chain),
@@ -110,7 +112,7 @@ def require(*roles: str) -> Any:
         raise ValueError(f"unknown roles {sorted(unknown)}; expected {list(ROLES)}")
     allowed = frozenset(roles) | {ADMIN}
 
-    def dependency(
+    async def dependency(
         request: Request,
         _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
         _api_key: Annotated[str | None, Depends(api_key_scheme)],
@@ -130,7 +132,7 @@ def require(*roles: str) -> Any:
                 title=INVALID_KEY_TITLE,
                 headers=challenge,
             )
-        role = request.app.state.store.keys.role_of(key)
+        role = await request.app.state.key_cache.role(key)
         if role is None:
             raise Problem(
                 "unauthorized",

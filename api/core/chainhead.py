@@ -1,8 +1,8 @@
 """The chain heads (table ``chain_head``, revision 0003) and appending to a hash chain.
 
-A chain (the decision log, the ledger events) is extended under its lock: ``position``
-returns the stored head to chain onto, ``set_head`` moves the head to the new record in the
-same transaction. The hashing itself is ``api.core.chain``.
+A chain (the decision log, the ledger events; one of each per business unit) is extended
+under its lock: ``position`` returns the stored head to chain onto, ``set_head`` moves the
+head to the new record in the same transaction. The hashing itself is ``api.core.chain``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, Session, SQLModel, col, select
 
 from api.core import chain
-from api.core.types import timestamp_field, utcnow
+from api.core.types import timestamp_field, unit_field
 
 if TYPE_CHECKING:
     from api.core.database import Database
@@ -30,6 +30,7 @@ class ChainHead(SQLModel, table=True):
 
     __tablename__ = "chain_head"
 
+    business_unit: str = unit_field()
     name: str = Field(primary_key=True, max_length=32)
     seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     record_hash: str = Field(max_length=64)
@@ -52,9 +53,12 @@ def position(db: Database, s: Session, name: str, model: Any, lock: int) -> tupl
     is appended, so the gap cannot be papered over by a new head."""
     db.advisory_lock(s, lock)
     last = s.exec(
-        select(model.seq, model.record_hash).order_by(col(model.seq).desc()).limit(1)
+        select(model.seq, model.record_hash)
+        .where(model.business_unit == db.unit)
+        .order_by(col(model.seq).desc())
+        .limit(1)
     ).first()
-    head = s.get(ChainHead, name)
+    head = s.get(ChainHead, (db.unit, name))
     if head is None:
         if last is not None:
             raise ChainBroken(
@@ -70,10 +74,15 @@ def position(db: Database, s: Session, name: str, model: Any, lock: int) -> tupl
     return head.seq, head.record_hash
 
 
-def set_head(s: Session, name: str, seq: int, record_hash: str) -> None:
+def set_head(db: Database, s: Session, name: str, seq: int, record_hash: str) -> None:
     """Move chain ``name``'s head to ``(seq, record_hash)`` (created on the first record)."""
-    head = s.get(ChainHead, name)
+    head = s.get(ChainHead, (db.unit, name))
+    now = db.clock.now()
     if head is None:
-        s.add(ChainHead(name=name, seq=seq, record_hash=record_hash))
+        s.add(
+            ChainHead(
+                business_unit=db.unit, name=name, seq=seq, record_hash=record_hash, updated_at=now
+            )
+        )
     else:
-        head.seq, head.record_hash, head.updated_at = seq, record_hash, utcnow()
+        head.seq, head.record_hash, head.updated_at = seq, record_hash, now

@@ -10,17 +10,36 @@ import typer
 
 from analysis.cli import fail
 
-__all__ = ["EXIT_UNAVAILABLE", "db_app", "open_store", "unavailable"]
+__all__ = ["EXIT_UNAVAILABLE", "db_app", "load_settings", "open_store", "unavailable"]
 
 db_app = typer.Typer(help="Database: apply migrations.", no_args_is_help=True)
 
 EXIT_UNAVAILABLE = 3
 
 
-def database_url() -> str:
+def load_settings() -> Any:
+    """``Settings()`` from the environment; an invalid setting (a moved clock in production
+    mode, a malformed clock, a negative window) exits 2 with one line per problem."""
+    from pydantic import ValidationError
+
+    from analysis.cli import EXIT_INPUT
     from api.core.settings import Settings
 
-    return Settings().database_url
+    try:
+        return Settings()
+    except ValidationError as exc:
+        fail(
+            EXIT_INPUT,
+            *(
+                f"creditgate: setting {'.'.join(map(str, e['loc'])) or '(settings)'}: "
+                f"{e['msg'].removeprefix('Value error, ')}"
+                for e in exc.errors()
+            ),
+        )
+
+
+def database_url() -> str:
+    return load_settings().database_url
 
 
 def masked_url() -> str:
@@ -41,8 +60,9 @@ def open_store() -> Any:
 
     from api.store import Store
 
+    settings = load_settings()
     try:
-        return Store(database_url())
+        return Store(settings.database_url, clock=settings.make_clock())
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         fail(
             EXIT_UNAVAILABLE,

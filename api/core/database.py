@@ -24,9 +24,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event, exc
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col
 
+from api.core.clock import Clock
 from api.core.settings import normalise_database_url
+from api.core.types import DEFAULT_UNIT
 
 __all__ = [
     "MIGRATE_LOCK_KEY",
@@ -133,7 +135,7 @@ def read_records(
     s.expunge_all()
     for seq in seqs:
         try:
-            row = s.exec(select(model).where(col(model.seq) == seq)).one()
+            row = s.exec(q.where(col(model.seq) == seq)).one()
             readable.append(as_record(row))
         except READ_ERRORS as e:
             raise UnreadableRecord(table, seq, read_cause(e), readable) from None
@@ -141,9 +143,19 @@ def read_records(
 
 
 class Database:
-    """One database: its engine, transactions and locks."""
+    """One database: its engine, transactions and locks, the clock every write reads its
+    time from (``clock``, ``api.core.clock``) and the business unit this service works in
+    (``unit``; every table carries it)."""
 
-    def __init__(self, database_url: str):
+    def __init__(
+        self,
+        database_url: str,
+        *,
+        clock: Clock | Callable[[], Any] | None = None,
+        unit: str = DEFAULT_UNIT,
+    ):
+        self.clock = Clock.of(clock)
+        self.unit = unit
         self.url = normalise_database_url(database_url)
         self.engine = self._make_engine(self.url)
         self.dialect = self.engine.dialect.name
@@ -267,6 +279,19 @@ class Database:
         rollback). SQLite: nothing (writers are serialised already)."""
         if self.dialect == "postgresql":
             s.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": key})
+
+    def lock_order_ids(self, conn: Any, order_ids: list[str]) -> None:
+        """``lock_order_id`` for several order ids in one statement, in the order of their
+        lock keys (every transaction takes them in that one order: no cycle)."""
+        if self.dialect == "postgresql" and order_ids:
+            conn.execute(
+                sa.text(
+                    "SELECT count(pg_advisory_xact_lock(:ns, k)) FROM "
+                    "(SELECT DISTINCT hashtext(o) AS k FROM unnest(CAST(:oids AS text[])) AS o "
+                    "ORDER BY 1) AS keys"
+                ),
+                {"ns": ORDER_LOCK_NS, "oids": list(order_ids)},
+            )
 
     def lock_order_id(self, s: Session, order_id: str) -> None:
         """Serialise writes on one order id across customers (PostgreSQL: a transaction

@@ -16,9 +16,22 @@ import sqlalchemy as sa
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field
 
-__all__ = ["CENTS", "Money", "Rate", "json_field", "money_field", "timestamp_field", "utcnow"]
+__all__ = [
+    "CENTS",
+    "DEFAULT_UNIT",
+    "Money",
+    "Rate",
+    "json_field",
+    "money_field",
+    "timestamp_field",
+    "unit_field",
+    "utcnow",
+]
 
 CENTS = Decimal("0.01")
+#: the business unit of every row until units are configured (a unit is a tenant: its own
+#: customers, orders, chains, rates and policies; every table carries it)
+DEFAULT_UNIT = "default"
 
 
 def utcnow() -> datetime:
@@ -88,6 +101,11 @@ def money_field(**kw: Any) -> Any:
 def json_field() -> Any:
     """A NOT NULL JSON column."""
     return Field(sa_column=sa.Column(sa.JSON(), nullable=False))
+
+
+def unit_field(*, primary_key: bool = True) -> Any:
+    """The ``business_unit`` column (first in the primary key of a unit's tables)."""
+    return Field(default=DEFAULT_UNIT, primary_key=primary_key, max_length=64)
 
 
 def timestamp_field() -> Any:

@@ -15,7 +15,6 @@ from sqlmodel import Session
 
 from api.core import chain
 from api.core.database import Database
-from api.core.types import utcnow
 from api.core.values import customer_identifier, money
 from api.customers.exceptions import ImportErrors
 from api.customers.tables import Customer
@@ -99,7 +98,7 @@ class Customers:
         for attempt in (1, 2):
             try:
                 with self.db.session(write=True) as s:
-                    cust = upsert(s, row, merge_facts=False)
+                    cust = upsert(self.db, s, row, merge_facts=False)
                     if isinstance(cust, str):
                         raise ValueError(f"customer {customer_id!r} {cust}")
                     s.flush()
@@ -112,7 +111,7 @@ class Customers:
     def get(self, customer_id: str) -> dict[str, Any] | None:
         """The customer's position (``customer_dict``), or None."""
         with self.db.session(write=False) as s:
-            cust = s.get(Customer, customer_id)
+            cust = s.get(Customer, (self.db.unit, customer_id))
             return customer_dict(cust) if cust else None
 
     def import_rows(self, rows: list[dict[str, Any]]) -> int:
@@ -130,7 +129,7 @@ class Customers:
                 with self.db.session(write=True) as s:
                     for r in ordered:
                         row = {**r, "facts": r.get("facts") or None}
-                        cust = upsert(s, row, merge_facts=True)
+                        cust = upsert(self.db, s, row, merge_facts=True)
                         if isinstance(cust, str):
                             errors.append(
                                 {
@@ -148,16 +147,19 @@ class Customers:
         raise AssertionError("unreachable")
 
 
-def upsert(s: Session, r: dict[str, Any], *, merge_facts: bool) -> Customer | str:
+def upsert(db: Database, s: Session, r: dict[str, Any], *, merge_facts: bool) -> Customer | str:
     """Create or update one customer in session ``s`` (row lock first). ``None`` values
     of ``open_receivables``, ``days_past_due``, ``facts`` keep the stored ones; with
     ``merge_facts`` the given facts are added to the stored ones (the CSV import: an
     empty cell never clears a fact), else they replace them. Returns the customer, or
     the reason it cannot be changed (text)."""
-    cust = s.get(Customer, r["customer_id"], with_for_update=True)
+    cust = s.get(Customer, (db.unit, r["customer_id"]), with_for_update=True)
     facts = None if r["facts"] is None else chain.jsonable(r["facts"])
+    now = db.clock.now()
     if cust is None:
         cust = Customer(
+            business_unit=db.unit,
+            updated_at=now,
             customer_id=r["customer_id"],
             currency=r["currency"],
             credit_limit=r["credit_limit"],
@@ -181,7 +183,7 @@ def upsert(s: Session, r: dict[str, Any], *, merge_facts: bool) -> Customer | st
         cust.days_past_due = r["days_past_due"]
     if facts is not None:
         cust.facts = {**(cust.facts or {}), **facts} if merge_facts else facts
-    cust.updated_at = utcnow()
+    cust.updated_at = now
     return cust
 
 

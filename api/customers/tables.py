@@ -9,7 +9,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from api.core.types import Money, json_field, money_field, timestamp_field
+from api.core.types import Money, json_field, money_field, timestamp_field, unit_field
 
 __all__ = ["Customer"]
 
@@ -17,6 +17,7 @@ __all__ = ["Customer"]
 class Customer(SQLModel, table=True):
     __tablename__ = "customers"
 
+    business_unit: str = unit_field()
     customer_id: str = Field(primary_key=True, max_length=200)
     currency: str = Field(max_length=3)
     credit_limit: Decimal = money_field()

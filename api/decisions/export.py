@@ -55,9 +55,10 @@ def stream(
     records: Iterable[dict[str, Any]],
     mask: Callable[[dict[str, Any]], dict[str, Any]],
     format: str,  # noqa: A002 - the query parameter's name
+    now: datetime,
 ) -> StreamingResponse:
     """The streamed export of ``records`` (masked with ``mask``) as ``format`` (``csv`` or
-    ``jsonl``)."""
+    ``jsonl``); ``now`` (the service clock) names the file."""
     written = 0
 
     def counted() -> Any:
@@ -114,7 +115,7 @@ def stream(
         buf.seek(0)
         buf.truncate()
 
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
     media = "text/csv; charset=utf-8" if format == "csv" else "application/x-ndjson"
     return StreamingResponse(
         csv_lines() if format == "csv" else jsonl(),

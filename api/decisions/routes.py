@@ -6,8 +6,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
-from datetime import UTC, date, datetime, timedelta
-from functools import partial
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -29,6 +28,7 @@ from api.core.params import single_query
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import caller, problems
 from api.core.service import Service, service
+from api.decisions.deciding import DecideJob
 from api.decisions.exceptions import OrderConflict
 from api.decisions.export import stream
 from api.decisions.masking import Hidden, as_shown, mask_decision, masker, masking_of
@@ -58,9 +58,9 @@ async def post_decision(
 ) -> JSONResponse:
     policy, store = svc.policy, svc.store
     req = await json_body(request, DecisionRequest, svc.max_bytes)
-    today = service_today(svc)
+    today = svc.today()
     if req.order_date is not None:
-        order_date_check(req.order_date, today, _setting(svc, "max_order_age_days"))
+        order_date_check(req.order_date, today, svc.setting("max_order_age_days"))
     if req.currency != policy.currency and not await run_in_threadpool(
         store.fx.has_rates, policy.currency, req.currency
     ):
@@ -79,20 +79,18 @@ async def post_decision(
     }
     if req.order_date is not None:
         order["order_date"] = req.order_date
+    job = DecideJob(
+        order,
+        svc.evaluate,
+        who.name,
+        decision_currency=policy.currency,
+        minor_units=policy.minor_units,
+        today=today,
+        max_rate_age_days=svc.setting("max_rate_age_days"),
+    )
     start = time.perf_counter()
     try:
-        decision, kind = await run_in_threadpool(
-            partial(
-                store.decisions.decide,
-                order,
-                svc.evaluate,
-                who.name,
-                decision_currency=policy.currency,
-                minor_units=policy.minor_units,
-                today=today,
-                max_rate_age_days=_setting(svc, "max_rate_age_days"),
-            )
-        )
+        decided = await svc.writer.decide(job)
     except InputErrors:
         raise
     except FxRateMissing as exc:
@@ -108,41 +106,24 @@ async def post_decision(
     except ValueError as exc:
         raise store_refusal(exc) from None
     svc.metrics.decision_seconds.observe(time.perf_counter() - start)
-    svc.metrics.decisions.labels(decision.outcome, kind).inc()
-    request.state.decision_id = decision.decision_id
+    svc.metrics.decisions.labels(decided.outcome, decided.kind).inc()
+    request.state.decision_id = decided.decision_id
     log.info(
         "decision",
         extra={
             "request_id": request.state.request_id,
-            "decision_id": decision.decision_id,
+            "decision_id": decided.decision_id,
             "order_id": req.order_id,
             "customer_id": req.customer_id,
-            "outcome": decision.outcome,
-            "kind": kind,
-            "policy_version": decision.policy.version,
+            "outcome": decided.outcome,
+            "kind": decided.kind,
+            "policy_version": decided.policy_version,
             "caller": who.name,
         },
     )
-    answer = {**decision.model_dump(mode="json"), "kind": kind}
-    if req.currency != policy.currency:
-        # The conversion (original amount, rate, its date, rounding) as recorded in the log
-        # row's fx: the order-entry caller sees which rate was used.
-        row = await run_in_threadpool(store.decisions.get, decision.decision_id)
-        answer["fx"] = to_json((row or {}).get("fx"))
-    return JSONResponse(answer)
-
-
-def _setting(svc: Service, name: str) -> int:
-    from api.core.settings import Settings
-
-    value = getattr(svc.settings, name, None)
-    return int(Settings.model_fields[name].default if value is None else value)
-
-
-def service_today(svc: Service) -> date:
-    """Today's date in UTC by the service's clock (``svc.clock``, tests) or the system's."""
-    now = svc.clock() if svc.clock else datetime.now(UTC)
-    return (now.astimezone(UTC) if now.tzinfo else now).date()
+    # The stored decision's bytes, with kind (and, for an order in another currency, the
+    # conversion as recorded: original amount, rate, its date, rounding) put in front.
+    return Response(decided.response(), media_type="application/json")
 
 
 def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
@@ -254,7 +235,7 @@ def export_decisions(
     except UnreadableRecord as exc:
         raise unreadable_problem(exc) from None
     records = itertools.chain([] if first is None else [first], rows)
-    return stream(records, mask, format)
+    return stream(records, mask, format, svc.clock.now())
 
 
 def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:

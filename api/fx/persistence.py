@@ -10,7 +10,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from api.core.database import Database
-from api.core.types import utcnow
+from api.core.types import DEFAULT_UNIT
 from api.core.values import currency_code, plain
 from api.fx.exceptions import FxRateMissing
 from api.fx.tables import FxRate
@@ -43,13 +43,23 @@ class FxRates:
             if not isinstance(as_of, date) or isinstance(as_of, datetime):
                 raise ValueError(f"rates[{i}].as_of: a date")
             clean.append((cur, rate, as_of))
+        unit, now = self.db.unit, self.db.clock.now()
         with self.db.session(write=True) as s:
             for cur, rate, as_of in clean:
-                row = s.get(FxRate, (base, cur, as_of), with_for_update=True)
+                row = s.get(FxRate, (unit, base, cur, as_of), with_for_update=True)
                 if row is None:
-                    s.add(FxRate(base=base, currency=cur, as_of=as_of, rate=rate))
+                    s.add(
+                        FxRate(
+                            business_unit=unit,
+                            base=base,
+                            currency=cur,
+                            as_of=as_of,
+                            rate=rate,
+                            updated_at=now,
+                        )
+                    )
                 else:
-                    row.rate, row.updated_at = rate, utcnow()
+                    row.rate, row.updated_at = rate, now
         return len(clean)
 
     def has_rates(self, base: str, currency: str) -> bool:
@@ -58,7 +68,11 @@ class FxRates:
             return (
                 s.exec(
                     select(FxRate.as_of)
-                    .where(FxRate.base == base, FxRate.currency == currency)
+                    .where(
+                        FxRate.business_unit == self.db.unit,
+                        FxRate.base == base,
+                        FxRate.currency == currency,
+                    )
                     .limit(1)
                 ).first()
                 is not None
@@ -67,15 +81,23 @@ class FxRates:
     def rate(self, base: str, currency: str, on: date) -> tuple[Decimal, date] | None:
         """The latest rate on or before ``on``: ``(rate, as_of)`` or None."""
         with self.db.session(write=False) as s:
-            row = latest_rate(s, base, currency, on)
+            row = latest_rate(s, base, currency, on, unit=self.db.unit)
             return (row.rate, row.as_of) if row else None
 
 
-def latest_rate(s: Session, base: str, currency: str, on: date) -> FxRate | None:
-    """The latest rate of ``currency`` against ``base`` on or before ``on``, or None."""
+def latest_rate(
+    s: Session, base: str, currency: str, on: date, *, unit: str = DEFAULT_UNIT
+) -> FxRate | None:
+    """The latest rate of ``currency`` against ``base`` on or before ``on`` in business unit
+    ``unit``, or None."""
     return s.exec(
         select(FxRate)
-        .where(FxRate.base == base, FxRate.currency == currency, col(FxRate.as_of) <= on)
+        .where(
+            FxRate.business_unit == unit,
+            FxRate.base == base,
+            FxRate.currency == currency,
+            col(FxRate.as_of) <= on,
+        )
         .order_by(col(FxRate.as_of).desc())
         .limit(1)
     ).first()
@@ -90,6 +112,7 @@ def convert(
     max_age_days: int | None = None,
     *,
     latest: date | None = None,
+    unit: str = DEFAULT_UNIT,
 ) -> dict[str, Any]:
     """Convert the order's amount into ``base``. The rate is the latest on or before
     the order date ``on`` (missing, or more than ``max_age_days`` older than ``on`` →
@@ -98,14 +121,14 @@ def convert(
     feed is not hidden by backdating), and the HIGHER of the two is used: the larger
     exposure, so a caller cannot lower an order's value by choosing its date
     (conservative; both rates are recorded in ``candidates``)."""
-    row = latest_rate(s, base, norm["currency"], on)
+    row = latest_rate(s, base, norm["currency"], on, unit=unit)
     if row is None:
         raise FxRateMissing(base, norm["currency"], on)
     if max_age_days is not None and (on - row.as_of).days > max_age_days:
         raise FxRateMissing(base, norm["currency"], on, stale=row.as_of, max_age=max_age_days)
     rows = [row]
     if latest is not None:
-        now_row = latest_rate(s, base, norm["currency"], latest) if latest > on else row
+        now_row = latest_rate(s, base, norm["currency"], latest, unit=unit) if latest > on else row
         assert now_row is not None  # row is on or before on <= latest
         if max_age_days is not None and (latest - now_row.as_of).days > max_age_days:
             # The feed stopped: even the newest rate is stale TODAY, so a backdated

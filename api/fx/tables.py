@@ -8,7 +8,7 @@ from decimal import Decimal
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from api.core.types import Rate, timestamp_field
+from api.core.types import Rate, timestamp_field, unit_field
 
 __all__ = ["FxRate"]
 
@@ -19,6 +19,7 @@ class FxRate(SQLModel, table=True):
 
     __tablename__ = "fx_rates"
 
+    business_unit: str = unit_field()
     base: str = Field(primary_key=True, max_length=3)
     currency: str = Field(primary_key=True, max_length=3)
     as_of: date = Field(sa_column=sa.Column(sa.Date(), primary_key=True))

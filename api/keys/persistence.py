@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 from sqlmodel import col, select
@@ -30,6 +31,8 @@ class ApiKeys:
 
     def __init__(self, db: Database):
         self.db = db
+        # called with a key's sha256 after it was revoked here (the app's KeyCache forgets it)
+        self.listeners: list[Callable[[str], None]] = []
 
     def create(self, role: str, name: str = "") -> str:
         """A new key for ``role``: returned once in plain text (``cg_`` + 32 random bytes,
@@ -38,7 +41,15 @@ class ApiKeys:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         key = "cg_" + secrets.token_urlsafe(32)
         with self.db.session(write=True) as s:
-            s.add(ApiKey(key_hash=hash_key(key), role=role, name=name or ""))
+            s.add(
+                ApiKey(
+                    key_hash=hash_key(key),
+                    role=role,
+                    name=name or "",
+                    business_unit=self.db.unit,
+                    created_at=self.db.clock.now(),
+                )
+            )
         return key
 
     def list(self) -> list[dict[str, Any]]:
@@ -86,7 +97,8 @@ class ApiKeys:
             row = rows[0]
             already = bool(row.revoked)
             row.revoked = True
-            return {
+            digest = row.key_hash
+            answer = {
                 "key_id": row.key_hash[:KEY_ID_LENGTH],
                 "role": row.role,
                 "name": row.name,
@@ -94,11 +106,18 @@ class ApiKeys:
                 "revoked": True,
                 "already_revoked": already,
             }
+        for forget in self.listeners:
+            forget(digest)
+        return answer
 
     def role_of(self, key: str) -> str | None:
         """The role of an active key, or None for an unknown or revoked key."""
         if not isinstance(key, str) or not key:
             return None
+        return self.role_of_hash(hash_key(key))
+
+    def role_of_hash(self, digest: str) -> str | None:
+        """The role of the active key whose sha256 is ``digest``, or None."""
         with self.db.session(write=False) as s:
-            row = s.get(ApiKey, hash_key(key))
+            row = s.get(ApiKey, digest)
             return row.role if row is not None and not row.revoked else None

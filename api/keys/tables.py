@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlmodel import Field, SQLModel
 
-from api.core.types import timestamp_field
+from api.core.types import timestamp_field, unit_field
 
 __all__ = ["ApiKey"]
 
@@ -19,3 +19,5 @@ class ApiKey(SQLModel, table=True):
     name: str = Field(default="", max_length=200)
     created_at: datetime = timestamp_field()
     revoked: bool = Field(default=False)
+    # The unit the key belongs to (revision 0005); keys are unique by their hash.
+    business_unit: str = unit_field(primary_key=False)

@@ -4,7 +4,6 @@ own hash chain; the reservations they move (``Ledger.apply_event``)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -13,7 +12,7 @@ from sqlmodel import Session, col, select
 
 from api.core import chain, chainhead
 from api.core.database import Database
-from api.core.types import utcnow
+from api.core.types import DEFAULT_UNIT
 from api.core.values import currency_code, identifier, money, plain
 from api.customers.exceptions import UnknownCustomer
 from api.customers.persistence import customer_dict
@@ -51,6 +50,10 @@ LEDGER_HASHED = (
     "created_at",
     "prev_hash",
 )
+# Hashed too when they are not the default (revision 0005): the business unit, if not
+# ``default``, and the clock note, if the event was recorded under a moved clock; so the
+# events of the default unit under the system clock hash as before.
+LEDGER_HASHED_IF_SET = ("business_unit", "clock")
 
 
 class Ledger:
@@ -115,10 +118,11 @@ class Ledger:
         chash = chain.content_hash(norm)
         try:
             with self.db.session(write=True) as s:
-                cust = s.get(Customer, customer_id, with_for_update=True)
+                unit, now = self.db.unit, self.db.clock.now()
+                cust = s.get(Customer, (unit, customer_id), with_for_update=True)
                 if cust is None:
                     raise UnknownCustomer(customer_id)
-                seen = s.get(LedgerEvent, event_id)
+                seen = s.get(LedgerEvent, (unit, event_id))
                 if seen is not None:
                     if seen.content_hash != chash:
                         raise EventConflict(
@@ -133,12 +137,14 @@ class Ledger:
                 if order_id is not None:
                     # As in decide: an order id's owner is checked and fixed under one lock.
                     self.db.lock_order_id(s, order_id)
-                effect = _effect(s, cust, kind, order_id, amount)
-                cust.updated_at = utcnow()
+                effect = _effect(s, unit, now, cust, kind, order_id, amount)
+                cust.updated_at = now
                 last_seq, prev = chainhead.position(
                     self.db, s, CHAIN_LEDGER, LedgerEvent, LEDGER_LOCK_KEY
                 )
                 row = LedgerEvent(
+                    business_unit=unit,
+                    clock=self.db.clock.note,
                     event_id=event_id,
                     customer_id=customer_id,
                     type=kind,
@@ -148,14 +154,14 @@ class Ledger:
                     content_hash=chash,
                     effect=chain.jsonable(effect),
                     caller=caller,
-                    created_at=datetime.now(UTC),
+                    created_at=now,
                     seq=last_seq + 1,
                     prev_hash=prev,
                     record_hash="",
                 )
                 row.record_hash = chain.record_hash(prev, event_record(row))
                 s.add(row)
-                chainhead.set_head(s, CHAIN_LEDGER, row.seq, row.record_hash)
+                chainhead.set_head(self.db, s, CHAIN_LEDGER, row.seq, row.record_hash)
                 s.flush()
                 return event_dict(row, cust, replayed=False)
         except exc.IntegrityError:  # the same event id, concurrently, for another customer
@@ -167,7 +173,10 @@ class Ledger:
         with self.db.session(write=False) as s:
             rows = s.exec(
                 select(LedgerEvent)
-                .where(LedgerEvent.customer_id == customer_id)
+                .where(
+                    LedgerEvent.business_unit == self.db.unit,
+                    LedgerEvent.customer_id == customer_id,
+                )
                 .order_by(col(LedgerEvent.created_at), col(LedgerEvent.event_id))
             ).all()
             return [
@@ -190,23 +199,34 @@ def other_owner(
     model: type[DecisionLog] | type[LedgerEvent],
     order_id: str,
     customer_id: str,
+    unit: str = DEFAULT_UNIT,
 ) -> str | None:
     """A customer other than ``customer_id`` that ``model``'s rows (decisions or ledger
-    events) name for ``order_id``, or None."""
+    events) name for ``order_id`` in business unit ``unit``, or None."""
     return s.exec(
         select(model.customer_id)
-        .where(model.order_id == order_id, model.customer_id != customer_id)
+        .where(
+            model.business_unit == unit,
+            model.order_id == order_id,
+            model.customer_id != customer_id,
+        )
         .limit(1)
     ).first()
 
 
 def _effect(
-    s: Session, cust: Customer, kind: str, order_id: str | None, amount: Decimal | None
+    s: Session,
+    unit: str,
+    now: Any,
+    cust: Customer,
+    kind: str,
+    order_id: str | None,
+    amount: Decimal | None,
 ) -> dict[str, Any]:
     zero = Decimal("0.00")
     d_orders = d_recv = d_bal = unreserved = zero
     if kind == "order_cancelled":
-        res = s.get(Reservation, order_id, with_for_update=True)
+        res = s.get(Reservation, (unit, order_id), with_for_update=True)
         if res is None or res.customer_id != cust.customer_id:
             raise EventConflict(
                 f"order_id: no approved reservation of order {order_id!r} for customer "
@@ -217,7 +237,7 @@ def _effect(
             raise EventConflict(f"order_id: order {order_id!r} is {res.status}")
         d_orders = -open_part
         res.status = "cancelled"
-        res.updated_at = utcnow()
+        res.updated_at = now
     elif kind == "invoice_issued":
         # An invoice is a receivable whatever Creditgate decided: never refused for the
         # order's state, never counted twice. The part covered by the order's open
@@ -225,7 +245,7 @@ def _effect(
         # a referred order approved by a person, an order decided elsewhere; or more
         # than was approved) is new exposure (``unreserved``), so it is never lost.
         assert amount is not None
-        res = s.get(Reservation, order_id, with_for_update=True)
+        res = s.get(Reservation, (unit, order_id), with_for_update=True)
         if res is not None and res.customer_id != cust.customer_id:
             raise EventConflict(
                 f"order_id: order {order_id!r} belongs to customer {res.customer_id!r}"
@@ -235,8 +255,8 @@ def _effect(
             # the order id must still not belong to another customer, by its decisions
             # or by its earlier ledger events.
             assert order_id is not None
-            owner = other_owner(s, DecisionLog, order_id, cust.customer_id) or other_owner(
-                s, LedgerEvent, order_id, cust.customer_id
+            owner = other_owner(s, DecisionLog, order_id, cust.customer_id, unit) or other_owner(
+                s, LedgerEvent, order_id, cust.customer_id, unit
             )
             if owner is not None:
                 raise EventConflict(f"order_id: order {order_id!r} belongs to customer {owner!r}")
@@ -246,7 +266,7 @@ def _effect(
             res.invoiced = res.invoiced + moved
             if res.invoiced == res.amount:
                 res.status = "invoiced"
-            res.updated_at = utcnow()
+            res.updated_at = now
         d_orders = -moved
         offset = min(amount, cust.credit_balance)
         d_bal, d_recv = -offset, amount - offset
@@ -283,7 +303,12 @@ def event_dict(row: LedgerEvent, cust: Customer, *, replayed: bool) -> dict[str,
 
 
 def event_record(row: LedgerEvent) -> dict[str, Any]:
-    """The hashed record of a ledger event (``LEDGER_HASHED`` plus ``record_hash``)."""
+    """The hashed record of a ledger event: ``LEDGER_HASHED``, then ``business_unit`` and
+    ``clock`` when they are not the default ones, plus ``record_hash``."""
     out = {f: getattr(row, f) for f in (*LEDGER_HASHED, "record_hash")}
     out["created_at"] = chain.as_utc(out["created_at"])
+    if row.business_unit != DEFAULT_UNIT:
+        out["business_unit"] = row.business_unit
+    if row.clock is not None:
+        out["clock"] = row.clock
     return out

@@ -10,16 +10,18 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from api.core.types import Money, json_field, money_field, timestamp_field
+from api.core.types import Money, json_field, money_field, timestamp_field, unit_field
 
 __all__ = ["LedgerEvent", "Reservation"]
 
 
 class Reservation(SQLModel, table=True):
     __tablename__ = "reservations"
+    __table_args__ = (sa.Index("ix_reservations_customer_id", "business_unit", "customer_id"),)
 
+    business_unit: str = unit_field()
     order_id: str = Field(primary_key=True, max_length=200)
-    customer_id: str = Field(index=True, max_length=200)
+    customer_id: str = Field(max_length=200)
     amount: Decimal = money_field()
     decision_id: str = Field(max_length=64)
     content_hash: str = Field(max_length=64)
@@ -36,18 +38,27 @@ class LedgerEvent(SQLModel, table=True):
     ``created_at``, ``event_id`` order by the migration."""
 
     __tablename__ = "ledger_events"
+    __table_args__ = (
+        sa.UniqueConstraint("business_unit", "seq", name="uq_ledger_events_unit_seq"),
+        sa.Index("ix_ledger_events_customer_id", "business_unit", "customer_id"),
+        # the order-ownership checks look events up by order id (revision 0004)
+        sa.Index("ix_ledger_events_order_id", "business_unit", "order_id"),
+    )
 
+    business_unit: str = unit_field()
     event_id: str = Field(primary_key=True, max_length=200)
-    customer_id: str = Field(index=True, max_length=200)
+    customer_id: str = Field(max_length=200)
     type: str = Field(max_length=32)
-    # Indexed (revision 0004): the order-ownership checks look events up by order id.
-    order_id: str | None = Field(default=None, index=True, max_length=200)
+    order_id: str | None = Field(default=None, max_length=200)
     amount: Decimal | None = Field(default=None, sa_column=sa.Column(Money(), nullable=True))
     currency: str | None = Field(default=None, max_length=3)
     content_hash: str = Field(max_length=64)
     effect: dict[str, Any] = json_field()
     caller: str = Field(max_length=200)
     created_at: datetime = timestamp_field()
-    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False, unique=True))
+    seq: int = Field(sa_column=sa.Column(sa.BigInteger(), nullable=False))
     prev_hash: str = Field(max_length=64)
     record_hash: str = Field(max_length=64)
+    # The clock the event was recorded under when it was not the system clock (revision
+    # 0005; ``api.core.clock``), hashed with the event; NULL otherwise.
+    clock: str | None = Field(default=None, sa_column=sa.Column(sa.Text(), nullable=True))

@@ -34,9 +34,10 @@ class PolicyTexts:
             # version at once must not both pass the check (SQLite: writers are
             # serialised by BEGIN IMMEDIATE and the writer lock already).
             self.db.advisory_lock(s, POLICY_LOCK_KEY)
-            if s.get(PolicyVersion, policy.sha256) is None:
+            if s.get(PolicyVersion, (self.db.unit, policy.sha256)) is None:
                 other = s.exec(
                     select(PolicyVersion.sha256).where(
+                        PolicyVersion.business_unit == self.db.unit,
                         PolicyVersion.policy_id == policy.id,
                         PolicyVersion.version == policy.version,
                     )
@@ -49,6 +50,8 @@ class PolicyTexts:
                     )
                 s.add(
                     PolicyVersion(
+                        business_unit=self.db.unit,
+                        created_at=self.db.clock.now(),
                         sha256=policy.sha256,
                         policy_id=policy.id,
                         version=policy.version,
@@ -59,7 +62,7 @@ class PolicyTexts:
     def source(self, sha256: str) -> str | None:
         """The stored text of the policy ``sha256``, or None."""
         with self.db.session(write=False) as s:
-            row = s.get(PolicyVersion, sha256)
+            row = s.get(PolicyVersion, (self.db.unit, sha256))
             return row.source if row else None
 
 

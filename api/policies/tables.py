@@ -7,7 +7,7 @@ from datetime import datetime
 import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
-from api.core.types import timestamp_field
+from api.core.types import timestamp_field, unit_field
 
 __all__ = ["PolicyVersion"]
 
@@ -15,6 +15,7 @@ __all__ = ["PolicyVersion"]
 class PolicyVersion(SQLModel, table=True):
     __tablename__ = "policy_versions"
 
+    business_unit: str = unit_field()
     sha256: str = Field(primary_key=True, max_length=64)
     policy_id: str = Field(max_length=200)
     version: str = Field(max_length=200)

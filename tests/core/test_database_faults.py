@@ -69,9 +69,10 @@ def test_database_failure_inside_the_transaction_writes_nothing(
     def fail(*args: Any, **kwargs: Any) -> None:
         raise OperationalError("INSERT", {}, Exception("disk I/O error"))
 
-    from api.decisions import persistence
+    from api.decisions import records
 
-    monkeypatch.setattr(persistence, "append", fail)
+    # the records are hashed after the reservation and the customer were written
+    monkeypatch.setattr(records, "record_values", fail)
     r = api.decide()
     problem(r, 503, "database_unavailable")
     monkeypatch.undo()
@@ -150,7 +151,8 @@ def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.Monk
     def down(*args: Any, **kwargs: Any) -> None:
         raise StoreUnavailable("database unavailable: OperationalError", cause="OperationalError")
 
-    monkeypatch.setattr(api.store.keys, "role_of", down)
+    api.app.state.key_cache.forget()  # the key must be read from the database: it is down
+    monkeypatch.setattr(api.store.keys, "role_of_hash", down)
     body = problem(api.decide(), 503, "database_unavailable")
     assert body["detail"].startswith("the database could not be reached or did not answer")
 

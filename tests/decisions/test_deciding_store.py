@@ -125,16 +125,16 @@ def test_crash_after_reservation_insert_rolls_back(store, compiled, monkeypatch)
     ev = evaluator(compiled)
     store.decisions.decide(order("O1", "1000.00"), ev, "erp")
     seen = []
-    from api.decisions import persistence
+    from api.decisions.deciding import _Batch
 
-    real_append = persistence.append
+    real_head = _Batch.chain_head
 
-    def crash(db, s, *args, **kw):
-        s.flush()
+    def crash(batch):  # the chain comes last: the reservations are written by then
+        s = batch.s
         seen.append({r.order_id: r.amount for r in s.exec(sa.select(Reservation)).scalars()})
         raise RuntimeError("power cut")
 
-    monkeypatch.setattr(persistence, "append", crash)
+    monkeypatch.setattr(_Batch, "chain_head", crash)
     with pytest.raises(RuntimeError):
         store.decisions.decide(order("O2", "2000.00"), ev, "erp")
     with pytest.raises(RuntimeError):  # an amendment: the release is rolled back too
@@ -143,7 +143,7 @@ def test_crash_after_reservation_insert_rolls_back(store, compiled, monkeypatch)
         {"O1": Decimal("1000.00"), "O2": Decimal("2000.00")},
         {"O1": Decimal("3000.00")},
     ]
-    monkeypatch.setattr(persistence, "append", real_append)
+    monkeypatch.setattr(_Batch, "chain_head", real_head)
     assert reservations(store) == {"O1": Decimal("1000.00")}
     assert store.customers.get("C1")["open_orders"] == Decimal("1000.00")
     assert log_count(store) == 1 and store.audit.verify_chain()["ok"]

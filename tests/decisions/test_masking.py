@@ -126,7 +126,7 @@ def test_http_reads_mask_fields_and_derived_values_computed_from_a_sensitive_inp
             conn.execute(
                 sa.update(DecisionLog.__table__)
                 .where(DecisionLog.__table__.c.decision_id == did)
-                .values(request=request)
+                .values(request=json.dumps(request))
             )
         r = api.client.get(f"/v1/decisions/{did}/replay", headers=api.h("compliance"))
         assert r.status_code == 200, r.text
