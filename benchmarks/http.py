@@ -213,6 +213,29 @@ def machine_busy() -> float:
     return (v[0] + v[1] + v[2] + v[5] + v[6] + v[7]) / CLK
 
 
+def wait_quiet(max_wait: float, threshold: float = 0.15, window: float = 2.0) -> None:
+    """Wait (at most ``max_wait`` seconds) until the whole machine is busy less than
+    ``threshold`` of all cores over ``window`` seconds: on a shared box, other processes'
+    bursts would otherwise land in a row. Called right before each timed run, when this
+    benchmark's own servers are idle."""
+    if max_wait <= 0:
+        return
+    deadline = time.monotonic() + max_wait
+    said = False
+    while True:
+        b0 = machine_busy()
+        time.sleep(window)
+        share = (machine_busy() - b0) / window / (os.cpu_count() or 1)
+        if share < threshold:
+            return
+        if time.monotonic() > deadline:
+            log(f"  machine still {share:.0%} busy after {max_wait:.0f} s; going on")
+            return
+        if not said:
+            log(f"  waiting for a quiet machine ({share:.0%} busy)")
+            said = True
+
+
 class CpuProbe:
     """CPU seconds used by a set of processes (``pids()`` asked at start and at stop)
     between ``start`` and ``stop``; a process that ended in between is not counted."""
@@ -429,6 +452,7 @@ class Bench:
         out = {}
         try:
             for clients in LEVELS:
+                wait_quiet(self.args.wait_quiet)
                 probe = Probe(server.pids)
                 res = loadgen.run(
                     loadgen.closed_loop(HOST, port, reqs, clients, warm, probe.start, probe.stop)
@@ -437,6 +461,7 @@ class Bench:
                 log(f"  floor-framework, {clients} client(s): {res['rate']:,.0f}/s")
                 out[clients] = res
             rate = max(r["rate"] for r in out.values()) / 2
+            wait_quiet(self.args.wait_quiet)
             probe = Probe(server.pids)
             half = loadgen.run(
                 loadgen.open_loop(
@@ -464,6 +489,7 @@ class Bench:
         rows = []
         for group in (1, GROUP):
             path = self.work / f"floor-driver-{group}.db"
+            wait_quiet(self.args.wait_quiet)
             probe = Probe()
             res = driver_floor.run_sqlite(
                 str(path),
@@ -480,6 +506,7 @@ class Bench:
         if self.pg is not None:
             for group, threads in ((1, 1), (GROUP, 1), (GROUP, PG_THREADS)):
                 _, url = self.pg.new()
+                wait_quiet(self.args.wait_quiet)
                 probe = Probe()
                 res = driver_floor.run_postgres(
                     url,
@@ -530,6 +557,7 @@ class Bench:
                 raise RuntimeError(f"PUT /v1/customers: {setup['statuses']} {setup['errors']}")
             reqs = encode_all(port, key, self.orders)
             warm = encode_all(port, key, warm_orders())
+            wait_quiet(self.args.wait_quiet)
             probe = Probe(server.pids, backends)
             if rate is None:
                 assert clients is not None
@@ -669,6 +697,11 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
         f"Run       {r['when']}; {'quick' if r['quick'] else 'full'} run; {r['seconds']:.0f} s; "
         f"policy {POLICY.name}; workload {r['n']} AR-sample invoices as orders for "
         f"{r['customers']} customers (+{WARMUP} warm-up orders per run, not timed)"
+        + (
+            f"; each timed run waited up to {r['wait_quiet']:.0f} s for < 15 % machine load"
+            if r["wait_quiet"]
+            else ""
+        )
     )
     out.append(
         f"Load avg  before {r['load0']:.2f}, after {r['load1']:.2f} (1 min; {os.cpu_count()} cores)"
@@ -803,6 +836,14 @@ def main(argv: Iterable[str] | None = None) -> int:
     )
     ap.add_argument("--no-pg", action="store_true", help="SQLite only")
     ap.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0,
+        metavar="SECONDS",
+        help="before each timed run, wait up to SECONDS for the machine to be less than 15%% "
+        "busy (for shared machines; default 0: do not wait)",
+    )
+    ap.add_argument(
         "--keep", type=Path, default=None, help="keep the SQLite files and server logs here"
     )
     args = ap.parse_args(list(argv) if argv is not None else None)
@@ -810,6 +851,7 @@ def main(argv: Iterable[str] | None = None) -> int:
         args.orders = 120
 
     r: dict[str, Any] = {"quick": args.quick, "load0": os.getloadavg()[0], "pg_note": ""}
+    r["wait_quiet"] = args.wait_quiet
     r["when"] = time.strftime("%Y-%m-%d %H:%M:%S")
     started = time.perf_counter()
     pg: Postgres | None = None
