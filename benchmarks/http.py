@@ -45,6 +45,7 @@ import gc
 import json
 import os
 import platform
+import signal
 import socket
 import sqlite3
 import subprocess
@@ -814,7 +815,8 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
         parts.append(f"×driver grouped {x:.2f} ({'met' if x >= 0.7 else 'not met'})")
         met = "met" if h["p99"] < 25 else "not met"
         parts.append(f"p99 at half peak {h['p99']:.1f} ms ({met})")
-        out.append(f"  {label(db, workers)} (peak: {clients} clients): {'; '.join(parts)}")
+        peak = f"peak with {clients} client{'s' if clients != 1 else ''}"
+        out.append(f"  {label(db, workers)} ({peak}): {'; '.join(parts)}")
     out.append("")
     out.append(
         "floor-driver rows: no engine, no HTTP (a canned decision of "
@@ -847,6 +849,8 @@ def main(argv: Iterable[str] | None = None) -> int:
         "--keep", type=Path, default=None, help="keep the SQLite files and server logs here"
     )
     args = ap.parse_args(list(argv) if argv is not None else None)
+    # SIGTERM (kill) unwinds like Ctrl-C: servers stopped, databases dropped, files removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     if args.orders is None and args.quick:
         args.orders = 120
 
