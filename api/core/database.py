@@ -162,6 +162,7 @@ class Database:
         self._writer_lock = (
             _sqlite_writer_lock(self.engine.url) if self.dialect == "sqlite" else None
         )
+        self._write_engine: tuple[sa.Engine, sa.Engine] | None = None
 
     @staticmethod
     def _make_engine(url: str) -> sa.Engine:
@@ -184,6 +185,9 @@ class Database:
                 cur.execute("PRAGMA busy_timeout = 30000")
                 if u.database not in (None, "", ":memory:"):
                     cur.execute("PRAGMA journal_mode = WAL")
+                # Every commit is durable (an fsync of the WAL) whatever SQLite's build
+                # default: a decision answered is never lost by a power cut.
+                cur.execute("PRAGMA synchronous = FULL")
                 cur.close()
 
             @event.listens_for(engine, "begin")
@@ -228,6 +232,37 @@ class Database:
             with Session(bind, expire_on_commit=False) as session:
                 with session.begin():
                     yield session
+        except UNAVAILABLE as e:
+            raise unavailable(e) from e
+        except exc.ProgrammingError as e:
+            if _missing_table(e):
+                raise unavailable(e) from e
+            raise
+        finally:
+            if lock is not None:
+                lock.release()
+
+    @contextmanager
+    def connection(self, *, write: bool) -> Iterator[sa.Connection]:
+        """``session`` without the ORM: one Core connection in one transaction (the hot
+        path, which works on the driver and opens an ORM ``Session`` on this connection
+        only when it needs one). Same locks, commit, rollback and errors as ``session``."""
+        engine = self.engine
+        if write:
+            if self._write_engine is None or self._write_engine[0] is not engine:
+                self._write_engine = (engine, engine.execution_options(creditgate_write=True))
+            bind = self._write_engine[1]
+        else:
+            bind = engine
+        lock = self._writer_lock if write else None
+        if lock is not None and not lock.acquire(timeout=WRITER_LOCK_TIMEOUT):
+            raise StoreUnavailable(
+                f"database unavailable: no write turn within {WRITER_LOCK_TIMEOUT:g} s",
+                cause="WriterLockTimeout",
+            )
+        try:
+            with bind.connect() as conn, conn.begin():
+                yield conn
         except UNAVAILABLE as e:
             raise unavailable(e) from e
         except exc.ProgrammingError as e:

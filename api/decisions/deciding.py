@@ -36,6 +36,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import exc
+from sqlmodel import Session
 
 from api.core import chain
 from api.core.chainhead import ChainBroken
@@ -292,10 +293,11 @@ class _Batch:
     """One decide-and-record transaction over ``jobs`` (see the module docstring), on the
     transaction's DBAPI connection (``api.decisions.statements``)."""
 
-    def __init__(self, db: Database, s: Any, jobs: list[tuple[int, DecideJob, dict, str]]):
-        self.db, self.s = db, s
-        self.raw = s.connection().connection.driver_connection
-        self.dbapi = s.connection().dialect.dbapi
+    def __init__(self, db: Database, conn: Any, jobs: list[tuple[int, DecideJob, dict, str]]):
+        self.db, self.conn = db, conn
+        self.raw = conn.connection.driver_connection
+        self.dbapi = conn.dialect.dbapi
+        self._session: Session | None = None
         self.sql = Sql(db.dialect)
         self.unit = db.unit
         self.jobs = jobs
@@ -303,6 +305,14 @@ class _Batch:
         self.positions: dict[str, _Position] = {}
         self.orders: dict[str, _Order] = {}
         self.pending: list[dict[str, Any]] = []  # records to write, without seq and hashes
+
+    @property
+    def s(self) -> Session:
+        """An ORM session on the batch's connection and transaction (the exchange-rate
+        lookups of an order in another currency), opened when first needed."""
+        if self._session is None:
+            self._session = Session(bind=self.conn)
+        return self._session
 
     def _run(self, sql: str, params: Any = None) -> Any:
         cur = self.raw.cursor()
@@ -638,8 +648,8 @@ def decide_batch(db: Database, jobs: list[DecideJob]) -> list[Decided | BaseExce
         except ValueError as e:
             results[i] = e
     if ready:
-        with db.session(write=True) as s:
-            batch = _Batch(db, s, ready)
+        with db.connection(write=True) as conn:
+            batch = _Batch(db, conn, ready)
             batch.read()
             failed_database = (exc.SQLAlchemyError, batch.dbapi.Error, StoreUnavailable)
             for i, job, norm, chash in ready:
