@@ -19,7 +19,7 @@ from typing import Any
 
 from engine import adapter
 from engine.decision import Decision
-from engine.inputs import InputErrors, validate_request
+from engine.inputs import InputErrors
 from engine.outcome import build_decision
 from engine.scoring import score_and_tier
 from engine.values import derive, sign, value
@@ -116,7 +116,7 @@ def evaluate(
 
     Raises ``InputErrors`` (request does not fit the policy) or ``EvaluationError``."""
     policy = compiled.policy
-    inputs, identifiers = validate_request(policy, request)
+    inputs, identifiers = compiled.validate(request)
     try:
         derived, notes = derive(policy, inputs)
         env = {**inputs, **derived}

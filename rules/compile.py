@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from engine.inputs import RequestValidator
 from rules import expr as ex
 from rules.policy import STAGE_ONE, Policy
 
@@ -75,7 +76,8 @@ class Group:
 @dataclass
 class CompiledPolicy:
     """What ``engine.evaluate`` runs: the validated ``policy``, engine keys per field path
-    (``keys``), the two groups, and the ids of rules that can never match (``when: false``).
+    (``keys``), the two groups, the ids of rules that can never match (``when: false``) and
+    the request check compiled for this policy (``validate``, ``engine.inputs``).
     ``name`` (``cg_<sha256 prefix>``) prefixes the ruleset names registered in the engine."""
 
     policy: Policy
@@ -83,6 +85,7 @@ class CompiledPolicy:
     keys: dict[str, str]
     groups: dict[str, Group]
     never: frozenset[str]
+    validate: RequestValidator
     runtime: Any = None  # engine handles, filled by engine.evaluate on first use
 
 
@@ -155,7 +158,14 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         g.encoders = [
             (p, keys[p], encoder(policy.symbols[p], policy.minor_units)) for p in g.fields
         ]
-    return CompiledPolicy(policy, f"cg_{policy.sha256[:16]}", keys, groups, frozenset(never))
+    return CompiledPolicy(
+        policy,
+        f"cg_{policy.sha256[:16]}",
+        keys,
+        groups,
+        frozenset(never),
+        validate=RequestValidator(policy),
+    )
 
 
 def _fields_in(group: Group, keys: dict[str, str]) -> set[str]:
