@@ -20,9 +20,6 @@ from typing import Any
 from engine import adapter
 from engine.decision import Decision
 from engine.inputs import InputErrors
-from engine.outcome import build_decision
-from engine.scoring import score_and_tier
-from engine.values import derive, sign, value
 from rules.compile import CompiledPolicy, Group, compile_policy
 from rules.validate import load_policy
 
@@ -74,17 +71,18 @@ def _runtime(compiled: CompiledPolicy) -> dict[str, Any]:
 
 
 def _fact(compiled: CompiledPolicy, group: Group, env: dict[str, Any]) -> dict[str, int | str]:
+    """The engine fact of ``group``: each field it reads, encoded (``group.encoders``), and
+    each term computed (``group.term_values``). A value that does not fit its engine
+    encoding raises ``EvaluationError("value_range")``."""
     fact: dict[str, int | str] = {}
-    for path, key, enc in group.encoders:
-        try:
+    path = ""
+    try:
+        for path, key, enc in group.encoders:
             fact[key] = enc(env[path])
-        except (ValueError, ArithmeticError) as exc:
-            raise EvaluationError("value_range", f"{path}: {exc}") from None
-    for term in group.terms:
-        if term.kind == "sign":
-            fact[term.key] = sign(term.left, term.right, env)
-        else:
-            fact[term.key] = 1 if value(term.left, env) == value(term.right, env) else 0
+    except (ValueError, ArithmeticError) as exc:
+        raise EvaluationError("value_range", f"{path}: {exc}") from None
+    for key, term in group.term_values:
+        fact[key] = term(env)
     return fact
 
 
@@ -115,28 +113,25 @@ def evaluate(
     same decision apart from those two.
 
     Raises ``InputErrors`` (request does not fit the policy) or ``EvaluationError``."""
-    policy = compiled.policy
     inputs, identifiers = compiled.validate(request)
     try:
-        derived, notes = derive(policy, inputs)
-        env = {**inputs, **derived}
+        env = dict(inputs)
+        derived, notes = compiled.derive(env)
         matched = set(_match(compiled, "s1", env))
-        scoring = score_and_tier(policy, matched)
-        env.update(scoring.stage_two_values(policy.minor_units))
+        scoring = compiled.scorecard(matched)
+        env.update(compiled.scorecard.stage_two_values(scoring))
         matched |= _match(compiled, "s2", env)
-        runtime = _runtime(compiled)
-        return build_decision(
-            policy=policy,
+        return compiled.outcome.build(
             inputs=inputs,
             derived=derived,
             notes=notes,
             env=env,
-            matched=frozenset(matched),
+            matched=matched,
             scoring=scoring,
             identifiers=identifiers,
-            decision_id=(id_factory or (lambda: str(uuid.uuid4())))(),
-            evaluated_at=(clock or (lambda: datetime.now(UTC)))(),
-            engine_version=runtime["version"],
+            decision_id=id_factory() if id_factory is not None else str(uuid.uuid4()),
+            evaluated_at=clock() if clock is not None else datetime.now(UTC),
+            engine_version=_runtime(compiled)["version"],
         )
     except (EvaluationError, InputErrors):
         raise

@@ -362,7 +362,7 @@ def _number(
     lo, hi = spec.min, spec.max
     money_unit = Decimal(1).scaleb(-minor_units)
 
-    def number(raw: Any) -> Any:
+    def to_decimal(raw: Any) -> Decimal:
         if isinstance(raw, bool):
             raise fail("invalid_type", f"expected a number, got {_short(raw)}")
         if isinstance(raw, float):
@@ -372,16 +372,26 @@ def _number(
                 'a string ("10000.10") or parse JSON with exact decimals',
             )
         if isinstance(raw, int):
-            value = Decimal(raw)
-        elif isinstance(raw, Decimal):
-            value = raw
-        elif isinstance(raw, str) and len(raw) <= 40 and _NUMBER.fullmatch(raw):
+            return Decimal(raw)
+        if isinstance(raw, Decimal):
+            return raw
+        if isinstance(raw, str) and len(raw) <= 40 and _NUMBER.fullmatch(raw):
             try:
-                value = Decimal(raw)
+                return Decimal(raw)
             except InvalidOperation:  # pragma: no cover - regex guards it
                 raise fail("invalid_type", f"not a number: {raw!r}") from None
+        raise fail("invalid_type", f"expected a number, got {raw!r}")
+
+    def number(raw: Any) -> Any:
+        cls = type(raw)  # the usual exact types first; anything else in the order above
+        if cls is str and len(raw) <= 40 and _NUMBER.fullmatch(raw):
+            value = Decimal(raw)
+        elif cls is Decimal:
+            value = raw
+        elif cls is int:
+            value = Decimal(raw)
         else:
-            raise fail("invalid_type", f"expected a number, got {raw!r}")
+            value = to_decimal(raw)
         if not value.is_finite():
             raise fail("invalid_value", "number is not finite")
         if abs(value) >= limit:

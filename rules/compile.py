@@ -36,6 +36,9 @@ from decimal import Decimal
 from typing import Any
 
 from engine.inputs import RequestValidator
+from engine.outcome import DecisionBuilder
+from engine.scoring import Scorecard
+from engine.values import Derivation, compile_same, compile_sign
 from rules import expr as ex
 from rules.policy import STAGE_ONE, Policy
 
@@ -71,13 +74,20 @@ class Group:
     encoders: list[tuple[str, str, Callable[[Any], int | str]]] = field(
         default_factory=list, repr=False
     )  # (path, engine key, encoder) per field
+    term_values: list[tuple[str, Callable[[dict[str, Any]], int]]] = field(
+        default_factory=list, repr=False
+    )  # (engine key, closure computing the term from the evaluation env) per term
 
 
 @dataclass
 class CompiledPolicy:
     """What ``engine.evaluate`` runs: the validated ``policy``, engine keys per field path
-    (``keys``), the two groups, the ids of rules that can never match (``when: false``) and
-    the request check compiled for this policy (``validate``, ``engine.inputs``).
+    (``keys``), the two groups, the ids of rules that can never match (``when: false``),
+    and what is compiled once for this policy so that per request only values are computed:
+    the request check (``validate``, ``engine.inputs.RequestValidator``), the derived values
+    (``derive``, ``engine.values.Derivation``), the scorecard (``scorecard``,
+    ``engine.scoring.Scorecard``) and the decision and trail templates (``outcome``,
+    ``engine.outcome.DecisionBuilder``).
     ``name`` (``cg_<sha256 prefix>``) prefixes the ruleset names registered in the engine."""
 
     policy: Policy
@@ -86,6 +96,9 @@ class CompiledPolicy:
     groups: dict[str, Group]
     never: frozenset[str]
     validate: RequestValidator
+    derive: Derivation
+    scorecard: Scorecard
+    outcome: DecisionBuilder
     runtime: Any = None  # engine handles, filled by engine.evaluate on first use
 
 
@@ -136,6 +149,14 @@ def encoder(t: ex.Type, minor_units: int) -> Callable[[Any], int | str]:
             return whole
 
         return money
+    if t.kind == "decimal":
+
+        def grid(v: Any) -> int:
+            scaled = Decimal(v).scaleb(DECIMAL_PLACES)
+            floor = math.floor(scaled)
+            return 2 * floor + (0 if scaled == floor else 1)
+
+        return grid
     return lambda v: encode(t, v, minor_units)
 
 
@@ -158,6 +179,10 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         g.encoders = [
             (p, keys[p], encoder(policy.symbols[p], policy.minor_units)) for p in g.fields
         ]
+        g.term_values = [
+            (t.key, (compile_sign if t.kind == "sign" else compile_same)(t.left, t.right))
+            for t in g.terms
+        ]
     return CompiledPolicy(
         policy,
         f"cg_{policy.sha256[:16]}",
@@ -165,6 +190,9 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         groups,
         frozenset(never),
         validate=RequestValidator(policy),
+        derive=Derivation(policy),
+        scorecard=Scorecard(policy),
+        outcome=DecisionBuilder(policy),
     )
 
 

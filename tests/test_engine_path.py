@@ -309,3 +309,114 @@ def load_yaml_text(text: str) -> dict:
         return load_yaml(f.name)
     finally:
         os.unlink(f.name)
+
+
+# -- the pieces: trusted models, scorecard, caller-supplied id and clock -------------------------
+
+
+def test_trusted_models_equal_validated_and_constructed_ones() -> None:
+    from engine.decision import Escalation, PolicyRef, Reason, Trail, TrailEntry, trusted
+
+    d = assert_same(compiled("features"), {
+        "order": {"amount": "5000", "payment_term_days": 90},
+        "customer": {"credit_limit": "1000", "exposure": "0", "risk_class": "high",
+                     "days_past_due": 14, "score_card": "7.5", "rating": "high"}})
+    assert d is not None and d.escalation is not None and d.reasons
+    for model, instance in [(Decision, d), (Trail, d.trail), (Reason, d.reasons[0]),
+                            (Escalation, d.escalation), (PolicyRef, d.policy)]:
+        values = {name: getattr(instance, name) for name in model.model_fields}
+        made = trusted(model, dict(values))
+        for other in (model(**values), model.model_construct(**values)):
+            assert made == other
+            assert list(made.__dict__) == list(other.__dict__) == list(model.model_fields)
+            assert made.model_fields_set == other.model_fields_set
+            assert made.model_dump_json() == other.model_dump_json()
+        # given in another order: re-ordered into declaration order
+        shuffled = trusted(model, dict(reversed(list(values.items()))))
+        assert list(shuffled.__dict__) == list(model.model_fields) and shuffled == made
+        with pytest.raises(Exception, match="frozen"):
+            made.__setattr__(next(iter(values)), "x")
+        with pytest.raises(TypeError, match="missing"):
+            trusted(model, dict(list(values.items())[1:]))
+        with pytest.raises(TypeError, match="unknown"):
+            trusted(model, {**values, "extra": 1})
+    assert all(type(r) is TrailEntry for r in d.trail.rules)
+    assert type(d.trail.rules) is tuple
+
+
+def test_scorecard_matches_the_interpreted_one_on_any_set_of_bins() -> None:
+    policy = compiled("policies.yaml")
+    others = ["KO_HARD_CAP", "REF_OVER_LIMIT", "DEP_NEW_CUSTOMER"]
+    outcomes = set()
+
+    @st.composite
+    def matched_sets(draw: Any) -> set[str]:
+        """Mostly one bin per factor, sometimes none or two, plus other rule ids."""
+        out = set(draw(st.sets(st.sampled_from(others))))
+        for f in policy.policy.factors:
+            k = draw(st.sampled_from([1] * 12 + [0, 2]))
+            out |= set(draw(st.lists(st.sampled_from(f.bin_ids), min_size=k, max_size=k,
+                                     unique=True)))
+        return out
+
+    @settings(max_examples=400, deadline=None, derandomize=DERANDOMIZE)
+    @given(matched_sets())
+    def check(matched: set[str]) -> None:
+        try:
+            old = legacy_path.score_and_tier(policy.policy, matched)
+        except Exception as exc:  # noqa: BLE001 - compared below
+            old = exc
+        try:
+            new = policy.scorecard(matched)
+        except Exception as exc:  # noqa: BLE001 - compared below
+            new = exc
+        if isinstance(old, Exception):
+            assert (type(new).__name__, str(new)) == (type(old).__name__, str(old))
+            outcomes.add("error")
+            return
+        assert (new.score, new.tier) == (old.score, old.tier)
+        assert [(r.bin_id, r.points) for r in new.factors] == [
+            (r.bin_id, r.points) for r in old.factors]
+        assert [r.bin_id for r in new.reasons] == [r.bin_id for r in old.reasons]
+        assert policy.scorecard.stage_two_values(new) == old.stage_two_values(2)
+        outcomes.add("scored")
+
+    check()
+    # every factor's bin, one each: always scored
+    one_each = {f.bin_ids[-1] for f in policy.policy.factors}
+    assert policy.scorecard(one_each).score == legacy_path.score_and_tier(
+        policy.policy, one_each).score
+    assert outcomes == {"error", "scored"}
+
+
+@pytest.mark.parametrize("clock, ident", [
+    (lambda: "2026-11-29T12:30:00+02:00", lambda: "id"),  # text: validated, parsed
+    (lambda: datetime(2026, 11, 29, 12, 30), lambda: "id"),  # naive
+    (lambda: datetime(2026, 11, 29, 12, 30, tzinfo=UTC), lambda: 5),  # not text: refused
+    (lambda: 5, lambda: "id"),
+])
+def test_caller_clock_and_id_are_treated_as_before(clock: Any, ident: Any) -> None:
+    request = _read_json(ROOT / "examples" / "requests" / "refer-over-limit.json")
+    policy = compiled("policies.yaml")
+    results = []
+    for fn in (legacy_path.evaluate, evaluate):
+        try:
+            results.append(fn(policy, copy.deepcopy(request), clock=clock, id_factory=ident))
+        except EvaluationError as exc:
+            results.append((exc.code, exc.message))
+    old, new = results
+    if isinstance(old, tuple):
+        assert new == old
+    else:
+        assert new.model_dump_json() == old.model_dump_json() and new == old
+
+
+def test_default_clock_and_id() -> None:
+    request = _read_json(ROOT / "examples" / "requests" / "approve-prime.json")
+    d = evaluate(compiled("policies.yaml"), request)
+    assert d.evaluated_at.tzinfo is UTC
+    assert d.model_dump(mode="json")["evaluated_at"].endswith("Z")
+    import uuid
+
+    assert uuid.UUID(d.decision_id).version == 4
+    assert Decision.model_validate(d.model_dump(mode="json")) == d
