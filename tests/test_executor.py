@@ -170,3 +170,26 @@ def test_a_worker_compiles_only_the_policy_it_was_sent(compiled) -> None:
     tampered = PolicySource(source.text + "\n# edited\n", source.sha256, source.file)
     with pytest.raises(ValueError, match="expected " + source.sha256):
         compiled_policy(tampered)
+
+
+@german
+def test_cli_workers_option_gives_the_same_report(tmp_path) -> None:
+    from typer.testing import CliRunner
+
+    from api.cli import app
+
+    lines = DATA.read_text(encoding="utf-8").splitlines(keepends=True)[:300]
+    data = tmp_path / "german.data"
+    data.write_text("".join(lines), encoding="utf-8")
+    runner = CliRunner()
+    reports = []
+    for workers in ("1", "2"):
+        r = runner.invoke(app, ["backtest", str(POLICY), str(data), "--no-progress",
+                                "--workers", workers])
+        assert r.exit_code == 0, r.output
+        summary, timing, rest = r.stdout.split("\n", 2)
+        assert "on 300 rows" in summary and "decisions/s" in timing
+        reports.append((summary, rest))
+    assert reports[0] == reports[1]
+    r = runner.invoke(app, ["backtest", str(POLICY), str(data), "--workers", "0"])
+    assert r.exit_code == 2
