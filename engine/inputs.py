@@ -357,10 +357,11 @@ def _number(
         limit, places, unit = Decimal(MAX_INT), 0, "whole numbers"
     else:
         limit, places, unit = MAX_DECIMAL, DECIMAL_PLACES, f"{DECIMAL_PLACES} decimal places"
+    below = -limit
     beyond = f"is beyond the supported range (±{limit:,})"
     too_many = f"has more decimals than allowed ({unit})"
     lo, hi = spec.min, spec.max
-    money_unit = Decimal(1).scaleb(-minor_units)
+    unit_of_places = Decimal(1).scaleb(-places)  # money: the minor unit (0.01 for EUR)
 
     def to_decimal(raw: Any) -> Decimal:
         if isinstance(raw, bool):
@@ -394,9 +395,10 @@ def _number(
             value = to_decimal(raw)
         if not value.is_finite():
             raise fail("invalid_value", "number is not finite")
-        if abs(value) >= limit:
+        if not below < value < limit:
             raise fail("out_of_range", f"{value} {beyond}")
-        if value != round(value, places):
+        rounded = value.quantize(unit_of_places)  # what round(value, places) gives
+        if value != rounded:
             raise fail("too_many_decimals", f"{value} {too_many}")
         if lo is not None and value < lo:
             raise fail("below_min", f"{value} is below the minimum {lo}")
@@ -405,7 +407,7 @@ def _number(
         if kind == "int":
             return int(value)
         if kind == "money":
-            return value.quantize(money_unit) + 0  # -0.00 -> 0.00
+            return rounded + 0  # quantized to the minor unit; -0.00 -> 0.00
         return value + 0  # turns -0 into 0; keeps the digits as sent
 
     return number

@@ -112,6 +112,8 @@ class DecisionBuilder:
         self.currency = policy.currency
         self.unit = Decimal(1).scaleb(-policy.minor_units)
         self.rules = tuple(_template(r) for r in policy.rules)
+        self.index = {t.id: i for i, t in enumerate(self.rules)}
+        self.rows = tuple((t.id, t.stage, t.description, t.reads, t.effect) for t in self.rules)
         self.bin_reasons = {
             bin_id: Reason(
                 code=f.reason_code,
@@ -153,18 +155,14 @@ class DecisionBuilder:
         ``env``: every input, derived and stage-two value (path → typed value); ``matched``:
         the ids of the rules that matched; ``decision_id`` and ``evaluated_at`` come from the
         caller and are validated unless they are exactly a ``str`` and a ``datetime``."""
-        shown = {k: str(v) if isinstance(v, Decimal) else v for k, v in env.items()}
         knockouts: list[RuleTemplate] = []
         referrals: list[RuleTemplate] = []
         deposits: list[tuple[RuleTemplate, Decimal]] = []
         caps: list[RuleTemplate] = []
-        rows = []
-        for t in self.rules:
-            _, rule_id, stage, description, reads, effect, amount_of, _ = t
-            if rule_id not in matched:
-                rows.append(_new_row(TrailEntry, (
-                    rule_id, stage, description, False, reads(shown), None)))
-                continue
+        computed: dict[str, str] = {}  # effect texts of matched deposit_amount rules
+        rules, index = self.rules, self.index
+        for t in [rules[i] for i in sorted([index[r] for r in matched if r in index])]:
+            stage = t.stage
             if stage == "knockout" or stage == "decline":
                 knockouts.append(t)
             elif stage == "referral":
@@ -172,16 +170,22 @@ class DecisionBuilder:
             elif stage == "term":
                 caps.append(t)
             elif stage == "deposit":
-                if amount_of is None:
+                if t.amount is None:
                     amount = _divide(_multiply(env["order.amount"], t.rule.effect["deposit_pct"]),
                                      100)
                 else:
-                    amount = amount_of(env)
+                    amount = t.amount(env)
                     rounded = amount.quantize(self.unit, rounding=decimal.ROUND_CEILING)
-                    effect = f"deposit at least {rounded}"
+                    computed[t.id] = f"deposit at least {rounded}"
                 deposits.append((t, amount))
-            rows.append(_new_row(TrailEntry, (
-                rule_id, stage, description, True, reads(shown), effect)))
+        shown = {k: str(v) if isinstance(v, Decimal) else v for k, v in env.items()}
+        rows = [
+            _new_row(TrailEntry, (rule_id, stage, description, True, reads(shown),
+                                  computed.get(rule_id, effect)))
+            if rule_id in matched
+            else _new_row(TrailEntry, (rule_id, stage, description, False, reads(shown), None))
+            for rule_id, stage, description, reads, effect in self.rows
+        ]
 
         reasons = [t.reason for t in knockouts]
         reasons += [t.reason for t in referrals]

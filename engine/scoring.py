@@ -102,12 +102,19 @@ class Scorecard:
                 n = sum(b in matched for b, _ in factor_bins)
                 if n != 1:
                     raise ScorecardError(f"factor {factor.id}: {n} bins matched, expected 1")
-        score = self._base + sum(r.points for r in results)
-        tier = next((t for t in self._tiers if t.min_score <= score <= t.max_score), None)
-        if tier is None:
+        score = self._base
+        short = []
+        for r in results:
+            score += r.points
+            if r.factor.best_points > r.points:
+                short.append(r)
+        for tier in self._tiers:
+            if tier.min_score <= score <= tier.max_score:
+                break
+        else:
             raise ScorecardError(f"score {score} lies in no tier")
-        ranked = sorted((r for r in results if r.shortfall > 0), key=_shortfall)
-        return Scoring(score, tier, tuple(results), tuple(ranked[: self._max_reasons]))
+        short.sort(key=_shortfall)  # stable: ties stay in policy order
+        return Scoring(score, tier, tuple(results), tuple(short[: self._max_reasons]))
 
     def stage_two_values(self, scoring: Scoring) -> dict[str, Any]:
         """``scoring.stage_two_values`` from values made at load: a new dict."""
