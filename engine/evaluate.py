@@ -3,7 +3,10 @@
 Pipeline: validate the request (``engine.inputs``) → derived values (``engine.values``) →
 stage one in durable_rules (knock-outs, scorecard bins) → score and tier
 (``engine.scoring``) → stage two in durable_rules (deposits, term caps, referrals) →
-outcome, conditions, reasons, escalation and trail (``engine.outcome``).
+outcome, conditions, reasons, escalation and trail (``engine.outcome``). Each step runs
+what ``rules.compile.compile_policy`` prepared once for the policy (``CompiledPolicy``:
+``validate``, ``derive``, the groups' encoders and terms, ``scorecard``, ``outcome``), so per
+request only values are computed.
 
 Fail closed: a request that does not fit the policy raises ``InputErrors``; anything that
 goes wrong inside raises ``EvaluationError`` (never a half-made or approving decision).

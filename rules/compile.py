@@ -25,6 +25,12 @@ caps integers, so every value crosses into the engine as an exact integer or a s
   engine compares that sign with 0. Equality of two text/bool values becomes a 1/0 term.
 
 No arithmetic is ever sent to the engine (its integer division by zero kills the process).
+
+``compile_policy`` also builds, once per policy, what ``engine.evaluate`` runs per request:
+the request check, the derived values, each group's field encoders and term closures, the
+scorecard and the decision and trail templates. Those builders live in ``engine`` (this
+module imports them; ``engine`` imports this module only from ``engine.evaluate``); every
+closure is made from the checked expression tree, never from text (no ``eval``/``exec``).
 """
 
 from __future__ import annotations
