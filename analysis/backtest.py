@@ -18,26 +18,43 @@ Baselines on the same rows: *approve all* (cost 5 x bads), *decline all* (cost =
 i.e. never lending) and the *oracle* that knows the class (approves exactly the goods,
 cost 0). Rates are percent of all rows, one decimal; the bad rate among approved is percent
 of the approved rows. Decisions per second is rows / wall-clock seconds of the whole run
-(``time.perf_counter``; reading the rows included).
+(``time.perf_counter``; reading the rows and starting worker processes included).
+
+The rows are decided in chunks by an ``analysis.executor.Executor``: in this process
+(``LocalExecutor``, the default) or on several cores (``ProcessExecutor``). A worker
+process gets the policy as text with its sha256 (``PolicySource``) and compiles and
+registers it once (``compiled_policy``); each chunk comes back as one compact outcome per
+row, and the parent tallies them in input order, so every figure but the timing is the
+same whatever the executor and the number of workers.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import itertools
 import time
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
+from analysis.executor import Executor, LocalExecutor
 from engine.evaluate import EvaluationError, InputErrors, evaluate
-from rules.compile import CompiledPolicy
+from rules.compile import CompiledPolicy, compile_policy
+from rules.validate import load_policy_text
 
 __all__ = [
     "COST_BAD_APPROVED",
     "COST_GOOD_REJECTED",
+    "CHUNK_ROWS",
     "BacktestResult",
+    "PolicySource",
     "RowError",
+    "RowOutcome",
     "Strategy",
+    "compiled_policy",
+    "decide_chunk",
     "render",
     "run_backtest",
 ]
@@ -47,6 +64,10 @@ COST_GOOD_REJECTED = 1
 OUTCOMES = ("approve", "refer", "decline", "error")
 LABELS = ("good", "bad")
 MAX_LISTED_ERRORS = 10
+# Rows per chunk handed to the executor. Each chunk is a few hand-offs between the
+# pool's threads and the parent, which wait for the interpreter lock while the parent
+# parses rows: 250-row chunks starved two workers (README "Performance").
+CHUNK_ROWS = 1000
 # Reasons that stop an automatic approval: knock-outs, referrals and a term over the cap
 # (term rules that merely cap the term are conditions, not blockers).
 _BLOCKING_STAGES = ("knockout", "decline", "referral")
@@ -193,8 +214,116 @@ def _progress(enabled: bool, total: int | None):
     )
 
 
+@dataclass(frozen=True)
+class PolicySource:
+    """A policy as a worker process receives it: the YAML ``text``, the ``sha256`` of its
+    UTF-8 bytes (``Policy.sha256``) and the ``file`` name used in messages."""
+
+    text: str
+    sha256: str
+    file: str
+
+    @classmethod
+    def of(cls, compiled: CompiledPolicy) -> PolicySource:
+        p = compiled.policy
+        return cls(p.source, p.sha256, p.file)
+
+
+_COMPILED: dict[str, CompiledPolicy] = {}  # this process's compiled policies, by sha256
+
+
+def compiled_policy(source: PolicySource) -> CompiledPolicy:
+    """The policy of ``source``, loaded, validated and compiled once per process (its
+    engine rulesets are registered on first use, in this process). The text is checked
+    against ``source.sha256`` on every call: ``ValueError`` if it does not hash to it;
+    ``PolicyErrors`` if it is not a valid policy (neither happens for a source made with
+    ``PolicySource.of``)."""
+    digest = hashlib.sha256(source.text.encode("utf-8")).hexdigest()
+    if digest != source.sha256:
+        raise ValueError(
+            f"{source.file}: the policy text has sha256 {digest}, expected {source.sha256}"
+        )
+    compiled = _COMPILED.get(digest)
+    if compiled is None:
+        compiled = _COMPILED[digest] = compile_policy(load_policy_text(source.text, source.file))
+    return compiled
+
+
+class RowOutcome(NamedTuple):
+    """One decided row, as a chunk returns it: ``outcome`` (approve/refer/decline, or
+    ``error``), ``tier`` (None on error), the distinct blocking reason ``codes`` of a row
+    that was not approved (in reason order), and for an error its ``kind``
+    (input/evaluation/unexpected), ``message`` and the request's ``order_id``."""
+
+    outcome: str
+    tier: str | None = None
+    codes: tuple[str, ...] = ()
+    kind: str | None = None
+    message: str | None = None
+    order_id: str | None = None
+
+
+def decide_row(compiled: CompiledPolicy, request: Any) -> RowOutcome:
+    """Decide one request; every failure becomes an ``error`` outcome (never raised)."""
+    try:
+        decision = evaluate(compiled, request)
+    except InputErrors as exc:
+        return RowOutcome("error", kind="input", message=str(exc), order_id=_order_id(request))
+    except EvaluationError as exc:
+        return RowOutcome("error", kind="evaluation", message=str(exc), order_id=_order_id(request))
+    except Exception as exc:  # never crash the run; listed for the person running it
+        return RowOutcome(
+            "error",
+            kind="unexpected",
+            message=f"{type(exc).__name__}: {exc}",
+            order_id=_order_id(request),
+        )
+    outcome = decision.outcome
+    codes: tuple[str, ...] = ()
+    if outcome != "approve":
+        codes = tuple(
+            dict.fromkeys(
+                r.code
+                for r in decision.reasons
+                if r.stage in _BLOCKING_STAGES or r.rule_id == _OVER_CAP_RULE
+            )
+        )
+    return RowOutcome(outcome, decision.tier, codes)
+
+
+def decide_chunk(policy: CompiledPolicy | PolicySource, requests: list[Any]) -> list[RowOutcome]:
+    """Decide ``requests`` in order under ``policy`` (compiled here, once per process, when
+    given as a ``PolicySource``): one ``RowOutcome`` per request. Module-level, so that
+    ``functools.partial(decide_chunk, source)`` can be sent to worker processes."""
+    compiled = policy if isinstance(policy, CompiledPolicy) else compiled_policy(policy)
+    return [decide_row(compiled, request) for request in requests]
+
+
+def _chunks(
+    rows: Iterable[tuple[dict, str]], size: int, labels: deque[list[str]]
+) -> Iterator[list[Any]]:
+    """The requests of ``rows`` in lists of ``size``; each chunk's labels are appended to
+    ``labels`` as it is made. Raises ``ValueError`` for a label other than good/bad."""
+    it = iter(rows)
+    first = 1
+    while True:
+        batch = list(itertools.islice(it, size))
+        if not batch:
+            return
+        for i, (_, label) in enumerate(batch, start=first):
+            if label not in LABELS:
+                raise ValueError(f"row {i}: label must be 'good' or 'bad', got {label!r}")
+        labels.append([label for _, label in batch])
+        first += len(batch)
+        yield [request for request, _ in batch]
+
+
 def run_backtest(
-    compiled: CompiledPolicy, rows: Iterable[tuple[dict, str]], progress: bool = True
+    compiled: CompiledPolicy,
+    rows: Iterable[tuple[dict, str]],
+    progress: bool = True,
+    executor: Executor | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> BacktestResult:
     """Decide every ``(request, label)`` of ``rows`` under ``compiled`` and tally the results.
 
@@ -203,50 +332,34 @@ def run_backtest(
     any other exception) is counted as ``error`` (not granted) and the first 10 are listed;
     the run goes on. Errors raised by ``rows`` itself (e.g. ``analysis.datasets.DatasetError``
     for a malformed line) propagate. ``progress`` shows a progress bar on stderr (Rich;
-    removed when done; silent when stderr is not a terminal). Returns a
-    ``BacktestResult``; see the module docstring for the metrics and the cost convention."""
+    removed when done; silent when stderr is not a terminal).
+
+    ``executor`` decides the rows in chunks of ``chunk_rows`` (default: this process,
+    ``LocalExecutor``); every figure but ``seconds`` is the same for any executor. It raises
+    what the executor raises (``analysis.executor.ExecutorError`` when a worker process
+    dies). Returns a ``BacktestResult``; see the module docstring for the metrics and the
+    cost convention."""
     policy = compiled.policy
+    executor = executor if executor is not None else LocalExecutor()
+    decide = functools.partial(
+        decide_chunk, compiled if executor.in_process else PolicySource.of(compiled)
+    )
     result = BacktestResult(policy=f"{policy.id} {policy.version}", currency=policy.currency)
     counts: Counter = Counter()
     labels: Counter = Counter()
+    chunk_labels: deque[list[str]] = deque()
     total = len(rows) if hasattr(rows, "__len__") else None  # type: ignore[arg-type]
+    row = 0
     start = time.perf_counter()
     with _progress(progress, total) as bar:
         task = bar.add_task("back-test", total=total)
-        for i, (request, label) in enumerate(rows, start=1):
-            if label not in LABELS:
-                raise ValueError(f"row {i}: label must be 'good' or 'bad', got {label!r}")
-            labels[label] += 1
-            try:
-                decision = evaluate(compiled, request)
-            except InputErrors as exc:
-                outcome = "error"
-                err = RowError(i, _order_id(request), "input", str(exc))
-            except EvaluationError as exc:
-                outcome = "error"
-                err = RowError(i, _order_id(request), "evaluation", str(exc))
-            except Exception as exc:  # never crash the run; listed for the person running it
-                outcome = "error"
-                err = RowError(i, _order_id(request), "unexpected", f"{type(exc).__name__}: {exc}")
-            else:
-                outcome = decision.outcome
-                result.tiers.setdefault(decision.tier, Counter())[label] += 1
-                if outcome == "approve":
-                    result.tier_approved[decision.tier] += 1
-                blocking = [
-                    r.code
-                    for r in decision.reasons
-                    if outcome != "approve"
-                    and (r.stage in _BLOCKING_STAGES or r.rule_id == _OVER_CAP_RULE)
-                ]
-                for code in dict.fromkeys(blocking):
-                    result.reasons.setdefault(code, Counter())[label] += 1
-            if outcome == "error":
-                result.error_count += 1
-                if len(result.errors) < MAX_LISTED_ERRORS:
-                    result.errors.append(err)
-            counts[(outcome, label)] += 1
-            bar.advance(task)
+        for outcomes in executor.map_chunks(decide, _chunks(rows, chunk_rows, chunk_labels)):
+            for o, label in zip(outcomes, chunk_labels.popleft(), strict=True):
+                row += 1
+                labels[label] += 1
+                _tally(result, row, o, label)
+                counts[(o.outcome, label)] += 1
+            bar.advance(task, len(outcomes))
     result.seconds = time.perf_counter() - start
     result.goods, result.bads = labels["good"], labels["bad"]
     result.n = result.goods + result.bads
@@ -262,6 +375,20 @@ def run_backtest(
         {("approve", "good"): result.goods, ("decline", "bad"): result.bads},
     )
     return result
+
+
+def _tally(result: BacktestResult, row: int, o: RowOutcome, label: str) -> None:
+    """Add decided row number ``row`` (1-based) to the tiers, reasons and errors."""
+    if o.outcome == "error":
+        result.error_count += 1
+        if len(result.errors) < MAX_LISTED_ERRORS:
+            result.errors.append(RowError(row, o.order_id, o.kind or "unexpected", o.message or ""))
+        return
+    result.tiers.setdefault(o.tier, Counter())[label] += 1
+    if o.outcome == "approve":
+        result.tier_approved[o.tier] += 1
+    for code in o.codes:
+        result.reasons.setdefault(code, Counter())[label] += 1
 
 
 def _pct(part: int | float, whole: int | float) -> str:

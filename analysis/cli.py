@@ -347,25 +347,36 @@ def backtest(
     progress: Annotated[
         bool, typer.Option("--progress/--no-progress", help="Show a progress bar on stderr.")
     ] = True,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers", min=1, help="Worker processes (default: all cores; 1: this process)."
+        ),
+    ] = None,
 ) -> None:
     """Replay a labelled dataset through a policy and report how its decisions compare with
-    the outcomes (good/bad) in the data. Exit 2 if the data cannot be read."""
+    the outcomes (good/bad) in the data. Exit 2 if the data cannot be read, 3 if a worker
+    process died."""
     import itertools
 
     compiled = load_compiled(policy)
     engine_module()
     from analysis.backtest import render, run_backtest
     from analysis.datasets import read_dataset
+    from analysis.executor import ExecutorError, LocalExecutor, ProcessExecutor
 
     try:
-        rows = read_dataset(data, fmt.value if fmt else None)
-        if limit is not None:
-            rows = itertools.islice(rows, limit)
-        result = run_backtest(compiled, rows, progress)
+        with LocalExecutor() if workers == 1 else ProcessExecutor(workers) as executor:
+            rows = read_dataset(data, fmt.value if fmt else None)
+            if limit is not None:
+                rows = itertools.islice(rows, limit)
+            result = run_backtest(compiled, rows, progress, executor)
     except OSError as exc:
         fail(EXIT_INPUT, f"{data}: cannot read the dataset: {exc.strerror or exc}")
     except ValueError as exc:  # analysis.datasets.DatasetError (file:line:col), format, label
         fail(EXIT_INPUT, f"{exc}", "the back-test was stopped; no report was made")
+    except ExecutorError as exc:
+        fail(EXIT_NO_DECISION, f"{exc}", "the back-test was stopped; no report was made")
     typer.echo(render(result))
 
 

@@ -8,7 +8,7 @@ Columns per row (see benchmarks/README.md):
 - rules, load+validate+compile (ms), first registration in durable_rules (ms);
 - (a) ``full``: ``engine.evaluate.evaluate(compiled, request)`` — the whole decision with trail;
 - (b) ``raw``: ``adapter.match`` on the stage-1 and stage-2 facts, pre-built once per request
-  through the same code path as ``evaluate`` (``validate_request`` → ``derive`` → ``_fact``);
+  through the same code path as ``evaluate`` (``validate`` → ``derive`` → ``_fact``);
 - (c) ``zen``: GoRules zen-engine evaluating a JDM decision table (hit policy ``collect``)
   holding the same rules, over the same facts flattened into one input object;
 - (d) ``py``: a tiny plain-Python interpreter of the compiled durable JSON conditions over the
@@ -55,9 +55,6 @@ import zen  # noqa: E402
 
 from engine import adapter  # noqa: E402
 from engine.evaluate import _fact, _runtime, evaluate  # noqa: E402
-from engine.inputs import validate_request  # noqa: E402
-from engine.scoring import score_and_tier  # noqa: E402
-from engine.values import derive  # noqa: E402
 from rules.compile import CompiledPolicy, compile_policy  # noqa: E402
 from rules.validate import load_policy_text  # noqa: E402
 
@@ -494,15 +491,14 @@ def generate_policy(n_rules: int, seed: int) -> str:
 def build_facts(compiled: CompiledPolicy, request: dict[str, Any]) -> tuple[dict, dict]:
     """Stage-1 and stage-2 facts exactly as ``evaluate`` builds them (stage 2 needs the
     stage-1 match for the score and tier, so stage 1 is matched once here)."""
-    policy = compiled.policy
     runtime = _runtime(compiled)
-    inputs, _ = validate_request(policy, request)
-    derived, _ = derive(policy, inputs)
-    env = {**inputs, **derived}
+    inputs, _ = compiled.validate(request)
+    env = dict(inputs)
+    compiled.derive(env)
     f1 = _fact(compiled, compiled.groups["s1"], env)
     h1 = runtime["handles"].get("s1")
     m1 = runtime["engine"].match(h1, f1) if h1 is not None else frozenset()
-    env.update(score_and_tier(policy, set(m1)).stage_two_values(policy.minor_units))
+    env.update(compiled.scorecard.stage_two_values(compiled.scorecard(set(m1))))
     f2 = _fact(compiled, compiled.groups["s2"], env)
     return f1, f2
 

@@ -3,7 +3,10 @@
 Pipeline: validate the request (``engine.inputs``) → derived values (``engine.values``) →
 stage one in durable_rules (knock-outs, scorecard bins) → score and tier
 (``engine.scoring``) → stage two in durable_rules (deposits, term caps, referrals) →
-outcome, conditions, reasons, escalation and trail (``engine.outcome``).
+outcome, conditions, reasons, escalation and trail (``engine.outcome``). Each step runs
+what ``rules.compile.compile_policy`` prepared once for the policy (``CompiledPolicy``:
+``validate``, ``derive``, the groups' encoders and terms, ``scorecard``, ``outcome``), so per
+request only values are computed.
 
 Fail closed: a request that does not fit the policy raises ``InputErrors``; anything that
 goes wrong inside raises ``EvaluationError`` (never a half-made or approving decision).
@@ -19,10 +22,7 @@ from typing import Any
 
 from engine import adapter
 from engine.decision import Decision
-from engine.inputs import InputErrors, validate_request
-from engine.outcome import build_decision
-from engine.scoring import score_and_tier
-from engine.values import derive, sign, value
+from engine.inputs import InputErrors
 from rules.compile import CompiledPolicy, Group, compile_policy
 from rules.validate import load_policy
 
@@ -74,17 +74,18 @@ def _runtime(compiled: CompiledPolicy) -> dict[str, Any]:
 
 
 def _fact(compiled: CompiledPolicy, group: Group, env: dict[str, Any]) -> dict[str, int | str]:
+    """The engine fact of ``group``: each field it reads, encoded (``group.encoders``), and
+    each term computed (``group.term_values``). A value that does not fit its engine
+    encoding raises ``EvaluationError("value_range")``."""
     fact: dict[str, int | str] = {}
-    for path, key, enc in group.encoders:
-        try:
+    path = ""
+    try:
+        for path, key, enc in group.encoders:
             fact[key] = enc(env[path])
-        except (ValueError, ArithmeticError) as exc:
-            raise EvaluationError("value_range", f"{path}: {exc}") from None
-    for term in group.terms:
-        if term.kind == "sign":
-            fact[term.key] = sign(term.left, term.right, env)
-        else:
-            fact[term.key] = 1 if value(term.left, env) == value(term.right, env) else 0
+    except (ValueError, ArithmeticError) as exc:
+        raise EvaluationError("value_range", f"{path}: {exc}") from None
+    for key, term in group.term_values:
+        fact[key] = term(env)
     return fact
 
 
@@ -115,28 +116,25 @@ def evaluate(
     same decision apart from those two.
 
     Raises ``InputErrors`` (request does not fit the policy) or ``EvaluationError``."""
-    policy = compiled.policy
-    inputs, identifiers = validate_request(policy, request)
+    inputs, identifiers = compiled.validate(request)
     try:
-        derived, notes = derive(policy, inputs)
-        env = {**inputs, **derived}
+        env = dict(inputs)
+        derived, notes = compiled.derive(env)
         matched = set(_match(compiled, "s1", env))
-        scoring = score_and_tier(policy, matched)
-        env.update(scoring.stage_two_values(policy.minor_units))
+        scoring = compiled.scorecard(matched)
+        env.update(compiled.scorecard.stage_two_values(scoring))
         matched |= _match(compiled, "s2", env)
-        runtime = _runtime(compiled)
-        return build_decision(
-            policy=policy,
+        return compiled.outcome.build(
             inputs=inputs,
             derived=derived,
             notes=notes,
             env=env,
-            matched=frozenset(matched),
+            matched=matched,
             scoring=scoring,
             identifiers=identifiers,
-            decision_id=(id_factory or (lambda: str(uuid.uuid4())))(),
-            evaluated_at=(clock or (lambda: datetime.now(UTC)))(),
-            engine_version=runtime["version"],
+            decision_id=id_factory() if id_factory is not None else str(uuid.uuid4()),
+            evaluated_at=clock() if clock is not None else datetime.now(UTC),
+            engine_version=_runtime(compiled)["version"],
         )
     except (EvaluationError, InputErrors):
         raise

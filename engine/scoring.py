@@ -5,6 +5,9 @@ points-based credit scorecard (Siddiqi, *Credit Risk Scorecards*, 2006). Reason 
 the US adverse-action convention (Regulation B, 12 CFR 1002.9): the factors that cost the
 applicant most points relative to the best bin ("shortfall"), largest first, ties in policy
 order, at most ``scorecard.max_reasons``.
+
+``Scorecard`` is compiled once per policy (``CompiledPolicy.scorecard``): one
+``FactorResult`` per bin and the stage-two values per tier are made at load.
 """
 
 from __future__ import annotations
@@ -32,6 +35,10 @@ class FactorResult:
         return self.factor.best_points - self.points
 
 
+def _shortfall(r: FactorResult) -> int:
+    return -r.shortfall
+
+
 @dataclass(frozen=True)
 class Scoring:
     """``score`` (points), ``tier`` (the band containing it), per-factor results in policy
@@ -45,32 +52,75 @@ class Scoring:
     def stage_two_values(self, minor_units: int) -> dict[str, Any]:
         """Values stage-two rules may read: score, tier and the tier's parameters (the
         auto-approve amount in the currency's minor unit, e.g. ``5000.00``)."""
-        return {
-            "score": self.score,
-            "tier": self.tier.tier,
-            "tier_max_payment_term_days": self.tier.max_payment_term_days,
-            "tier_deposit_pct": Decimal(self.tier.deposit_pct),
-            "tier_auto_approve_up_to": Decimal(self.tier.auto_approve_up_to).quantize(
-                Decimal(1).scaleb(-minor_units)
-            ),
+        return {"score": self.score, **_tier_values(self.tier, minor_units)}
+
+
+def _tier_values(tier: Tier, minor_units: int) -> dict[str, Any]:
+    return {
+        "tier": tier.tier,
+        "tier_max_payment_term_days": tier.max_payment_term_days,
+        "tier_deposit_pct": Decimal(tier.deposit_pct),
+        "tier_auto_approve_up_to": Decimal(tier.auto_approve_up_to).quantize(
+            Decimal(1).scaleb(-minor_units)
+        ),
+    }
+
+
+class Scorecard:
+    """The policy's scorecard and tiers, compiled once. Calling it with the matched rule ids
+    totals the matched bins of every factor, picks the tier and ranks the reasons
+    (module docstring); ``stage_two_values`` gives the values stage-two rules read.
+    Immutable; safe to share between threads."""
+
+    def __init__(self, policy: Policy):
+        self._base = policy.base_points
+        self._max_reasons = policy.max_reasons
+        self._factors = tuple(
+            (f, tuple((b, FactorResult(f, b, policy.rule(b).effect["points"])) for b in f.bin_ids))
+            for f in policy.factors
+        )
+        self._bins = {  # bin id -> (factor index, its result)
+            b: (i, result) for i, (_, bins) in enumerate(self._factors) for b, result in bins
         }
+        self._tiers = policy.tiers
+        self._tier_values = {t: _tier_values(t, policy.minor_units) for t in policy.tiers}
+
+    def __call__(self, matched: set[str] | frozenset[str]) -> Scoring:
+        """Raises ``ScorecardError`` if a factor has not exactly one matched bin or the score
+        lies in no tier."""
+        results: list[Any] = [None] * len(self._factors)
+        bins = self._bins
+        found = 0
+        for rule_id in matched:
+            hit = bins.get(rule_id)
+            if hit is not None:
+                i, result = hit
+                found += 1
+                results[i] = result
+        if found != len(results) or None in results:  # not exactly one bin per factor
+            for factor, factor_bins in self._factors:
+                n = sum(b in matched for b, _ in factor_bins)
+                if n != 1:
+                    raise ScorecardError(f"factor {factor.id}: {n} bins matched, expected 1")
+        score = self._base
+        short = []
+        for r in results:
+            score += r.points
+            if r.factor.best_points > r.points:
+                short.append(r)
+        for tier in self._tiers:
+            if tier.min_score <= score <= tier.max_score:
+                break
+        else:
+            raise ScorecardError(f"score {score} lies in no tier")
+        short.sort(key=_shortfall)  # stable: ties stay in policy order
+        return Scoring(score, tier, tuple(results), tuple(short[: self._max_reasons]))
+
+    def stage_two_values(self, scoring: Scoring) -> dict[str, Any]:
+        """``scoring.stage_two_values`` from values made at load: a new dict."""
+        return {"score": scoring.score, **self._tier_values[scoring.tier]}
 
 
 def score_and_tier(policy: Policy, matched: set[str] | frozenset[str]) -> Scoring:
-    """Total the matched bins of every factor, pick the tier, rank the reasons.
-
-    Raises ``ScorecardError`` if a factor has not exactly one matched bin or the score lies
-    in no tier."""
-    results = []
-    for factor in policy.factors:
-        hits = [b for b in factor.bin_ids if b in matched]
-        if len(hits) != 1:
-            raise ScorecardError(f"factor {factor.id}: {len(hits)} bins matched, expected 1")
-        points = policy.rule(hits[0]).effect["points"]
-        results.append(FactorResult(factor, hits[0], points))
-    score = policy.base_points + sum(r.points for r in results)
-    tier = next((t for t in policy.tiers if t.min_score <= score <= t.max_score), None)
-    if tier is None:
-        raise ScorecardError(f"score {score} lies in no tier")
-    ranked = sorted((r for r in results if r.shortfall > 0), key=lambda r: -r.shortfall)
-    return Scoring(score, tier, tuple(results), tuple(ranked[: policy.max_reasons]))
+    """One-off ``Scorecard(policy)(matched)`` (``engine.evaluate`` uses the compiled one)."""
+    return Scorecard(policy)(matched)

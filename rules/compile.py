@@ -25,6 +25,12 @@ caps integers, so every value crosses into the engine as an exact integer or a s
   engine compares that sign with 0. Equality of two text/bool values becomes a 1/0 term.
 
 No arithmetic is ever sent to the engine (its integer division by zero kills the process).
+
+``compile_policy`` also builds, once per policy, what ``engine.evaluate`` runs per request:
+the request check, the derived values, each group's field encoders and term closures, the
+scorecard and the decision and trail templates. Those builders live in ``engine`` (this
+module imports them; ``engine`` imports this module only from ``engine.evaluate``); every
+closure is made from the checked expression tree, never from text (no ``eval``/``exec``).
 """
 
 from __future__ import annotations
@@ -35,6 +41,10 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from engine.inputs import RequestValidator
+from engine.outcome import DecisionBuilder
+from engine.scoring import Scorecard
+from engine.values import Derivation, compile_same, compile_sign
 from rules import expr as ex
 from rules.policy import STAGE_ONE, Policy
 
@@ -70,12 +80,20 @@ class Group:
     encoders: list[tuple[str, str, Callable[[Any], int | str]]] = field(
         default_factory=list, repr=False
     )  # (path, engine key, encoder) per field
+    term_values: list[tuple[str, Callable[[dict[str, Any]], int]]] = field(
+        default_factory=list, repr=False
+    )  # (engine key, closure computing the term from the evaluation env) per term
 
 
 @dataclass
 class CompiledPolicy:
     """What ``engine.evaluate`` runs: the validated ``policy``, engine keys per field path
-    (``keys``), the two groups, and the ids of rules that can never match (``when: false``).
+    (``keys``), the two groups, the ids of rules that can never match (``when: false``),
+    and what is compiled once for this policy so that per request only values are computed:
+    the request check (``validate``, ``engine.inputs.RequestValidator``), the derived values
+    (``derive``, ``engine.values.Derivation``), the scorecard (``scorecard``,
+    ``engine.scoring.Scorecard``) and the decision and trail templates (``outcome``,
+    ``engine.outcome.DecisionBuilder``).
     ``name`` (``cg_<sha256 prefix>``) prefixes the ruleset names registered in the engine."""
 
     policy: Policy
@@ -83,6 +101,10 @@ class CompiledPolicy:
     keys: dict[str, str]
     groups: dict[str, Group]
     never: frozenset[str]
+    validate: RequestValidator
+    derive: Derivation
+    scorecard: Scorecard
+    outcome: DecisionBuilder
     runtime: Any = None  # engine handles, filled by engine.evaluate on first use
 
 
@@ -133,6 +155,14 @@ def encoder(t: ex.Type, minor_units: int) -> Callable[[Any], int | str]:
             return whole
 
         return money
+    if t.kind == "decimal":
+
+        def grid(v: Any) -> int:
+            scaled = Decimal(v).scaleb(DECIMAL_PLACES)
+            floor = math.floor(scaled)
+            return 2 * floor + (0 if scaled == floor else 1)
+
+        return grid
     return lambda v: encode(t, v, minor_units)
 
 
@@ -155,7 +185,21 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
         g.encoders = [
             (p, keys[p], encoder(policy.symbols[p], policy.minor_units)) for p in g.fields
         ]
-    return CompiledPolicy(policy, f"cg_{policy.sha256[:16]}", keys, groups, frozenset(never))
+        g.term_values = [
+            (t.key, (compile_sign if t.kind == "sign" else compile_same)(t.left, t.right))
+            for t in g.terms
+        ]
+    return CompiledPolicy(
+        policy,
+        f"cg_{policy.sha256[:16]}",
+        keys,
+        groups,
+        frozenset(never),
+        validate=RequestValidator(policy),
+        derive=Derivation(policy),
+        scorecard=Scorecard(policy),
+        outcome=DecisionBuilder(policy),
+    )
 
 
 def _fields_in(group: Group, keys: dict[str, str]) -> set[str]:

@@ -150,12 +150,10 @@ def test_unknown_field_suggests_the_declared_one(shipped):
 
 
 def test_internal_error_is_an_evaluation_error_not_a_decision(shipped, monkeypatch):
-    import engine.evaluate as ev
-
     def boom(*a, **k):
         raise RuntimeError("simulated engine fault")
 
-    monkeypatch.setattr(ev, "score_and_tier", boom)
+    monkeypatch.setattr(shipped, "scorecard", boom)
     with pytest.raises(EvaluationError) as info:
         evaluate(shipped, request())
     assert info.value.code == "internal"
