@@ -15,6 +15,24 @@ from api.core.problems import Problem
 
 _CUSTOMER_FACT = re.compile(r"^(customer\.)?[a-z][a-z0-9_]*$")
 
+#: customer ids that are paths of their own: ``/v1/customers/import`` is the (deprecated)
+#: customer import, so no customer may be called "import"
+RESERVED_CUSTOMER_IDS = frozenset({"import"})
+
+
+def reserved_customer_id(cid: str) -> str:
+    """Refuse (``PydanticCustomError`` ``invalid_value``) a customer id that is reserved
+    (``RESERVED_CUSTOMER_IDS``) for a new or updated customer: the PUT path and the CSV
+    import. Returns ``cid``."""
+    if cid in RESERVED_CUSTOMER_IDS:
+        raise PydanticCustomError(
+            "invalid_value",
+            "{value} is reserved: /v1/customers/{cid} is the customer import's old path, "
+            "never a customer; choose another customer id",
+            {"value": repr(cid), "cid": cid},
+        )
+    return cid
+
 
 def _customer_facts(value: Any) -> dict[str, Any]:
     """Only the shape: each name and value is checked against the policy by

@@ -1,5 +1,6 @@
 """Customers: create/replace a customer's credit position, read it, import customers from
-CSV. (Their ledger events are ``api.ledger.routes``.)"""
+CSV (``POST /v1/customer-imports``; ``POST /v1/customers/import`` is its deprecated alias).
+(Their ledger events are ``api.ledger.routes``.)"""
 
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ from api.core.bodies import (
     to_json,
 )
 from api.core.problems import Problem, problem_response
-from api.core.routing import caller, problems
+from api.core.routing import caller, not_reserved, problems
 from api.core.service import Service, service
 from api.customers.csvimport import parse_customer_csv
 from api.customers.exceptions import ImportErrors
-from api.customers.models import CustomerBody, check_customer_facts, customer_currency_check
+from api.customers.models import (
+    CustomerBody,
+    check_customer_facts,
+    customer_currency_check,
+    reserved_customer_id,
+)
 
 router = APIRouter(tags=["customers"])
 Svc = Annotated[Service, Depends(service)]
@@ -43,11 +49,12 @@ async def put_customer(
     request: Request,
     customer_id: Annotated[str, Path(max_length=200)],
     svc: Svc,
+    _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
 ) -> JSONResponse:
     policy = svc.policy
     try:
-        parse_customer_id(customer_id)
+        reserved_customer_id(parse_customer_id(customer_id))
     except PydanticCustomError as exc:
         raise Problem(
             "invalid_request",
@@ -106,6 +113,7 @@ async def put_customer(
 def get_customer(
     customer_id: Annotated[str, Path(max_length=200)],
     svc: Svc,
+    _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}")],
 ) -> JSONResponse:
     row = svc.store.customers.get(customer_id)
@@ -114,22 +122,16 @@ def get_customer(
     return JSONResponse(to_json(row))
 
 
-@router.post(
-    "/v1/customers/import",
-    summary="Create or replace customers from CSV (all or nothing)",
-    responses=problems("POST", "/v1/customers/import"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"text/csv": {"schema": {"type": "string"}}},
-        }
-    },
-)
-async def import_customers(
-    request: Request,
-    svc: Svc,
-    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
-) -> JSONResponse:
+_CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"text/csv": {"schema": {"type": "string"}}},
+    }
+}
+
+
+async def import_customers(request: Request, svc: Service) -> JSONResponse:
+    """Create or replace customers from a CSV body, all or nothing (both import paths)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/csv":
         raise Problem(
@@ -156,6 +158,38 @@ async def import_customers(
             ],
         ) from None
     return JSONResponse({"imported": count})
+
+
+@router.post(
+    "/v1/customer-imports",
+    summary="Create or replace customers from CSV (all or nothing)",
+    responses=problems("POST", "/v1/customer-imports"),
+    openapi_extra=_CSV_BODY,
+)
+async def post_customer_import(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("POST", "/v1/customer-imports")],
+) -> JSONResponse:
+    return await import_customers(request, svc)
+
+
+@router.post(
+    "/v1/customers/import",
+    summary="Deprecated: the same as POST /v1/customer-imports",
+    description="The customer import's old path, kept as an alias: use "
+    "`POST /v1/customer-imports`. `import` is not a customer id: `GET` and `PUT` on this "
+    "path answer 405.",
+    deprecated=True,
+    responses=problems("POST", "/v1/customers/import"),
+    openapi_extra=_CSV_BODY,
+)
+async def post_customer_import_alias(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
+) -> JSONResponse:
+    return await import_customers(request, svc)
 
 
 async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
