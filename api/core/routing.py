@@ -2,7 +2,7 @@
 
 ``ROUTES`` lists every route that needs a key with the roles it admits (``admin`` always);
 ``caller(method, path)`` is the matching FastAPI dependency. ``problems(method, path)`` is
-the ``responses=`` of the route's decorator: the problem statuses it can answer (401, 403 and
+the ``responses=`` of the route's decorator: the problem statuses it can answer (400, 401, 403 and
 503 for every route with a key, plus those in ``PROBLEM_STATUSES``), each an
 ``application/problem+json`` ``ProblemDetails`` in the OpenAPI document.
 
@@ -73,9 +73,14 @@ def caller(method: str, path: str) -> Any:
 
 #: what each problem status means, for the OpenAPI document
 PROBLEM_DESCRIPTIONS: dict[int, str] = {
+    400: "A malformed request (`bad_request`: a NUL character in the path or query; "
+    "`invalid_request`: a Content-Length that is not a number)",
     401: "No API key, or an unknown or revoked one (`unauthorized`)",
     403: "The key's role may not do this (`forbidden`)",
-    404: "Unknown customer or decision (`unknown_customer`, `unknown_decision`)",
+    404: "Unknown customer or decision (`unknown_customer`, `unknown_decision`), or no such "
+    "resource (`not_found`)",
+    405: "The customer id `import` is reserved: `/v1/customers/import` is the customer "
+    "import's old path (`method_not_allowed`, `Allow: POST`)",
     409: "Conflicts with what is recorded (`conflict`: `order_conflict`, `ledger_conflict`)",
     413: "The request body is too large (`request_too_large`)",
     415: "The request body's media type is not accepted (`unsupported_media_type`)",
@@ -86,15 +91,15 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     "`not_ready`); nothing was recorded; retry later",
 }
 
-#: problem statuses of each route besides 401, 403 and 503 (every route with a key)
+#: problem statuses of each route besides 400, 401, 403 and 503 (every route with a key)
 PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("POST", "/v1/decisions"): (404, 409, 413, 415, 422, 500),
     ("GET", "/v1/decisions"): (422,),
     ("GET", "/v1/decisions/export"): (422,),
     ("GET", "/v1/decisions/{decision_id}"): (404, 422),
     ("GET", "/v1/decisions/{decision_id}/replay"): (404, 409, 422, 500),
-    ("PUT", "/v1/customers/{customer_id}"): (413, 415, 422),
-    ("GET", "/v1/customers/{customer_id}"): (404, 422),
+    ("PUT", "/v1/customers/{customer_id}"): (405, 413, 415, 422),
+    ("GET", "/v1/customers/{customer_id}"): (404, 405, 422),
     ("POST", "/v1/customers/{customer_id}/events"): (404, 409, 413, 415, 422),
     ("POST", "/v1/customer-imports"): (413, 415, 422),
     ("POST", "/v1/customers/import"): (413, 415, 422),
@@ -121,7 +126,7 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def problems(method: str, path: str) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route with a key (``KeyError`` for one not in ``ROUTES``)."""
     roles(method, path)
-    return problem_responses(401, 403, 503, *PROBLEM_STATUSES[(method, path)])
+    return problem_responses(400, 401, 403, 503, *PROBLEM_STATUSES[(method, path)])
 
 
 # -- 405 and the Allow header --------------------------------------------------------------

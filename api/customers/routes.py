@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import (
     decimals_check,
@@ -25,11 +26,15 @@ from api.core.bodies import (
 )
 from api.core.problems import Problem, problem_response
 from api.core.routing import caller, not_reserved, problems
+from api.core.schemas import CUSTOMER_ID_SCHEMA
 from api.core.service import Service, service
 from api.customers.csvimport import parse_customer_csv
 from api.customers.exceptions import ImportErrors
 from api.customers.models import (
+    RESERVED_CUSTOMER_IDS,
     CustomerBody,
+    CustomerPosition,
+    ImportResult,
     check_customer_facts,
     customer_currency_check,
     reserved_customer_id,
@@ -38,20 +43,53 @@ from api.customers.models import (
 router = APIRouter(tags=["customers"])
 Svc = Annotated[Service, Depends(service)]
 
+#: the ``{customer_id}`` path parameter (its pattern is documented, not enforced by FastAPI:
+#: the routes' own checks answer with their codes and messages)
+CUSTOMER_ID = Path(
+    max_length=200,
+    description="The customer id: one URL path segment; `import` is reserved",
+    json_schema_extra={
+        "pattern": CUSTOMER_ID_SCHEMA["pattern"],
+        "minLength": 1,
+        "not": {"enum": sorted(RESERVED_CUSTOMER_IDS)},
+    },
+    openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
+)
+_CUSTOMER_LINKS = {
+    "getCustomer": {
+        "operationId": "getCustomer",
+        "parameters": {"customer_id": "$response.body#/customer_id"},
+        "description": "The customer's position",
+    },
+}
+
 
 @router.put(
     "/v1/customers/{customer_id}",
+    operation_id="putCustomer",
     summary="Create or replace a customer's credit position",
-    responses=problems("PUT", "/v1/customers/{customer_id}"),
-    openapi_extra=json_body_doc(CustomerBody),
+    description="Sets `currency` and `credit_limit`; `open_receivables`, `days_past_due` and "
+    "`facts` are set when sent and kept when left out (a new customer: 0, 0, none). The "
+    "open orders and the credit balance belong to the ledger.",
+    response_model=CustomerPosition,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {
+            "description": "The customer's position",
+            **ex.content(customer=ex.CUSTOMER),
+            "links": _CUSTOMER_LINKS,
+        },
+        **problems("PUT", "/v1/customers/{customer_id}"),
+    },
+    openapi_extra=json_body_doc(CustomerBody, ex.named(customer=ex.CUSTOMER_BODY)),
 )
 async def put_customer(
     request: Request,
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
     _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
-) -> JSONResponse:
+) -> CustomerPosition:
     policy = svc.policy
     try:
         reserved_customer_id(parse_customer_id(customer_id))
@@ -102,35 +140,51 @@ async def put_customer(
         )
     except ValueError as exc:
         raise store_refusal(exc) from None
-    return JSONResponse(to_json(row))
+    return CustomerPosition.model_validate(to_json(row))
 
 
 @router.get(
     "/v1/customers/{customer_id}",
+    operation_id="getCustomer",
     summary="A customer's position",
-    responses=problems("GET", "/v1/customers/{customer_id}"),
+    response_model=CustomerPosition,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {"description": "The customer's position", **ex.content(customer=ex.CUSTOMER)},
+        **problems("GET", "/v1/customers/{customer_id}"),
+    },
 )
 def get_customer(
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
     _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}")],
-) -> JSONResponse:
+) -> CustomerPosition:
     row = svc.store.customers.get(customer_id)
     if row is None:
         raise Problem("unknown_customer", f"no customer {customer_id!r}")
-    return JSONResponse(to_json(row))
+    return CustomerPosition.model_validate(to_json(row))
 
 
 _CSV_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"text/csv": {"schema": {"type": "string"}}},
+        "description": "UTF-8 CSV (a BOM is allowed), a header row, then one customer per "
+        "row: `customer_id`, `currency`, `credit_limit` required; `open_receivables`, "
+        "`days_past_due` and `customer.<fact>` columns optional (an empty cell keeps the "
+        "stored value)",
+        "content": {
+            "text/csv": {"schema": {"type": "string"}, "examples": ex.named(csv=ex.IMPORT_CSV)}
+        },
     }
+}
+_IMPORTED = {
+    200: {"description": "How many customers were created or updated"}
+    | ex.content(one={"imported": 1}),
 }
 
 
-async def import_customers(request: Request, svc: Service) -> JSONResponse:
+async def import_customers(request: Request, svc: Service) -> ImportResult:
     """Create or replace customers from a CSV body, all or nothing (both import paths)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/csv":
@@ -157,38 +211,44 @@ async def import_customers(request: Request, svc: Service) -> JSONResponse:
                 for e in exc.errors
             ],
         ) from None
-    return JSONResponse({"imported": count})
+    return ImportResult(imported=count)
 
 
 @router.post(
     "/v1/customer-imports",
+    operation_id="importCustomers",
     summary="Create or replace customers from CSV (all or nothing)",
-    responses=problems("POST", "/v1/customer-imports"),
+    response_model=ImportResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={**_IMPORTED, **problems("POST", "/v1/customer-imports")},
     openapi_extra=_CSV_BODY,
 )
 async def post_customer_import(
     request: Request,
     svc: Svc,
     _: Annotated[Caller, caller("POST", "/v1/customer-imports")],
-) -> JSONResponse:
+) -> ImportResult:
     return await import_customers(request, svc)
 
 
 @router.post(
     "/v1/customers/import",
+    operation_id="importCustomersDeprecated",
     summary="Deprecated: the same as POST /v1/customer-imports",
     description="The customer import's old path, kept as an alias: use "
     "`POST /v1/customer-imports`. `import` is not a customer id: `GET` and `PUT` on this "
     "path answer 405.",
     deprecated=True,
-    responses=problems("POST", "/v1/customers/import"),
+    response_model=ImportResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={**_IMPORTED, **problems("POST", "/v1/customers/import")},
     openapi_extra=_CSV_BODY,
 )
 async def post_customer_import_alias(
     request: Request,
     svc: Svc,
     _: Annotated[Caller, caller("POST", "/v1/customers/import")],
-) -> JSONResponse:
+) -> ImportResult:
     return await import_customers(request, svc)
 
 
