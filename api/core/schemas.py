@@ -16,7 +16,8 @@ the reads of the decision log, masked values are the literal ``"***"`` (``MASK``
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from enum import StrEnum
+from typing import Annotated, Any
 
 from pydantic import WithJsonSchema
 
@@ -24,6 +25,7 @@ __all__ = [
     "CURRENCY_SCHEMA",
     "CUSTOMER_ID_PATTERN",
     "CUSTOMER_ID_SCHEMA",
+    "DATE_OR_DATETIME_PATTERN",
     "DATE_SCHEMA",
     "DECIMAL_PATTERN",
     "IDENTIFIER_PATTERN",
@@ -146,10 +148,27 @@ WHOLE_SCHEMA: dict[str, Any] = {
     "maximum": 10**9 - 1,
 }
 
+# -- dates --------------------------------------------------------------------------------
+# A calendar date of years 0001-9999 as Python's date.fromisoformat takes it (YYYY-MM-DD):
+# months of 30 and 31 days, 28 days in February and the 29th in leap years.
+_YEAR = r"(?:[0-9]{3}[1-9]|[0-9]{2}[1-9]0|[0-9][1-9]00|[1-9]000)"
+_LEAP_YEAR = r"(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:0[48]|[2468][048]|[13579][26])00)"
+DATE_PATTERN_BODY = (
+    rf"(?:{_YEAR}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    rf"|{_LEAP_YEAR}-02-29)"
+)
+_HOUR, _MINUTE = r"(?:[01][0-9]|2[0-3])", r"[0-5][0-9]"
+#: a date, or a date and time (T, hours and minutes, optional seconds and fraction), with
+#: an optional offset (none: UTC): the ``from`` / ``to`` of the decision log's reads
+DATE_OR_DATETIME_PATTERN = (
+    rf"^{DATE_PATTERN_BODY}(?:T{_HOUR}:{_MINUTE}(?::{_MINUTE}(?:\.[0-9]{{1,9}})?)?"
+    rf"(?:Z|[+-]{_HOUR}:{_MINUTE})?)?$"
+)
 DATE_SCHEMA: dict[str, Any] = {
     "type": "string",
     "format": "date",
-    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$",
+    "pattern": rf"^{DATE_PATTERN_BODY}$",
     "description": "A calendar date, YYYY-MM-DD (ISO 8601)",
 }
 
@@ -169,11 +188,14 @@ CURRENCY_SCHEMA: dict[str, Any] = {
 
 # -- response field types -----------------------------------------------------------------
 MASK = "***"
-#: the value a masked field shows in the reads of the decision log
-Masked = Annotated[
-    Literal["***"],
-    WithJsonSchema({"const": MASK, "type": "string", "description": "masked (sensitive)"}),
-]
+
+
+class Masked(StrEnum):
+    """The value a masked field shows in the reads of the decision log: the literal
+    ``"***"``. (An enum of one value, a component of its own, rather than a ``const``:
+    client generators read a union with an enum correctly.)"""
+
+    MASKED = MASK
 
 #: an exact decimal as text (money, percentages, rates): ``"12500.00"``, ``"-5000.00"``
 DECIMAL_PATTERN = r"^-?[0-9]+(?:\.[0-9]+)?$"

@@ -174,7 +174,11 @@ _CSV_BODY = {
         "`days_past_due` and `customer.<fact>` columns optional (an empty cell keeps the "
         "stored value)",
         "content": {
-            "text/csv": {"schema": {"type": "string"}, "examples": ex.named(csv=ex.IMPORT_CSV)}
+            # format binary: a file's bytes (client generators send it as it is)
+            "text/csv": {
+                "schema": {"type": "string", "format": "binary"},
+                "examples": ex.named(csv=ex.IMPORT_CSV),
+            }
         },
     }
 }
@@ -256,12 +260,16 @@ async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
     """The exception handler of ``UnknownCustomer``: 404 ``unknown_customer`` (on a POST,
     with the error at ``customer_id``)."""
     cid = getattr(exc, "customer_id", "")
+    if cid in RESERVED_CUSTOMER_IDS:
+        detail = f"no customer {cid!r}: {cid!r} is reserved, never a customer id"
+    elif cid:
+        detail = f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
+    else:
+        detail = "unknown customer"
     return problem_response(
         Problem(
             "unknown_customer",
-            f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
-            if cid
-            else "unknown customer",
+            detail,
             errors=[
                 {
                     "path": "customer_id",

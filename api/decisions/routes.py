@@ -28,6 +28,7 @@ from api.core.database import UnreadableRecord
 from api.core.params import single_query
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import caller, problems
+from api.core.schemas import DATE_OR_DATETIME_PATTERN
 from api.core.service import Service, service
 from api.decisions.deciding import DecideJob
 from api.decisions.exceptions import OrderConflict
@@ -53,6 +54,9 @@ router = APIRouter(tags=["decisions"])
 Svc = Annotated[Service, Depends(service)]
 
 
+#: the from / to query parameters: the shapes documented (the server also takes the other
+#: ISO 8601 spellings Python's datetime.fromisoformat reads, e.g. 20261129)
+_WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
 DECISION_ID = Path(
     max_length=200,
     description="The decision id (`decision_id` of the answer to POST /v1/decisions)",
@@ -229,6 +233,7 @@ def list_decisions(
             description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
             "no offset: UTC)",
             openapi_examples={"date": {"value": "2026-11-01"}},
+            json_schema_extra=_WHEN,
         ),
         AfterValidator(when_from),
     ] = None,
@@ -239,6 +244,7 @@ def list_decisions(
             description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
             "(exclusive; no offset: UTC)",
             openapi_examples={"date": {"value": "2026-11-30"}},
+            json_schema_extra=_WHEN,
         ),
         AfterValidator(when_to),
     ] = None,
@@ -308,6 +314,7 @@ def export_decisions(
         Query(
             alias="from",
             description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive)",
+            json_schema_extra=_WHEN,
         ),
         AfterValidator(when_from),
     ] = None,
@@ -317,6 +324,7 @@ def export_decisions(
             alias="to",
             description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
             "(exclusive)",
+            json_schema_extra=_WHEN,
         ),
         AfterValidator(when_to),
     ] = None,

@@ -353,3 +353,32 @@ def test_answers_fit_their_schemas(tmp_path: Path, masked: bool) -> None:
             conforms(spec, method, path, r.json())
     finally:
         a.store.dispose()
+
+
+def test_date_patterns_are_the_parsers() -> None:
+    """Every YYYY-MM-DD of years around the edges and the leap-year rules: the pattern
+    matches exactly the dates ``parse_date`` (``date.fromisoformat``) accepts; every date
+    and time the ``from`` / ``to`` pattern matches is read by the list's parser."""
+    from api.core.bodies import parse_date
+    from api.decisions.params import parse_when
+
+    date_pattern = re.compile(schemas.DATE_SCHEMA["pattern"])
+    years = [0, 1, 4, 100, 400, 1896, 1900, 1999, 2000, 2024, 2026, 2100, 2400, 9996, 9999]
+    for year in years:
+        for month in range(0, 14):
+            for day in (0, 1, 9, 10, 19, 28, 29, 30, 31, 32):
+                value = f"{year:04d}-{month:02d}-{day:02d}"
+                assert _accepts(parse_date, value) == bool(date_pattern.fullmatch(value)), value
+    when = re.compile(schemas.DATE_OR_DATETIME_PATTERN)
+    for value in (
+        "2026-11-29",
+        "2026-11-29T10:00",
+        "2026-11-29T10:00:59",
+        "2026-11-29T23:59:59.123456789Z",
+        "2026-11-29T00:00:00+05:30",
+        "2028-02-29T00:00-23:59",
+    ):
+        assert when.fullmatch(value), value
+        parse_when(value, "from")
+    for value in ("2026-11-29 10:00", "2026-11-29T24:00", "2026-02-30", "29.11.2026", ""):
+        assert not when.fullmatch(value), value
