@@ -15,7 +15,8 @@ Routes (role in brackets; ``admin`` may do everything), by domain package::
                     GET  /v1/decisions/export          [compliance]    CSV / JSON lines, masked
     api.customers   PUT  /v1/customers/{id}            [admin]         credit limit, facts
                     GET  /v1/customers/{id}            [order_entry]
-                    POST /v1/customers/import          [admin]         CSV, all or nothing
+                    POST /v1/customer-imports          [admin]         CSV, all or nothing
+                    POST /v1/customers/import          [admin]         (deprecated alias)
     api.ledger      POST /v1/customers/{id}/events     [order_entry]   cancel, invoice, payment,
                                                                        credit note; idempotent
     api.fx          PUT  /v1/fx-rates                  [admin]         rates into policy currency
@@ -58,7 +59,7 @@ from api.core.logs import JsonFormatter, configure_logging
 from api.core.metrics import Metrics
 from api.core.middleware import Observe
 from api.core.problems import install_handlers
-from api.core.routing import ROUTES
+from api.core.routing import ROUTES, install_method_table
 
 __all__ = ["DOCS_ASSETS", "ROUTES", "JsonFormatter", "configure_logging", "create_app"]
 
@@ -138,10 +139,12 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     app.state.key_cache = key_cache
     install_handlers(app, path_map=engine_path)
     app.add_exception_handler(UnknownCustomer, customers.on_unknown_customer)
-    for module in (decisions, customers, ledger, fx, audit, policies, ops):
+    domains = (decisions, customers, ledger, fx, audit, policies, ops)
+    for module in domains:
         app.include_router(module.router)
     install_openapi(app)
     install_docs(app)
+    install_method_table(app, [module.router for module in domains])  # 405's Allow header
 
     app.add_middleware(Observe, metrics=metrics)
 

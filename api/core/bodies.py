@@ -17,9 +17,10 @@ from decimal import Decimal
 from typing import Annotated, Any
 
 from fastapi import Request
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
+from api.core import schemas
 from api.core.problems import Problem, validation_errors
 
 NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
@@ -139,12 +140,17 @@ def parse_currency(value: Any) -> str:
     return value
 
 
-Money = Annotated[Decimal, BeforeValidator(parse_money)]
-Whole = Annotated[int, BeforeValidator(_whole)]
-Identifier = Annotated[str, BeforeValidator(parse_identifier)]
-CustomerId = Annotated[str, BeforeValidator(parse_customer_id)]
-Currency = Annotated[str, BeforeValidator(parse_currency)]
-IsoDate = Annotated[date, BeforeValidator(parse_date)]
+# Each type's JSON schema (api.core.schemas) describes exactly what its parser accepts.
+Money = Annotated[Decimal, BeforeValidator(parse_money), WithJsonSchema(schemas.MONEY_SCHEMA)]
+Whole = Annotated[int, BeforeValidator(_whole), WithJsonSchema(schemas.WHOLE_SCHEMA)]
+Identifier = Annotated[
+    str, BeforeValidator(parse_identifier), WithJsonSchema(schemas.IDENTIFIER_SCHEMA)
+]
+CustomerId = Annotated[
+    str, BeforeValidator(parse_customer_id), WithJsonSchema(schemas.CUSTOMER_ID_SCHEMA)
+]
+Currency = Annotated[str, BeforeValidator(parse_currency), WithJsonSchema(schemas.CURRENCY_SCHEMA)]
+IsoDate = Annotated[date, BeforeValidator(parse_date), WithJsonSchema(schemas.DATE_SCHEMA)]
 
 
 class Body(BaseModel):
@@ -342,12 +348,26 @@ async def json_body(request: Request, model: type[BaseModel], limit: int) -> Any
     return validate_body(model, parse_body(await read_body(request, limit)))
 
 
-def json_body_doc(model: type[BaseModel]) -> dict[str, Any]:
+#: request body schemas of the OpenAPI document, by component name (``json_body_doc``)
+REQUEST_BODIES: dict[str, Any] = {}
+
+
+def json_body_doc(
+    model: Any,
+    examples: dict[str, Any] | None = None,
+    *,
+    name: str | None = None,
+    schema: Any = None,
+) -> dict[str, Any]:
     """``openapi_extra`` for a route that reads ``model`` with ``json_body`` (the body is
-    read raw, so FastAPI cannot document it by itself)."""
-    return {
-        "requestBody": {
-            "required": True,
-            "content": {"application/json": {"schema": model.model_json_schema()}},
-        }
-    }
+    read raw, so FastAPI cannot document it by itself): a ``$ref`` to the component
+    ``name`` (default: the model's name), whose schema ``api.core.docs.install_openapi``
+    adds to the document: ``model``'s, or ``schema``'s (a model or ``TypeAdapter`` that
+    describes the same body more precisely, e.g. a discriminated union by type).
+    ``examples``: named example bodies (``{"name": {"summary", "value"}}``)."""
+    name = name or model.__name__
+    REQUEST_BODIES[name] = schema if schema is not None else model
+    media: dict[str, Any] = {"schema": {"$ref": f"#/components/schemas/{name}"}}
+    if examples:
+        media["examples"] = examples
+    return {"requestBody": {"required": True, "content": {"application/json": media}}}

@@ -58,18 +58,60 @@ def install_docs(app: FastAPI) -> None:
         )
 
 
+def _components(model: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model``'s JSON schema (a pydantic model or ``TypeAdapter``) with its references
+    pointing into the document's components, and the definitions it refers to."""
+    from pydantic import TypeAdapter
+
+    template = "#/components/schemas/{model}"
+    if isinstance(model, TypeAdapter):
+        schema = model.json_schema(ref_template=template)
+    else:
+        schema = model.model_json_schema(ref_template=template)
+    defs = schema.pop("$defs", {})
+    return schema, defs
+
+
+def _no_null_defaults(schema: Any) -> Any:
+    """Drop ``"default": null`` from request schemas: an optional field is left out to take
+    its default; an explicit null is refused (``null_value``)."""
+    if isinstance(schema, dict):
+        return {
+            k: _no_null_defaults(v)
+            for k, v in schema.items()
+            if not (k == "default" and v is None)
+        }
+    if isinstance(schema, list):
+        return [_no_null_defaults(v) for v in schema]
+    return schema
+
+
 def install_openapi(app: FastAPI) -> None:
-    """Adds ``ProblemDetails`` (and ``ProblemError``) to the document's schemas: the routes'
-    problem responses refer to it (``api.core.routing.problem_responses``)."""
+    """Adds to the document's schemas ``ProblemDetails`` (and ``ProblemError``), which the
+    routes' problem responses refer to (``api.core.routing.problem_responses``), and the
+    request bodies the routes read raw (``api.core.bodies.json_body_doc``)."""
+    from api.core.bodies import REQUEST_BODIES
+    from api.core.examples import restore_examples
+
     generate = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             schema = generate()
-            problem = ProblemDetails.model_json_schema(ref_template="#/components/schemas/{model}")
             schemas = schema.setdefault("components", {}).setdefault("schemas", {})
-            schemas.update(problem.pop("$defs", {}))
-            schemas["ProblemDetails"] = problem
+            added: dict[str, Any] = {}
+            problem, defs = _components(ProblemDetails)
+            added.update(defs)
+            added["ProblemDetails"] = problem
+            for name, model in REQUEST_BODIES.items():
+                body, defs = _components(model)
+                added.update({k: _no_null_defaults(v) for k, v in defs.items()})
+                added[name] = _no_null_defaults(body)
+            for name, value in added.items():
+                if name in schemas and schemas[name] != value:
+                    raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
+                schemas[name] = value
+            restore_examples(schema["paths"])
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -355,7 +355,19 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else ""
         if exc.status_code == 404 and detail == "Not Found":
             detail = f"no resource at {request.url.path}"
-        return problem_response(Problem(code, detail, status=exc.status_code, headers=exc.headers))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            # The router names the methods of the first route whose path matched; Allow
+            # lists every method the path accepts (RFC 9110 15.5.6).
+            from api.core.routing import allowed_methods, app_path
+
+            allow = allowed_methods(request.app, app_path(request.scope))
+            headers["Allow"] = ", ".join(allow)
+            if detail in ("", "Method Not Allowed"):
+                accepts = ", ".join(allow) or "no method"
+                method, path = request.method[:20], request.url.path
+                detail = f"{method} is not allowed on {path}; it accepts {accepts}"
+        return problem_response(Problem(code, detail, status=exc.status_code, headers=headers))
 
     app.add_exception_handler(Problem, on_problem)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, on_request_validation)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from api.customers.models import (
     customer_currency_message,
     customer_fact_spec,
     customer_fact_value,
+    reserved_customer_id,
 )
 
 IMPORT_BASE_COLUMNS = (
@@ -188,7 +189,7 @@ def _import_row(
         return value
 
     try:  # not stripped: " B5 " is refused, never silently another id
-        row["customer_id"] = parse_customer_id(cells.get("customer_id", ""))
+        row["customer_id"] = reserved_customer_id(parse_customer_id(cells.get("customer_id", "")))
     except PydanticCustomError as e:
         bad.append({"line": line, "column": "customer_id", "problem": e.message()})
     check("currency", currency)

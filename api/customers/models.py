@@ -7,13 +7,32 @@ import re
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from api.core.bodies import Body, Currency, Money, Whole
 from api.core.problems import Problem
+from api.core.schemas import NON_NEGATIVE_MONEY_SCHEMA, WHOLE_SCHEMA, DateTimeText, DecimalText
 
 _CUSTOMER_FACT = re.compile(r"^(customer\.)?[a-z][a-z0-9_]*$")
+
+#: customer ids that are paths of their own: ``/v1/customers/import`` is the (deprecated)
+#: customer import, so no customer may be called "import"
+RESERVED_CUSTOMER_IDS = frozenset({"import"})
+
+
+def reserved_customer_id(cid: str) -> str:
+    """Refuse (``PydanticCustomError`` ``invalid_value``) a customer id that is reserved
+    (``RESERVED_CUSTOMER_IDS``) for a new or updated customer: the PUT path and the CSV
+    import. Returns ``cid``."""
+    if cid in RESERVED_CUSTOMER_IDS:
+        raise PydanticCustomError(
+            "invalid_value",
+            "{value} is reserved: /v1/customers/{cid} is the customer import's old path, "
+            "never a customer; choose another customer id",
+            {"value": repr(cid), "cid": cid},
+        )
+    return cid
 
 
 def _customer_facts(value: Any) -> dict[str, Any]:
@@ -134,7 +153,23 @@ def check_customer_facts(
     return clean, errors
 
 
-CustomerFacts = Annotated[dict[str, Any], BeforeValidator(_customer_facts)]
+_LEDGER_NAMES = sorted(
+    {name for path in LEDGER_FACTS for name in (path, path.removeprefix("customer."))}
+)
+_CUSTOMER_FACTS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "description": "Other customer inputs of the policy, with or without `customer.`, e.g. "
+    '{"risk_class": "low", "years_in_business": 12}; replaces the stored facts; left out: '
+    "kept. Which names and values a policy accepts is the policy's (`GET /v1/policy`); "
+    "the ledger's own columns are not facts",
+    "propertyNames": {"pattern": _CUSTOMER_FACT.pattern, "not": {"enum": _LEDGER_NAMES}},
+    "additionalProperties": {"type": ["string", "number", "boolean"]},
+}
+CustomerFacts = Annotated[
+    dict[str, Any], BeforeValidator(_customer_facts), WithJsonSchema(_CUSTOMER_FACTS_SCHEMA)
+]
+NonNegativeMoney = Annotated[Money, WithJsonSchema(NON_NEGATIVE_MONEY_SCHEMA)]
+NonNegativeWhole = Annotated[Whole, WithJsonSchema({**WHOLE_SCHEMA, "minimum": 0})]
 
 
 class CustomerBody(Body):
@@ -145,21 +180,17 @@ class CustomerBody(Body):
     the ledger and are never set here."""
 
     currency: Currency
-    credit_limit: Money
+    credit_limit: NonNegativeMoney
     # Optional, an explicit null is refused (null_value) as everywhere in the API.
-    open_receivables: Money = Field(  # type: ignore[assignment]
+    open_receivables: NonNegativeMoney = Field(  # type: ignore[assignment]
         default=None,
         description="Set the open receivables (reconciliation with the AR ledger); left "
         "out: kept (new customer: 0)",
     )
-    days_past_due: Whole = Field(  # type: ignore[assignment]
+    days_past_due: NonNegativeWhole = Field(  # type: ignore[assignment]
         default=None, description="Left out: kept (new customer: 0)"
     )
-    facts: CustomerFacts = Field(  # type: ignore[assignment]
-        default=None,
-        description='Other customer inputs of the policy, e.g. {"risk_class": "low", '
-        '"years_in_business": 12}; replaces the stored facts; left out: kept',
-    )
+    facts: CustomerFacts = None  # type: ignore[assignment]
 
 
 def customer_currency_message(policy: Any, currency: str) -> str:
@@ -180,3 +211,43 @@ def customer_currency_check(policy: Any, currency: str) -> None:
             message,
             errors=[{"path": "currency", "code": "currency_mismatch", "message": message}],
         )
+
+
+# -- responses ------------------------------------------------------------------------------
+
+_FACT_VALUES = {
+    "type": "object",
+    "description": "The customer facts as the ledger holds them (keyed without `customer.`), "
+    "typed by the policy: money and decimals as exact strings",
+    "additionalProperties": {"type": ["string", "integer", "boolean"]},
+}
+
+
+class CustomerPosition(BaseModel):
+    """A customer's credit position as the ledger holds it, in the policy currency:
+    exposure = open receivables + open approved orders; available = limit - exposure."""
+
+    model_config = ConfigDict(extra="allow")
+
+    customer_id: str
+    currency: str
+    credit_limit: DecimalText
+    open_receivables: DecimalText
+    open_orders: DecimalText = Field(description="Approved orders not yet invoiced")
+    exposure: DecimalText
+    available_credit: DecimalText = Field(description="Negative when over the limit")
+    days_past_due: int
+    credit_balance: DecimalText = Field(
+        description="Paid beyond the receivables: owed to the customer, used up by the next "
+        "invoice; never extra credit"
+    )
+    facts: Annotated[dict[str, Any], WithJsonSchema(_FACT_VALUES)]
+    updated_at: DateTimeText
+
+
+class ImportResult(BaseModel):
+    """How many customers a CSV import created or updated."""
+
+    model_config = ConfigDict(extra="allow")
+
+    imported: int

@@ -1,5 +1,6 @@
 """Customers: create/replace a customer's credit position, read it, import customers from
-CSV. (Their ledger events are ``api.ledger.routes``.)"""
+CSV (``POST /v1/customer-imports``; ``POST /v1/customers/import`` is its deprecated alias).
+(Their ledger events are ``api.ledger.routes``.)"""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import (
     decimals_check,
@@ -23,31 +25,74 @@ from api.core.bodies import (
     to_json,
 )
 from api.core.problems import Problem, problem_response
-from api.core.routing import caller, problems
+from api.core.routing import caller, not_reserved, problems
+from api.core.schemas import CUSTOMER_ID_SCHEMA
 from api.core.service import Service, service
 from api.customers.csvimport import parse_customer_csv
 from api.customers.exceptions import ImportErrors
-from api.customers.models import CustomerBody, check_customer_facts, customer_currency_check
+from api.customers.models import (
+    RESERVED_CUSTOMER_IDS,
+    CustomerBody,
+    CustomerPosition,
+    ImportResult,
+    check_customer_facts,
+    customer_currency_check,
+    reserved_customer_id,
+)
 
 router = APIRouter(tags=["customers"])
 Svc = Annotated[Service, Depends(service)]
 
+#: the ``{customer_id}`` path parameter (its pattern is documented, not enforced by FastAPI:
+#: the routes' own checks answer with their codes and messages)
+CUSTOMER_ID = Path(
+    max_length=200,
+    description="The customer id: one URL path segment; `import` is reserved",
+    json_schema_extra={
+        "pattern": CUSTOMER_ID_SCHEMA["pattern"],
+        "minLength": 1,
+        "not": {"enum": sorted(RESERVED_CUSTOMER_IDS)},
+    },
+    openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
+)
+_CUSTOMER_LINKS = {
+    "getCustomer": {
+        "operationId": "getCustomer",
+        "parameters": {"customer_id": "$response.body#/customer_id"},
+        "description": "The customer's position",
+    },
+}
+
 
 @router.put(
     "/v1/customers/{customer_id}",
+    operation_id="putCustomer",
     summary="Create or replace a customer's credit position",
-    responses=problems("PUT", "/v1/customers/{customer_id}"),
-    openapi_extra=json_body_doc(CustomerBody),
+    description="Sets `currency` and `credit_limit`; `open_receivables`, `days_past_due` and "
+    "`facts` are set when sent and kept when left out (a new customer: 0, 0, none). The "
+    "open orders and the credit balance belong to the ledger.",
+    response_model=CustomerPosition,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {
+            "description": "The customer's position",
+            **ex.content(customer=ex.CUSTOMER),
+            "links": _CUSTOMER_LINKS,
+        },
+        **problems("PUT", "/v1/customers/{customer_id}"),
+    },
+    openapi_extra=json_body_doc(CustomerBody, ex.named(customer=ex.CUSTOMER_BODY)),
 )
 async def put_customer(
     request: Request,
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
+    _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
-) -> JSONResponse:
+) -> CustomerPosition:
     policy = svc.policy
     try:
-        parse_customer_id(customer_id)
+        reserved_customer_id(parse_customer_id(customer_id))
     except PydanticCustomError as exc:
         raise Problem(
             "invalid_request",
@@ -95,41 +140,56 @@ async def put_customer(
         )
     except ValueError as exc:
         raise store_refusal(exc) from None
-    return JSONResponse(to_json(row))
+    return CustomerPosition.model_validate(to_json(row))
 
 
 @router.get(
     "/v1/customers/{customer_id}",
+    operation_id="getCustomer",
     summary="A customer's position",
-    responses=problems("GET", "/v1/customers/{customer_id}"),
+    response_model=CustomerPosition,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {"description": "The customer's position", **ex.content(customer=ex.CUSTOMER)},
+        **problems("GET", "/v1/customers/{customer_id}"),
+    },
 )
 def get_customer(
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
+    _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}")],
-) -> JSONResponse:
+) -> CustomerPosition:
     row = svc.store.customers.get(customer_id)
     if row is None:
         raise Problem("unknown_customer", f"no customer {customer_id!r}")
-    return JSONResponse(to_json(row))
+    return CustomerPosition.model_validate(to_json(row))
 
 
-@router.post(
-    "/v1/customers/import",
-    summary="Create or replace customers from CSV (all or nothing)",
-    responses=problems("POST", "/v1/customers/import"),
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "content": {"text/csv": {"schema": {"type": "string"}}},
-        }
-    },
-)
-async def import_customers(
-    request: Request,
-    svc: Svc,
-    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
-) -> JSONResponse:
+_CSV_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "UTF-8 CSV (a BOM is allowed), a header row, then one customer per "
+        "row: `customer_id`, `currency`, `credit_limit` required; `open_receivables`, "
+        "`days_past_due` and `customer.<fact>` columns optional (an empty cell keeps the "
+        "stored value)",
+        "content": {
+            # format binary: a file's bytes (client generators send it as it is)
+            "text/csv": {
+                "schema": {"type": "string", "format": "binary"},
+                "examples": ex.named(csv=ex.IMPORT_CSV),
+            }
+        },
+    }
+}
+_IMPORTED = {
+    200: {"description": "How many customers were created or updated"}
+    | ex.content(one={"imported": 1}),
+}
+
+
+async def import_customers(request: Request, svc: Service) -> ImportResult:
+    """Create or replace customers from a CSV body, all or nothing (both import paths)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/csv":
         raise Problem(
@@ -155,19 +215,61 @@ async def import_customers(
                 for e in exc.errors
             ],
         ) from None
-    return JSONResponse({"imported": count})
+    return ImportResult(imported=count)
+
+
+@router.post(
+    "/v1/customer-imports",
+    operation_id="importCustomers",
+    summary="Create or replace customers from CSV (all or nothing)",
+    response_model=ImportResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={**_IMPORTED, **problems("POST", "/v1/customer-imports")},
+    openapi_extra=_CSV_BODY,
+)
+async def post_customer_import(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("POST", "/v1/customer-imports")],
+) -> ImportResult:
+    return await import_customers(request, svc)
+
+
+@router.post(
+    "/v1/customers/import",
+    operation_id="importCustomersDeprecated",
+    summary="Deprecated: the same as POST /v1/customer-imports",
+    description="The customer import's old path, kept as an alias: use "
+    "`POST /v1/customer-imports`. `import` is not a customer id: `GET` and `PUT` on this "
+    "path answer 405.",
+    deprecated=True,
+    response_model=ImportResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={**_IMPORTED, **problems("POST", "/v1/customers/import")},
+    openapi_extra=_CSV_BODY,
+)
+async def post_customer_import_alias(
+    request: Request,
+    svc: Svc,
+    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
+) -> ImportResult:
+    return await import_customers(request, svc)
 
 
 async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
     """The exception handler of ``UnknownCustomer``: 404 ``unknown_customer`` (on a POST,
     with the error at ``customer_id``)."""
     cid = getattr(exc, "customer_id", "")
+    if cid in RESERVED_CUSTOMER_IDS:
+        detail = f"no customer {cid!r}: {cid!r} is reserved, never a customer id"
+    elif cid:
+        detail = f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
+    else:
+        detail = "unknown customer"
     return problem_response(
         Problem(
             "unknown_customer",
-            f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
-            if cid
-            else "unknown customer",
+            detail,
             errors=[
                 {
                     "path": "customer_id",

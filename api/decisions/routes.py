@@ -14,6 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import (
     decimals_check,
@@ -27,12 +28,20 @@ from api.core.database import UnreadableRecord
 from api.core.params import single_query
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import caller, problems
+from api.core.schemas import DATE_OR_DATETIME_PATTERN
 from api.core.service import Service, service
 from api.decisions.deciding import DecideJob
 from api.decisions.exceptions import OrderConflict
 from api.decisions.export import stream
 from api.decisions.masking import Hidden, as_shown, mask_decision, masker, masking_of
-from api.decisions.models import DecisionRequest, currency_check
+from api.decisions.models import (
+    DecisionAnswer,
+    DecisionPage,
+    DecisionRecord,
+    DecisionRequest,
+    ReplayResult,
+    currency_check,
+)
 from api.decisions.params import EXPORT_PARAMS, LIST_PARAMS, when_from, when_to
 from api.decisions.replay import differences
 from api.fx.exceptions import FxRateMissing
@@ -45,11 +54,58 @@ router = APIRouter(tags=["decisions"])
 Svc = Annotated[Service, Depends(service)]
 
 
+#: the from / to query parameters: the shapes documented (the server also takes the other
+#: ISO 8601 spellings Python's datetime.fromisoformat reads, e.g. 20261129)
+_WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
+DECISION_ID = Path(
+    max_length=200,
+    description="The decision id (`decision_id` of the answer to POST /v1/decisions)",
+    openapi_examples={"refer": {"value": ex.DECISION_ID}},
+)
+#: the decision's read and replay from the answer's decision_id (OpenAPI links)
+_DECISION_LINKS = {
+    "getDecision": {
+        "operationId": "getDecision",
+        "parameters": {"decision_id": "$response.body#/decision_id"},
+        "description": "The recorded decision",
+    },
+    "replayDecision": {
+        "operationId": "replayDecision",
+        "parameters": {"decision_id": "$response.body#/decision_id"},
+        "description": "Re-evaluate it under the policy that made it",
+    },
+}
+
+
 @router.post(
     "/v1/decisions",
+    operation_id="decideOrder",
     summary="Decide one order (approve / refer / decline) and record it",
-    responses=problems("POST", "/v1/decisions"),
-    openapi_extra=json_body_doc(DecisionRequest),
+    description="Evaluates the order under the policy in force with the customer's position "
+    "from the ledger, reserves an approved amount and records the decision in the "
+    "hash-chained log, in one transaction. Idempotent by `order_id`: the same order again "
+    "answers the stored decision (`kind: repeat`). The answer is the decision as recorded, "
+    "unmasked, with `kind` and, for an order in another currency, `fx`.",
+    response_model=DecisionAnswer,
+    responses={
+        200: {
+            "description": "The decision as recorded",
+            **ex.content(
+                refer=("An order over the credit limit: referred", ex.DECISION_ANSWER),
+                converted=("An order in USD, converted into EUR", ex.DECISION_ANSWER_USD),
+            ),
+            "links": _DECISION_LINKS,
+        },
+        **problems("POST", "/v1/decisions"),
+    },
+    openapi_extra=json_body_doc(
+        DecisionRequest,
+        ex.named(
+            refer=("The worked example: EUR 10,000.00 over the limit", ex.DECISION_REQUEST),
+            converted=("An order in USD (with rates loaded)", ex.DECISION_REQUEST_USD),
+            facts=("With a policy input the ledger does not hold", ex.DECISION_REQUEST_FACTS),
+        ),
+    ),
 )
 async def post_decision(
     request: Request,
@@ -152,23 +208,44 @@ def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
 
 @router.get(
     "/v1/decisions",
+    operation_id="listDecisions",
     summary="List decisions (newest first)",
-    responses=problems("GET", "/v1/decisions"),
+    description="Records of the decision log, newest first, sensitive inputs masked; "
+    "`next_cursor` pages on.",
+    response_model=DecisionPage,
+    responses={
+        200: {"description": "One page", **ex.content(page=ex.PAGE)},
+        **problems("GET", "/v1/decisions"),
+    },
 )
 def list_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
     _once: Annotated[None, single_query(*LIST_PARAMS)],
-    customer_id: str | None = None,
+    customer_id: Annotated[
+        str | None, Query(openapi_examples={"customer": {"value": ex.CUSTOMER_ID}})
+    ] = None,
     outcome: Literal["approve", "refer", "decline"] | None = None,
     date_from: Annotated[
         str | None,
-        Query(alias="from", description="From this date or date-time (inclusive)"),
+        Query(
+            alias="from",
+            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
+            "no offset: UTC)",
+            openapi_examples={"date": {"value": "2026-11-01"}},
+            json_schema_extra=_WHEN,
+        ),
         AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
         str | None,
-        Query(alias="to", description="Up to this date (whole day) or date-time (exclusive)"),
+        Query(
+            alias="to",
+            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
+            "(exclusive; no offset: UTC)",
+            openapi_examples={"date": {"value": "2026-11-30"}},
+            json_schema_extra=_WHEN,
+        ),
         AfterValidator(when_to),
     ] = None,
     rule_id: Annotated[str | None, Query(max_length=200)] = None,
@@ -201,10 +278,25 @@ def list_decisions(
 
 @router.get(
     "/v1/decisions/export",
+    operation_id="exportDecisions",
     summary="Export the decision log (CSV or JSON lines), sensitive inputs masked",
+    description="Streamed in `seq` order. The last line says whether the export is complete: "
+    '`{"complete": true, "records": N}` (jsonl), the row `#complete,N` (csv); a failure '
+    'mid-stream ends it with `{"complete": false, ...}` (`#incomplete,N,error`) and aborts '
+    "the connection.",
     response_class=Response,
     responses={
-        200: {"content": {"text/csv": {}, "application/x-ndjson": {}}},
+        200: {
+            "description": "One record per line (jsonl: a DecisionRecord as JSON; csv: its "
+            "columns, JSON columns as JSON text), then the completeness line",
+            "content": {
+                "application/x-ndjson": {
+                    "schema": {"type": "string"},
+                    "examples": ex.named(jsonl=ex.EXPORT_JSONL),
+                },
+                "text/csv": {"schema": {"type": "string"}, "examples": ex.named(csv=ex.EXPORT_CSV)},
+            },
+        },
         **problems("GET", "/v1/decisions/export"),
     },
 )
@@ -213,15 +305,27 @@ def export_decisions(
     _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
     _once: Annotated[None, single_query(*EXPORT_PARAMS)],
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
-    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    customer_id: Annotated[
+        str | None,
+        Query(max_length=200, openapi_examples={"customer": {"value": ex.CUSTOMER_ID}}),
+    ] = None,
     date_from: Annotated[
         str | None,
-        Query(alias="from", description="From this date or date-time"),
+        Query(
+            alias="from",
+            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive)",
+            json_schema_extra=_WHEN,
+        ),
         AfterValidator(when_from),
     ] = None,
     date_to: Annotated[
         str | None,
-        Query(alias="to", description="Up to this date (whole day) or date-time"),
+        Query(
+            alias="to",
+            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
+            "(exclusive)",
+            json_schema_extra=_WHEN,
+        ),
         AfterValidator(when_to),
     ] = None,
 ) -> Response:
@@ -250,11 +354,21 @@ def _get_decision(svc: Service, decision_id: str) -> dict[str, Any]:
 
 @router.get(
     "/v1/decisions/{decision_id}",
+    operation_id="getDecision",
     summary="One recorded decision",
-    responses=problems("GET", "/v1/decisions/{decision_id}"),
+    description="The log record: input snapshot, decision, trail, policy sha256, caller, "
+    'hashes and `fx`; sensitive inputs and what is computed from them show "***".',
+    response_model=DecisionRecord,
+    responses={
+        200: {
+            "description": "The record",
+            **ex.content(refer=ex.RECORD, masked=("Sensitive order amount", ex.MASKED_RECORD)),
+        },
+        **problems("GET", "/v1/decisions/{decision_id}"),
+    },
 )
 def get_decision(
-    decision_id: Annotated[str, Path(max_length=200)],
+    decision_id: Annotated[str, DECISION_ID],
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
 ) -> JSONResponse:
@@ -263,11 +377,16 @@ def get_decision(
 
 @router.get(
     "/v1/decisions/{decision_id}/replay",
+    operation_id="replayDecision",
     summary="Re-evaluate a recorded decision under the policy that made it",
-    responses=problems("GET", "/v1/decisions/{decision_id}/replay"),
+    response_model=ReplayResult,
+    responses={
+        200: {"description": "Whether the replay is identical", **ex.content(same=ex.REPLAY)},
+        **problems("GET", "/v1/decisions/{decision_id}/replay"),
+    },
 )
 def replay_decision(
-    decision_id: Annotated[str, Path(max_length=200)],
+    decision_id: Annotated[str, DECISION_ID],
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}/replay")],
 ) -> JSONResponse:

@@ -5,10 +5,11 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 from pydantic_core import PydanticCustomError
 
 from api.core.bodies import NUMBER, Body, Currency, IsoDate
+from api.core.schemas import RATE_SCHEMA
 
 
 def _rate_value(value: Any) -> Decimal:
@@ -29,7 +30,7 @@ def _rate_value(value: Any) -> Decimal:
     return rate + 0
 
 
-RateValue = Annotated[Decimal, BeforeValidator(_rate_value)]
+RateValue = Annotated[Decimal, BeforeValidator(_rate_value), WithJsonSchema(RATE_SCHEMA)]
 
 
 class FxRateItem(Body):
@@ -45,5 +46,19 @@ class FxRatesBody(Body):
     """Exchange rates into the policy's currency (``base``); inserted or replaced by
     (base, currency, as_of)."""
 
-    base: Currency
-    rates: list[FxRateItem] = Field(min_length=1, max_length=10000)
+    base: Currency = Field(description="The policy currency")
+    rates: list[FxRateItem] = Field(
+        min_length=1,
+        max_length=10000,
+        description="One rate per currency and date (a duplicate: 422 duplicate_rate); "
+        "`currency` other than `base`",
+    )
+
+
+class FxRatesResult(BaseModel):
+    """The rates stored (inserted or replaced)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    base: str
+    stored: int

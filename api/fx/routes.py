@@ -7,14 +7,14 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import json_body, json_body_doc, store_refusal
 from api.core.problems import Problem
 from api.core.routing import caller, problems
 from api.core.service import Service, service
-from api.fx.models import FxRatesBody
+from api.fx.models import FxRatesBody, FxRatesResult
 
 router = APIRouter()
 Svc = Annotated[Service, Depends(service)]
@@ -23,15 +23,24 @@ Svc = Annotated[Service, Depends(service)]
 @router.put(
     "/v1/fx-rates",
     tags=["fx"],
+    operation_id="putFxRates",
     summary="Load exchange rates into the policy's currency",
-    responses=problems("PUT", "/v1/fx-rates"),
-    openapi_extra=json_body_doc(FxRatesBody),
+    description="`rate` is units of `base` (the policy currency) for ONE unit of `currency` "
+    "on `as_of`: base EUR, USD rate \"0.92\" means 1 USD = 0.92 EUR. Inserted or replaced "
+    "by (base, currency, as_of), all in one transaction.",
+    response_model=FxRatesResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {"description": "How many rates were stored", **ex.content(one=ex.FX_RESULT)},
+        **problems("PUT", "/v1/fx-rates"),
+    },
+    openapi_extra=json_body_doc(FxRatesBody, ex.named(usd=ex.FX_BODY)),
 )
 async def put_fx_rates(
     request: Request,
     svc: Svc,
     _: Annotated[Caller, caller("PUT", "/v1/fx-rates")],
-) -> JSONResponse:
+) -> FxRatesResult:
     policy = svc.policy
     body = await json_body(request, FxRatesBody, svc.max_bytes)
     if body.base != policy.currency:
@@ -70,4 +79,4 @@ async def put_fx_rates(
         count = await run_in_threadpool(svc.store.fx.put_rates, body.base, rates)
     except ValueError as exc:
         raise store_refusal(exc) from None
-    return JSONResponse({"base": body.base, "stored": count})
+    return FxRatesResult(base=body.base, stored=count)

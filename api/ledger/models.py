@@ -1,12 +1,18 @@
-"""Request models of the ledger events (``POST /v1/customers/{id}/events``)."""
+"""Request models of the ledger events (``POST /v1/customers/{id}/events``): ``EventBody``
+validates the body (the rules that depend on the type, and on the recorded ledger, are
+checked by ``api.ledger.persistence.Ledger.apply_event``); ``LedgerEventDoc`` describes the
+same body for the OpenAPI document, one variant per ``type`` with the fields it requires
+and forbids. ``EventResult`` is the answer."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from api.core.bodies import Body, Currency, Identifier, Money
+from api.core.schemas import POSITIVE_MONEY_SCHEMA, DateTimeText, DecimalText
+from api.customers.models import CustomerPosition
 
 
 class EventBody(Body):
@@ -19,3 +25,102 @@ class EventBody(Body):
     order_id: Identifier = None  # type: ignore[assignment]
     amount: Money = None  # type: ignore[assignment]
     currency: Currency = None  # type: ignore[assignment]
+
+
+# -- the body by type, for the OpenAPI document -------------------------------------------
+
+PositiveMoney = Annotated[Money, WithJsonSchema(POSITIVE_MONEY_SCHEMA)]
+_EVENT_ID = "The caller's unique id of the event: the same id and content again is answered " \
+    "with the recorded result (replayed), other content is a conflict (409)"
+_AMOUNT = "Above 0 (the type gives the direction), at most the decimals of the currency"
+_CURRENCY = "The customer's ledger currency (the policy currency); no conversion"
+
+
+class OrderCancelled(Body):
+    """Releases the open part of the order's reservation. No amount, no currency."""
+
+    event_id: Identifier = Field(description=_EVENT_ID)
+    type: Literal["order_cancelled"]
+    order_id: Identifier = Field(description="An order approved for this customer")
+
+
+class InvoiceIssued(Body):
+    """Adds the amount to the open receivables and takes the part the order's open
+    reservation covers off the open orders (the rest is new exposure: ``unreserved``)."""
+
+    event_id: Identifier = Field(description=_EVENT_ID)
+    type: Literal["invoice_issued"]
+    order_id: Identifier
+    amount: PositiveMoney = Field(description=_AMOUNT)
+    currency: Currency = Field(description=_CURRENCY)
+
+
+class PaymentReceived(Body):
+    """Reduces the open receivables (an excess becomes a credit balance); never refused."""
+
+    event_id: Identifier = Field(description=_EVENT_ID)
+    type: Literal["payment_received"]
+    amount: PositiveMoney = Field(description=_AMOUNT)
+    currency: Currency = Field(description=_CURRENCY)
+    order_id: Identifier = Field(  # type: ignore[assignment]
+        default=None, description="Optional: recorded only"
+    )
+
+
+class CreditNote(Body):
+    """Reduces the open receivables like a payment (an excess becomes a credit balance)."""
+
+    event_id: Identifier = Field(description=_EVENT_ID)
+    type: Literal["credit_note"]
+    amount: PositiveMoney = Field(description=_AMOUNT)
+    currency: Currency = Field(description=_CURRENCY)
+    order_id: Identifier = Field(  # type: ignore[assignment]
+        default=None, description="Optional: recorded only"
+    )
+
+
+LedgerEventDoc: TypeAdapter = TypeAdapter(
+    Annotated[
+        OrderCancelled | InvoiceIssued | PaymentReceived | CreditNote,
+        Field(discriminator="type"),
+    ]
+)
+
+
+# -- the answer ------------------------------------------------------------------------------
+
+
+class EventEffect(BaseModel):
+    """How the event moved the customer's position (signed amounts)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    open_orders: DecimalText
+    open_receivables: DecimalText
+    credit_balance: DecimalText
+    unreserved: DecimalText = Field(
+        default=None,  # type: ignore[assignment]
+        description="invoice_issued only, when some of the amount was not covered by an open "
+        "reservation (new exposure)",
+    )
+
+
+class EventResult(BaseModel):
+    """A recorded ledger event, its effect, and the customer's position after it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    event_id: str
+    type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
+    customer_id: str
+    order_id: str | None
+    amount: DecimalText | None
+    currency: str | None
+    effect: EventEffect
+    caller: str = Field(description="role:key id of the API key that recorded it")
+    recorded_at: DateTimeText
+    replayed: bool = Field(
+        description="true: this event id was recorded before with the same content; this is "
+        "that result and nothing changed now"
+    )
+    customer: CustomerPosition

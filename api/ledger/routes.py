@@ -5,17 +5,18 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import decimals_check, json_body, json_body_doc, store_refusal, to_json
 from api.core.problems import Problem
 from api.core.routing import caller, problems
 from api.core.service import Service, service
+from api.customers.routes import CUSTOMER_ID
 from api.ledger.exceptions import EventConflict
-from api.ledger.models import EventBody
+from api.ledger.models import EventBody, EventResult, LedgerEventDoc
 
 router = APIRouter(tags=["customers"])
 Svc = Annotated[Service, Depends(service)]
@@ -23,16 +24,33 @@ Svc = Annotated[Service, Depends(service)]
 
 @router.post(
     "/v1/customers/{customer_id}/events",
+    operation_id="recordLedgerEvent",
     summary="Record a ledger event (order cancelled, invoice, payment, credit note)",
-    responses=problems("POST", "/v1/customers/{customer_id}/events"),
-    openapi_extra=json_body_doc(EventBody),
+    description="Applied to the customer's position under the customer lock and recorded in "
+    "the ledger's hash chain. Idempotent by `event_id`: the same event again answers the "
+    "recorded result (`replayed: true`) and changes nothing.",
+    response_model=EventResult,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {
+            "description": "The event, its effect and the customer's position after it",
+            **ex.content(payment=ex.EVENT_RESULT),
+        },
+        **problems("POST", "/v1/customers/{customer_id}/events"),
+    },
+    openapi_extra=json_body_doc(
+        EventBody,
+        ex.named(**ex.EVENTS),
+        name="LedgerEvent",
+        schema=LedgerEventDoc,
+    ),
 )
 async def post_event(
     request: Request,
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
     who: Annotated[Caller, caller("POST", "/v1/customers/{customer_id}/events")],
-) -> JSONResponse:
+) -> EventResult:
     body = await json_body(request, EventBody, svc.max_bytes)
     if body.amount is not None:
         if body.amount <= 0:
@@ -55,4 +73,4 @@ async def post_event(
         ) from None
     except ValueError as exc:
         raise store_refusal(exc) from None
-    return JSONResponse(to_json(result))
+    return EventResult.model_validate(to_json(result))

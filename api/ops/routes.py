@@ -11,22 +11,41 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse, Response
 
+from api.core import examples as ex
 from api.core.problems import Problem, problem_response
 from api.core.routing import problem_responses
 from api.core.service import Service, service
+from api.ops.models import Health, Readiness
 
 log = logging.getLogger("creditgate.api")
 router = APIRouter(tags=["operations"])
 Svc = Annotated[Service, Depends(service)]
 
 
-@router.get("/healthz", summary="Liveness")
+@router.get(
+    "/healthz",
+    operation_id="getHealth",
+    summary="Liveness",
+    response_model=Health,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={200: {"description": "The process answers", **ex.content(ok=ex.HEALTH)}},
+)
 @router.head("/healthz", include_in_schema=False)
-def healthz() -> dict[str, str]:
-    return {"status": "ok"}
+def healthz() -> Health:
+    return Health(status="ok")
 
 
-@router.get("/readyz", summary="Readiness: database and policy", responses=problem_responses(503))
+@router.get(
+    "/readyz",
+    operation_id="getReadiness",
+    summary="Readiness: database and policy",
+    response_model=Readiness,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {"description": "Ready to decide", **ex.content(ready=ex.READY)},
+        **problem_responses(503),
+    },
+)
 @router.head("/readyz", include_in_schema=False)
 def readyz(svc: Svc) -> JSONResponse:
     try:
@@ -45,7 +64,21 @@ def readyz(svc: Svc) -> JSONResponse:
     )
 
 
-@router.get("/metrics", summary="Prometheus metrics")
+@router.get(
+    "/metrics",
+    operation_id="getMetrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The Prometheus text exposition format (`text/plain; version=...`, "
+            "as the installed prometheus-client writes it)",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}, "examples": ex.named(text=ex.METRICS)}
+            },
+        }
+    },
+)
 @router.head("/metrics", include_in_schema=False)
 def prometheus(svc: Svc) -> Response:
     data, content_type = svc.metrics.render()

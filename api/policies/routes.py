@@ -5,11 +5,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import JSONResponse
 
+from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.routing import caller, problems
 from api.core.service import Service, service
+from api.policies.models import PolicyInForce
 
 router = APIRouter()
 Svc = Annotated[Service, Depends(service)]
@@ -18,15 +19,21 @@ Svc = Annotated[Service, Depends(service)]
 @router.get(
     "/v1/policy",
     tags=["policy"],
+    operation_id="getPolicy",
     summary="The policy in force",
-    responses=problems("GET", "/v1/policy"),
+    response_model=PolicyInForce,
+    response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
+    responses={
+        200: {"description": "The policy", **ex.content(policy=ex.POLICY_IN_FORCE)},
+        **problems("GET", "/v1/policy"),
+    },
 )
 def get_policy(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/policy")],
-) -> JSONResponse:
+) -> PolicyInForce:
     policy = svc.policy
-    return JSONResponse(
+    return PolicyInForce.model_validate(
         {
             "id": policy.id,
             "version": policy.version,

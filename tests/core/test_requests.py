@@ -75,7 +75,7 @@ def test_request_id_is_echoed(api: Api) -> None:
 
 def test_unsupported_media_type_title(api: Api) -> None:
     body = problem(
-        api.client.post("/v1/customers/import", headers=api.h(), json={"a": 1}),
+        api.client.post("/v1/customer-imports", headers=api.h(), json={"a": 1}),
         415,
         "unsupported_media_type",
     )

@@ -155,7 +155,7 @@ def test_csv_import_errors_are_capped(api: Api) -> None:
 
     lines = ["customer_id,currency,credit_limit"] + [f"C{i},EUR,not-a-number" for i in range(250)]
     r = api.client.post(
-        "/v1/customers/import",
+        "/v1/customer-imports",
         headers={**api.h(), "Content-Type": "text/csv"},
         content="\n".join(lines).encode(),
     )
@@ -192,7 +192,7 @@ def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
         "OK-1,EUR,1.00\n"
     )
     r = api.client.post(
-        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=text
+        "/v1/customer-imports", headers={**api.h(), "Content-Type": "text/csv"}, content=text
     )
     b = problem(r, 422, "invalid_request")
     assert [(e["line"], e["column"]) for e in b["errors"]] == [
@@ -242,7 +242,7 @@ def test_messages_unknown_customer_fact_clash_and_non_utf8_csv(api: Api) -> None
     # a non-UTF-8 byte is reported on its line, with its byte offset (a BOM counted)
     data = "\ufeffcustomer_id,currency,credit_limit\nA-1,EUR,1.00\nM".encode() + b"\xfcller,EUR,1\n"
     r = api.client.post(
-        "/v1/customers/import", headers={**api.h(), "Content-Type": "text/csv"}, content=data
+        "/v1/customer-imports", headers={**api.h(), "Content-Type": "text/csv"}, content=data
     )
     err = problem(r, 422, "invalid_request")["errors"][0]
     assert err["line"] == 3 and err["path"] == "line 3", err

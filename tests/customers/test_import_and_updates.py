@@ -57,7 +57,7 @@ CSV_OK = (
 
 def test_http_csv_import(api):
     r = api.client.post(
-        "/v1/customers/import",
+        "/v1/customer-imports",
         headers=api.h(**{"Content-Type": "text/csv"}),
         content=CSV_OK.encode(),
     )
@@ -88,7 +88,7 @@ def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
         "B-4,EUR,100\n"
     )
     r = api.client.post(
-        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
+        "/v1/customer-imports", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
     )
     b = problem(r, 422, "invalid_request")
     got = {(e["line"], e["column"]) for e in b["errors"]}
@@ -107,7 +107,7 @@ def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
     # header problems
     bad_header = "customer_id,currency,colour,customer.exposure,customer.nope\nX,EUR,1,2,3\n"
     r = api.client.post(
-        "/v1/customers/import",
+        "/v1/customer-imports",
         headers=api.h(**{"Content-Type": "text/csv"}),
         content=bad_header.encode(),
     )
@@ -120,14 +120,14 @@ def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
     }
     problem(
         api.client.post(
-            "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=b""
+            "/v1/customer-imports", headers=api.h(**{"Content-Type": "text/csv"}), content=b""
         ),
         422,
     )
-    problem(api.client.post("/v1/customers/import", headers=api.h(), json={"a": 1}), 415)
+    problem(api.client.post("/v1/customer-imports", headers=api.h(), json={"a": 1}), 415)
     problem(
         api.client.post(
-            "/v1/customers/import",
+            "/v1/customer-imports",
             headers=api.h("order_entry", **{"Content-Type": "text/csv"}),
             content=CSV_OK.encode(),
         ),
@@ -140,14 +140,14 @@ def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_t
     head = "customer_id,currency,credit_limit,customer.new_customer,customer.blacklisted\n"
     good = head + "G-1,EUR,100,true,FALSE\nG-2,EUR,100,TRUE,false\n"
     r = api.client.post(
-        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=good.encode()
+        "/v1/customer-imports", headers=api.h(**{"Content-Type": "text/csv"}), content=good.encode()
     )
     assert r.status_code == 200, r.text
     assert api.store.customers.get("G-1")["facts"] == {"new_customer": True, "blacklisted": False}
     assert api.store.customers.get("G-2")["facts"] == {"new_customer": True, "blacklisted": False}
     bad = head + "H-1,EUR,100,True,yes\nH-2,EUR,100,1,0\nH-3,EUR,100, true,N\n"
     r = api.client.post(
-        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=bad.encode()
+        "/v1/customer-imports", headers=api.h(**{"Content-Type": "text/csv"}), content=bad.encode()
     )
     b = problem(r, 422, "invalid_request")
     assert {(e["line"], e["column"]) for e in b["errors"]} == {
@@ -162,7 +162,7 @@ def test_http_csv_import_booleans_are_true_false_as_json_or_spreadsheets_write_t
 def test_http_csv_import_ledger_columns_name_the_column_to_use(api):
     text = "customer_id,currency,credit_limit,customer.credit_limit,customer.exposure\n"
     r = api.client.post(
-        "/v1/customers/import", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
+        "/v1/customer-imports", headers=api.h(**{"Content-Type": "text/csv"}), content=text.encode()
     )
     b = problem(r, 422, "invalid_request")
     msgs = {e["column"]: e["message"] for e in b["errors"]}
@@ -218,7 +218,7 @@ def test_http_import_without_receivables_never_erases_them_and_no_approve_follow
     assert r.status_code == 200, r.text
     csv_text = "customer_id,currency,credit_limit,customer.risk_class\nRCV,EUR,10000.00,low\n"
     r = api.client.post(
-        "/v1/customers/import",
+        "/v1/customer-imports",
         headers=api.h(**{"Content-Type": "text/csv"}),
         content=csv_text.encode(),
     )
@@ -247,7 +247,7 @@ def test_http_import_empty_cells_keep_stored_values_and_facts(api):
         "NEW,EUR,100.00,,,\n"
     )
     r = api.client.post(
-        "/v1/customers/import",
+        "/v1/customer-imports",
         headers=api.h(**{"Content-Type": "text/csv"}),
         content=csv_text.encode(),
     )
