@@ -13,30 +13,40 @@ decisions), ``compliance`` (reads decisions, replays them, verifies the audit ch
 ``policy_owner`` (reads the policy in force), ``admin`` (everything, incl. customers).
 
 ``require(*roles)`` is a FastAPI dependency: no or unknown key → 401 problem, a key whose
-role is not listed (and is not ``admin``) → 403 problem. It returns the ``Caller``. It
-declares both ways of sending a key as OpenAPI security schemes (``bearerAuth``: HTTP
-bearer, ``apiKeyHeader``: the ``X-API-Key`` header), so ``/docs`` has an "Authorize" button
-and generated clients send the key; the key itself is still read by ``key_from_request``.
+role is not listed (and is not ``admin``) → 403 problem. It returns the ``Caller``; it
+reads only the request (no sub-dependencies: FastAPI would run each one per request). Both
+ways of sending a key are declared in the OpenAPI document as security schemes
+(``SECURITY_SCHEMES``: ``bearerAuth``, HTTP bearer; ``apiKeyHeader``, the ``X-API-Key``
+header) on every route with a key (``api.core.docs.install_openapi``), so ``/docs`` has an
+"Authorize" button and generated clients send the key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from fastapi.security import APIKeyHeader, HTTPBearer
 
 from api.core.problems import INVALID_KEY_TITLE, Problem
 
-__all__ = ["KEY_ID_LENGTH", "ROLES", "Caller", "key_from_request", "require"]
+__all__ = [
+    "KEY_ID_LENGTH",
+    "ROLES",
+    "SECURITY",
+    "SECURITY_SCHEMES",
+    "Caller",
+    "key_from_request",
+    "require",
+]
 
 ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
 ADMIN = "admin"
 KEY_ID_LENGTH = 12  # an API key's id: this many leading hex characters of its sha256
 
-# For the OpenAPI document only (auto_error=False: they never answer on their own); either
-# scheme is enough (two security requirements, not one with both).
+# For the OpenAPI document only; either scheme is enough (two security requirements, not
+# one with both).
 bearer_scheme = HTTPBearer(
     auto_error=False,
     scheme_name="bearerAuth",
@@ -49,6 +59,13 @@ api_key_scheme = APIKeyHeader(
     scheme_name="apiKeyHeader",
     description="`X-API-Key: <key>` (the same keys as the bearer scheme)",
 )
+#: the document's ``components.securitySchemes``
+SECURITY_SCHEMES: dict[str, Any] = {
+    scheme.scheme_name: scheme.model.model_dump(mode="json", by_alias=True, exclude_none=True)
+    for scheme in (bearer_scheme, api_key_scheme)
+}
+#: the ``security`` of every route with a key
+SECURITY: list[dict[str, list[str]]] = [{name: []} for name in SECURITY_SCHEMES]
 
 
 @dataclass(frozen=True)
@@ -112,11 +129,7 @@ def require(*roles: str) -> Any:
         raise ValueError(f"unknown roles {sorted(unknown)}; expected {list(ROLES)}")
     allowed = frozenset(roles) | {ADMIN}
 
-    async def dependency(
-        request: Request,
-        _bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
-        _api_key: Annotated[str | None, Depends(api_key_scheme)],
-    ) -> Caller:
+    async def dependency(request: Request) -> Caller:
         key = key_from_request(request)
         challenge = {"WWW-Authenticate": 'Bearer realm="creditgate"'}
         if key is None:

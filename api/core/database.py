@@ -44,6 +44,8 @@ __all__ = [
 ]
 
 MIGRATE_LOCK_KEY = 0x43474D4947  # "CGMIG"
+# the tables the decision path reads by key (ANALYZE after every upgrade on PostgreSQL)
+ANALYZED = ("customers", "reservations", "decision_log", "ledger_events", "chain_head")
 ORDER_LOCK_NS = 0x43474F52  # "CGOR": namespace (int4) of the per-order-id advisory locks
 UNAVAILABLE = (exc.OperationalError, exc.InterfaceError, exc.TimeoutError)
 
@@ -297,6 +299,10 @@ class Database:
                 cfg.attributes["connection"] = conn
                 command.upgrade(cfg, "head")
                 after = MigrationContext.configure(conn).get_current_revision()
+                if self.dialect == "postgresql":
+                    # Planner statistics for the decision path's lookups even where
+                    # autovacuum is off (PostgreSQL's default is on: it keeps them fresh).
+                    conn.execute(sa.text(f"ANALYZE {', '.join(ANALYZED)}"))
         except UNAVAILABLE as e:
             raise unavailable(e) from e
         return before, after

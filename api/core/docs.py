@@ -86,6 +86,19 @@ def _no_null_defaults(schema: Any) -> Any:
     return schema
 
 
+def _declare_security(schema: dict[str, Any]) -> None:
+    """Both ways of sending a key on every route that needs one (``api.core.routing.ROUTES``):
+    declared here, not by security dependencies that would run on every request."""
+    from api.core.auth import SECURITY, SECURITY_SCHEMES
+    from api.core.routing import ROUTES
+
+    schema.setdefault("components", {})["securitySchemes"] = dict(SECURITY_SCHEMES)
+    for method, path, _ in ROUTES:
+        operation = schema["paths"].get(path, {}).get(method.lower())
+        if operation is not None:
+            operation["security"] = list(SECURITY)
+
+
 def install_openapi(app: FastAPI) -> None:
     """Adds to the document's schemas ``ProblemDetails`` (and ``ProblemError``), which the
     routes' problem responses refer to (``api.core.routing.problem_responses``), and the
@@ -112,6 +125,7 @@ def install_openapi(app: FastAPI) -> None:
                     raise RuntimeError(f"two different OpenAPI schemas are named {name!r}")
                 schemas[name] = value
             restore_examples(schema["paths"])
+            _declare_security(schema)
         return app.openapi_schema  # type: ignore[return-value]
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -9,7 +9,6 @@ import uuid
 from typing import Any
 
 from fastapi import Request
-from starlette.datastructures import MutableHeaders
 
 from api.core.metrics import Metrics, method_label
 from api.core.problems import Problem, internal_error_response, problem_response
@@ -17,6 +16,7 @@ from api.core.problems import Problem, internal_error_response, problem_response
 __all__ = ["Observe", "has_nul"]
 
 log = logging.getLogger("creditgate.api")
+_REQUEST_ID = b"x-request-id"
 
 
 def has_nul(scope: Any) -> bool:
@@ -63,7 +63,9 @@ class Observe:
                 message = {**message, "body": b""}  # HEAD: the GET's headers, never a body
             if message["type"] == "http.response.start":
                 status.append(message["status"])
-                MutableHeaders(scope=message)["X-Request-ID"] = request_id
+                headers = [h for h in message.get("headers", ()) if h[0].lower() != _REQUEST_ID]
+                headers.append((_REQUEST_ID, request_id.encode("latin-1")))
+                message = {**message, "headers": headers}
                 self._observe(request, message["status"], start)
             await send(message)
 

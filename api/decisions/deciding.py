@@ -27,8 +27,9 @@ nothing of it was recorded.
 
 from __future__ import annotations
 
+import contextlib
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -66,7 +67,6 @@ __all__ = [
 REPEATABLE_STATUSES = ("open", "invoiced")
 CHAIN_LOG = "decision_log"  # chain_head.name of the decision log
 ZERO = Decimal("0.00")
-
 
 
 @dataclass
@@ -314,6 +314,14 @@ class _Batch:
             self._session = Session(bind=self.conn)
         return self._session
 
+    def _pipeline(self) -> Any:
+        """PostgreSQL: the statements run inside are sent together and answered together
+        (psycopg's pipeline mode: one round trip instead of one each; results are read
+        after the block). SQLite runs in process: nothing to save."""
+        if self.sql.pg:
+            return _driver_block(self.dbapi, self.raw.pipeline())
+        return contextlib.nullcontext()
+
     def _run(self, sql: str, params: Any = None) -> Any:
         cur = self.raw.cursor()
         with driver_errors(self.dbapi):
@@ -332,9 +340,14 @@ class _Batch:
         sql, money = self.sql, self.sql.read_money
         customer_ids = sorted({norm["customer_id"] for _, _, norm, _ in self.jobs})
         order_ids = sorted({norm["order_id"] for _, _, norm, _ in self.jobs})
-        for cid, currency, limit, receivables, open_orders, dpd, facts in self._run(
-            *sql.customers(self.unit, customer_ids)
-        ).fetchall():
+        with self._pipeline():  # in this order: customers, then order ids (lock order)
+            customers = self._run(*sql.customers(self.unit, customer_ids))
+            # The order ids, across customers: two customers sending one order id at once
+            # must not both pass the ownership checks (their customer locks differ).
+            if sql.pg:
+                self._run(*sql.order_locks(ORDER_LOCK_NS, order_ids))
+            state = self._run(*sql.order_state(self.unit, order_ids))
+        for cid, currency, limit, receivables, open_orders, dpd, facts in customers.fetchall():
             self.positions[cid] = _Position(
                 currency,
                 money(limit),
@@ -343,11 +356,7 @@ class _Batch:
                 dpd,
                 dict(sql.read_json(facts) or {}),
             )
-        # The order ids, across customers: two customers sending one order id at once must
-        # not both pass the ownership checks (their customer locks differ).
-        if sql.pg:
-            self._run(*sql.order_locks(ORDER_LOCK_NS, order_ids))
-        rows = self._run(*sql.order_state(self.unit, order_ids)).fetchall()
+        rows = state.fetchall()
         for kind, oid, cid, chash, seq, status, amount, invoiced, decision_id in rows:
             o = self.orders.setdefault(oid, _Order())
             if kind == 1:
@@ -371,12 +380,14 @@ class _Batch:
             last.texts = dict(zip(names, row, strict=True))
         return last.texts
 
-    def chain_head(self) -> tuple[int, str, bool]:
+    def chain_head(self, cursor: Any = None) -> tuple[int, str, bool]:
         """The decision log's head ``(seq, record_hash, exists)``, locked (PostgreSQL
-        ``FOR UPDATE``; SQLite holds the write lock). No head but records → ``ChainBroken``
-        (it was deleted, perhaps with the newest records: never papered over)."""
-        key = {"u": self.unit, "name": CHAIN_LOG}
-        row = self._run(self.sql.chain_head(), key).fetchone()
+        ``FOR UPDATE``; SQLite holds the write lock), from ``cursor`` if the statement was
+        sent already. No head but records → ``ChainBroken`` (it was deleted, perhaps with
+        the newest records: never papered over)."""
+        if cursor is None:
+            cursor = self._run(self.sql.chain_head(), {"u": self.unit, "name": CHAIN_LOG})
+        row = cursor.fetchone()
         if row is not None:
             return row[0], row[1], True
         last = self._run(self.sql.last_seq(), {"u": self.unit}).fetchone()[0]
@@ -599,19 +610,26 @@ class _Batch:
                 "updated_at": now,
             }
             (updates if o.had_reservation else inserts).append(values)
-        self._run_many(sql.delete_reservation(), deletes)
-        self._run_many(sql.update_reservation(), updates)
-        self._run_many(sql.insert_reservation(), inserts)
-        self._run_many(
-            sql.update_customer(),
-            [
-                {"u": unit, "cid": cid, "open_orders": sql.money(p.open_orders), "updated_at": now}
-                for cid, p in self.positions.items()
-                if p.changed
-            ],
-        )
-        # The chain last (lock order): its head, then the records chained onto it.
-        seq, record_hash, head_exists = self.chain_head()
+        with self._pipeline():
+            self._run_many(sql.delete_reservation(), deletes)
+            self._run_many(sql.update_reservation(), updates)
+            self._run_many(sql.insert_reservation(), inserts)
+            self._run_many(
+                sql.update_customer(),
+                [
+                    {
+                        "u": unit,
+                        "cid": cid,
+                        "open_orders": sql.money(p.open_orders),
+                        "updated_at": now,
+                    }
+                    for cid, p in self.positions.items()
+                    if p.changed
+                ],
+            )
+            # The chain last (lock order): its head, then the records chained onto it.
+            head = self._run(sql.chain_head(), {"u": unit, "name": CHAIN_LOG})
+        seq, record_hash, head_exists = self.chain_head(head)
         rows = []
         for fields in self.pending:
             seq += 1
@@ -619,18 +637,27 @@ class _Batch:
             record_hash = row["record_hash"]
             row["created_at"] = now
             rows.append(row)
+        values = {"u": unit, "name": CHAIN_LOG, "seq": seq, "record_hash": record_hash}
         try:
-            self._run_many(sql.insert_record(), rows)
+            with self._pipeline():
+                self._run_many(sql.insert_record(), rows)
+                self._run(
+                    sql.update_head() if head_exists else sql.insert_head(),
+                    {**values, "updated_at": now},
+                )
         except self.dbapi.IntegrityError:
             first = rows[0]["seq"]
             raise ChainBroken(
                 f"{CHAIN_LOG} has records beyond its chain head (seq {first} exists, the head "
                 f"says {first - 1}); nothing was written: run 'creditgate audit verify'"
             ) from None
-        head = {"u": unit, "name": CHAIN_LOG, "seq": seq, "record_hash": record_hash}
-        self._run(
-            sql.update_head() if head_exists else sql.insert_head(), {**head, "updated_at": now}
-        )
+
+
+@contextlib.contextmanager
+def _driver_block(dbapi: Any, block: Any) -> Iterator[None]:
+    """``block`` (a pipeline) with its driver errors raised as the service's."""
+    with driver_errors(dbapi), block:
+        yield
 
 
 def decide_batch(db: Database, jobs: list[DecideJob]) -> list[Decided | BaseException]:

@@ -129,7 +129,7 @@ def test_crash_after_reservation_insert_rolls_back(store, compiled, monkeypatch)
 
     real_head = _Batch.chain_head
 
-    def crash(batch):  # the chain comes last: the reservations are written by then
+    def crash(batch, *args):  # the chain comes last: the reservations are written by then
         s = batch.s
         seen.append({r.order_id: r.amount for r in s.exec(sa.select(Reservation)).scalars()})
         raise RuntimeError("power cut")

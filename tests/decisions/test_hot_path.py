@@ -221,7 +221,7 @@ def test_a_failed_batch_fails_every_job_and_records_nothing(store, compiled, mon
     writer = DecisionWriter(store.db)
     ev = evaluator(compiled)
 
-    def broken(self):
+    def broken(self, *args):
         raise sa.exc.OperationalError("SELECT", {}, Exception("disk I/O error"))
 
     monkeypatch.setattr(deciding._Batch, "chain_head", broken)
