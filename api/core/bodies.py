@@ -129,11 +129,9 @@ def parse_date(value: Any) -> date:
 
 
 def parse_currency(value: Any) -> str:
-    from babel.numbers import list_currencies
-
     if not isinstance(value, str):
         raise PydanticCustomError("invalid_type", "expected an ISO 4217 currency code")
-    if value not in list_currencies():
+    if value not in schemas.CURRENCY_CODES:
         raise PydanticCustomError(
             "unknown_currency", "'{value}' is not an ISO 4217 currency code", {"value": value}
         )
