@@ -223,32 +223,23 @@ class Database:
         overtake a writer that has waited long: p99 1.5 s with 8 clients); BEGIN IMMEDIATE
         still serialises writers of other processes. Not granted within
         ``WRITER_LOCK_TIMEOUT`` seconds → ``StoreUnavailable``."""
-        bind = self.engine.execution_options(creditgate_write=True) if write else self.engine
-        lock = self._writer_lock if write else None
-        if lock is not None and not lock.acquire(timeout=WRITER_LOCK_TIMEOUT):
-            raise StoreUnavailable(
-                f"database unavailable: no write turn within {WRITER_LOCK_TIMEOUT:g} s",
-                cause="WriterLockTimeout",
-            )
-        try:
-            with Session(bind, expire_on_commit=False) as session:
-                with session.begin():
-                    yield session
-        except UNAVAILABLE as e:
-            raise unavailable(e) from e
-        except exc.ProgrammingError as e:
-            if _missing_table(e):
-                raise unavailable(e) from e
-            raise
-        finally:
-            if lock is not None:
-                lock.release()
+        with self._turn(write) as bind, Session(bind, expire_on_commit=False) as session:
+            with session.begin():
+                yield session
 
     @contextmanager
     def connection(self, *, write: bool) -> Iterator[sa.Connection]:
         """``session`` without the ORM: one Core connection in one transaction (the hot
         path, which works on the driver and opens an ORM ``Session`` on this connection
         only when it needs one). Same locks, commit, rollback and errors as ``session``."""
+        with self._turn(write) as bind, bind.connect() as conn, conn.begin():
+            yield conn
+
+    @contextmanager
+    def _turn(self, write: bool) -> Iterator[sa.Engine]:
+        """The engine to open a transaction on (a writer's: ``BEGIN IMMEDIATE`` on SQLite)
+        while holding this process's writer lock (SQLite writers), with connection failures
+        raised as ``StoreUnavailable``."""
         engine = self.engine
         if write:
             if self._write_engine is None or self._write_engine[0] is not engine:
@@ -263,8 +254,7 @@ class Database:
                 cause="WriterLockTimeout",
             )
         try:
-            with bind.connect() as conn, conn.begin():
-                yield conn
+            yield bind
         except UNAVAILABLE as e:
             raise unavailable(e) from e
         except exc.ProgrammingError as e:
