@@ -16,6 +16,7 @@ writer at a time holds the whole database (``BEGIN IMMEDIATE``).
 from __future__ import annotations
 
 import contextlib
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ __all__ = [
     "StoreNotMigrated",
     "StoreUnavailable",
     "UnreadableRecord",
+    "WriterBusy",
     "read_cause",
     "read_records",
 ]
@@ -57,6 +59,12 @@ class StoreUnavailable(Exception):
     def __init__(self, message: str, *, cause: str = ""):
         super().__init__(message)
         self.cause = cause
+
+
+class WriterBusy(Exception):
+    """``connection(write=True, wait=False)`` on SQLite: another writer holds the database
+    now (this process's writer lock, or another process's write transaction); nothing was
+    done. The caller retries where waiting is harmless: on a thread, not the event loop."""
 
 
 class StoreNotMigrated(StoreUnavailable):
@@ -82,6 +90,11 @@ def _missing_table(e: Exception) -> bool:
 _SQLITE_WRITER_LOCKS: dict[str, threading.Lock] = {}
 _SQLITE_WRITER_LOCKS_GUARD = threading.Lock()
 WRITER_LOCK_TIMEOUT = 30.0  # seconds; as SQLite's busy_timeout
+# PostgreSQL: the longest a statement waits for a row or advisory lock another transaction
+# holds (lock_timeout) before it fails with 55P03 (503 database_unavailable, "busy"); a
+# transaction left open on a customer row (an operator's session) would else hold up every
+# decision of the worker's writer without end.
+PG_LOCK_TIMEOUT_MS = 10_000
 
 
 def _sqlite_writer_lock(url: sa.URL) -> threading.Lock:
@@ -164,7 +177,7 @@ class Database:
         self._writer_lock = (
             _sqlite_writer_lock(self.engine.url) if self.dialect == "sqlite" else None
         )
-        self._write_engine: tuple[sa.Engine, sa.Engine] | None = None
+        self._write_engine: tuple[sa.Engine, sa.Engine, sa.Engine] | None = None
 
     @staticmethod
     def _make_engine(url: str) -> sa.Engine:
@@ -195,20 +208,49 @@ class Database:
             @event.listens_for(engine, "begin")
             def _on_begin(conn: sa.Connection) -> None:
                 # Writers take the database write lock at BEGIN (one writer at a time);
-                # readers use a deferred transaction (WAL snapshot).
-                if conn.get_execution_options().get("creditgate_write"):
+                # readers use a deferred transaction (WAL snapshot). A writer that may not
+                # wait (on the event loop) tries once, without the busy handler's wait.
+                options = conn.get_execution_options()
+                if not options.get("creditgate_write"):
+                    conn.exec_driver_sql("BEGIN")
+                elif not options.get("creditgate_nowait"):
                     conn.exec_driver_sql("BEGIN IMMEDIATE")
                 else:
-                    conn.exec_driver_sql("BEGIN")
+                    raw = conn.connection.dbapi_connection
+                    assert raw is not None
+                    raw.execute("PRAGMA busy_timeout = 0")
+                    try:
+                        raw.execute("BEGIN IMMEDIATE")
+                    except sqlite3.OperationalError as e:
+                        if "locked" in str(e) or "busy" in str(e):
+                            raise WriterBusy(f"another process holds the database ({e})") from e
+                        raise
+                    finally:
+                        raw.execute("PRAGMA busy_timeout = 30000")
 
             return engine
+        # the URL's own server options (``?options=-csearch_path%3Dx``) are kept, before ours
+        options = f"-c lock_timeout={PG_LOCK_TIMEOUT_MS}"
+        if "options" in u.query:
+            given = u.query["options"]
+            options = f"{' '.join(given) if isinstance(given, tuple) else given} {options}"
+            u = u.difference_update_query(["options"])
         return sa.create_engine(
             u,
             pool_size=10,
             max_overflow=20,
             pool_timeout=60,
             pool_pre_ping=True,
-            connect_args={"connect_timeout": 5},
+            connect_args={
+                "connect_timeout": 5,
+                "options": options,
+                # a server or network that stops answering mid-transaction: the connection
+                # is found dead after about 10 + 3 x 5 s, not after the kernel's 2 hours
+                "keepalives": 1,
+                "keepalives_idle": 10,
+                "keepalives_interval": 5,
+                "keepalives_count": 3,
+            },
         )
 
     @contextmanager
@@ -228,27 +270,38 @@ class Database:
                 yield session
 
     @contextmanager
-    def connection(self, *, write: bool) -> Iterator[sa.Connection]:
+    def connection(self, *, write: bool, wait: bool = True) -> Iterator[sa.Connection]:
         """``session`` without the ORM: one Core connection in one transaction (the hot
         path, which works on the driver and opens an ORM ``Session`` on this connection
-        only when it needs one). Same locks, commit, rollback and errors as ``session``."""
-        with self._turn(write) as bind, bind.connect() as conn, conn.begin():
+        only when it needs one). Same locks, commit, rollback and errors as ``session``.
+        ``wait=False`` (SQLite): if another writer holds the database (this process's
+        writer lock, or another process's lock: ``BEGIN IMMEDIATE`` tried without the busy
+        wait), raise ``WriterBusy`` at once instead of waiting (a caller on the event loop)."""
+        with self._turn(write, wait) as bind, bind.connect() as conn, conn.begin():
             yield conn
 
     @contextmanager
-    def _turn(self, write: bool) -> Iterator[sa.Engine]:
+    def _turn(self, write: bool, wait: bool = True) -> Iterator[sa.Engine]:
         """The engine to open a transaction on (a writer's: ``BEGIN IMMEDIATE`` on SQLite)
         while holding this process's writer lock (SQLite writers), with connection failures
-        raised as ``StoreUnavailable``."""
+        raised as ``StoreUnavailable``; ``wait=False``: ``WriterBusy`` if the lock is held.
+        The lock is a plain ``threading.Lock``: a transaction begun on one thread may be
+        committed, and the lock released, on another (``api.decisions.writer``)."""
         engine = self.engine
         if write:
             if self._write_engine is None or self._write_engine[0] is not engine:
-                self._write_engine = (engine, engine.execution_options(creditgate_write=True))
-            bind = self._write_engine[1]
+                self._write_engine = (
+                    engine,
+                    engine.execution_options(creditgate_write=True),
+                    engine.execution_options(creditgate_write=True, creditgate_nowait=True),
+                )
+            bind = self._write_engine[1] if wait else self._write_engine[2]
         else:
             bind = engine
         lock = self._writer_lock if write else None
-        if lock is not None and not lock.acquire(timeout=WRITER_LOCK_TIMEOUT):
+        if lock is not None and not wait and not lock.acquire(blocking=False):
+            raise WriterBusy("another writer of this process holds the database")
+        if lock is not None and wait and not lock.acquire(timeout=WRITER_LOCK_TIMEOUT):
             raise StoreUnavailable(
                 f"database unavailable: no write turn within {WRITER_LOCK_TIMEOUT:g} s",
                 cause="WriterLockTimeout",

@@ -660,12 +660,16 @@ def _driver_block(dbapi: Any, block: Any) -> Iterator[None]:
         yield
 
 
-def decide_batch(db: Database, jobs: list[DecideJob]) -> list[Decided | BaseException]:
+def decide_batch(
+    db: Database, jobs: list[DecideJob], *, wait: bool = True
+) -> list[Decided | BaseException]:
     """Decide and record ``jobs`` in one transaction (see the module docstring); returns,
     in job order, each job's ``Decided`` or the exception that refused it (``ValueError``,
     ``OrderConflict``, ``UnknownCustomer``, ``FxRateMissing``, ``InputErrors``,
     ``EvaluationError``, ...; nothing of a refused job is written). A failure of the
-    transaction itself raises (``StoreUnavailable``, ``ChainBroken``): no job was recorded."""
+    transaction itself raises (``StoreUnavailable``, ``ChainBroken``): no job was recorded.
+    ``wait=False`` (SQLite, for a caller on the event loop): ``WriterBusy``, nothing done,
+    if another writer holds the database now."""
     results: list[Decided | BaseException | None] = [None] * len(jobs)
     ready: list[tuple[int, DecideJob, dict, str]] = []
     for i, job in enumerate(jobs):
@@ -675,7 +679,7 @@ def decide_batch(db: Database, jobs: list[DecideJob]) -> list[Decided | BaseExce
         except ValueError as e:
             results[i] = e
     if ready:
-        with db.connection(write=True) as conn:
+        with db.connection(write=True, wait=wait) as conn:
             batch = _Batch(db, conn, ready)
             batch.read()
             failed_database = (exc.SQLAlchemyError, batch.dbapi.Error, StoreUnavailable)

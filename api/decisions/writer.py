@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from api.core.database import Database, StoreUnavailable
+from api.core.database import Database, StoreUnavailable, WriterBusy
 from api.decisions.deciding import Decided, DecideJob, decide_batch
 
 __all__ = ["DecisionWriter"]
@@ -66,6 +66,7 @@ class DecisionWriter:
         self.observe = observe
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: list[_Item] = []  # on the loop: the jobs of the next batch
+        self._draining: asyncio.Task[None] | None = None  # on the loop: the batch task
         self._pending = 0
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -91,8 +92,11 @@ class DecisionWriter:
                 self._thread.start()
         if self.on_loop:
             self._waiting.append((job, loop, future))
-            if len(self._waiting) == 1:  # the first of a batch: run it once the loop is free
-                loop.call_soon(self._run_waiting)
+            draining = self._draining
+            if draining is None or draining.done() or draining.get_loop() is not loop:
+                # its first step runs once the loop is free: the requests that arrived
+                # together have queued their jobs by then
+                self._draining = loop.create_task(self._drain())
         else:
             self._queue.put((job, loop, future))
         return await future
@@ -106,11 +110,27 @@ class DecisionWriter:
             self._queue.put(_STOP)
             thread.join(timeout)
 
-    def _run_waiting(self) -> None:
-        """On the event loop: every job waiting now, in batches of at most ``max_batch``."""
-        waiting, self._waiting = self._waiting, []
-        for i in range(0, len(waiting), self.max_batch):
-            self._write(waiting[i : i + self.max_batch])
+    async def _drain(self) -> None:
+        """On the event loop: batches of at most ``max_batch`` waiting jobs, one after the
+        other, until none waits (module docstring)."""
+        loop = asyncio.get_running_loop()
+        while self._waiting:
+            batch = self._waiting[: self.max_batch]
+            del self._waiting[: self.max_batch]
+            start = time.perf_counter()
+            jobs = [job for job, _, _ in batch]
+            try:
+                try:
+                    results = decide_batch(self.db, jobs, wait=False)
+                except WriterBusy:  # wait for the other writer on a thread, not here
+                    results = await loop.run_in_executor(None, decide_batch, self.db, jobs)
+            except asyncio.CancelledError:  # stopping while on a thread: committed or not
+                self._finish(batch, [StoreUnavailable("the service is stopping")] * len(batch),
+                             start)
+                raise
+            except Exception as e:  # noqa: BLE001 - the transaction failed: every job fails
+                results = [e] * len(batch)
+            self._finish(batch, results, start)
 
     def _run(self) -> None:
         """The writer thread: a batch of whatever is queued, again and again."""
@@ -134,11 +154,16 @@ class DecisionWriter:
                 return
 
     def _write(self, batch: list[_Item]) -> None:
+        """On the writer thread: one batch, decided, committed and answered."""
         start = time.perf_counter()
         try:
             results: list[Any] = decide_batch(self.db, [job for job, _, _ in batch])
         except Exception as e:  # noqa: BLE001 - the transaction failed: every job fails
             results = [e] * len(batch)
+        self._finish(batch, results, start)
+
+    def _finish(self, batch: list[_Item], results: list[Any], start: float) -> None:
+        """Count the batch done, observe it, answer each job on its event loop."""
         with self._guard:
             self._pending -= len(batch)
         if self.observe is not None:

@@ -157,19 +157,24 @@ def test_database_down_still_says_not_reached(api: Api, monkeypatch: pytest.Monk
     assert body["detail"].startswith("the database could not be reached or did not answer")
 
 
-def test_postgresql_lock_timeout_is_a_busy_503(tmp_path: Path) -> None:
+def test_postgresql_lock_timeout_is_a_busy_503(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The service sets its own lock_timeout (PG_LOCK_TIMEOUT_MS, 10 s; here 300 ms): a
+    transaction left open on a customer's row makes the decision a busy 503 after it, never
+    a wait without end (which would also hold up every other decision of the worker)."""
     import psycopg
-    import sqlalchemy as sa
+
+    import api.core.database as database
 
     with fresh_pg_database("cg_busy") as url:
+        with Store(url).engine.connect() as conn:  # the default, on every connection
+            assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+        monkeypatch.setattr(database, "PG_LOCK_TIMEOUT_MS", 300)
         a = Api(create_app(Settings(database_url=url, policy_path=str(POLICY))), tmp_path)
         try:
             a.customer()
-            a.store.dispose()  # new connections take the database's lock_timeout
             plain = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
-            db = sa.make_url(url).database
-            with psycopg.connect(plain, autocommit=True) as admin:
-                admin.execute(f"ALTER DATABASE \"{db}\" SET lock_timeout = '300ms'")
             with psycopg.connect(plain) as other:  # another write holds the customer's row
                 other.execute("SELECT 1 FROM customers WHERE customer_id = 'CUST-1' FOR UPDATE")
                 r = a.decide()
@@ -242,3 +247,21 @@ def test_sqlite_writers_begin_immediate(tmp_path):
     store.customers.get("C1")
     assert "BEGIN" in seen and "BEGIN IMMEDIATE" not in seen
     store.dispose()
+
+
+def test_postgresql_url_options_are_kept_beside_the_lock_timeout() -> None:
+    """A URL's own server options (a search_path, say) still apply with the service's
+    lock_timeout."""
+    import psycopg
+
+    with fresh_pg_database("cg_opts") as url:
+        plain = sa.make_url(url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(plain, autocommit=True) as admin:
+            admin.execute("CREATE SCHEMA unit_a")
+        store = Store(url + "?options=-csearch_path%3Dunit_a")
+        try:
+            with store.engine.connect() as conn:
+                assert conn.exec_driver_sql("SHOW search_path").scalar() == "unit_a"
+                assert conn.exec_driver_sql("SHOW lock_timeout").scalar() == "10s"
+        finally:
+            store.dispose()

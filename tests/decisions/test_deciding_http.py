@@ -247,3 +247,61 @@ def test_every_problem_is_reported_at_once(api: Api) -> None:
     body = problem(api.decide(raw=raw), 422, "invalid_request")
     paths = {e["path"] for e in body["errors"]}
     assert paths == {"customer_id", "amount", "payment_term_days", "x"}
+
+
+@pytest.mark.parametrize("holder", ["this process", "another process"])
+def test_a_writer_holding_the_database_does_not_stop_the_service(api: Api, holder: str) -> None:
+    """On SQLite the decisions are decided on the event loop. While another writer holds the
+    database (this process's writer lock, as a long CSV import does; or another process's
+    write transaction), a decision waits for it on a thread: the loop goes on answering
+    (liveness, reads), and the decision is recorded once the other writer is done."""
+    import sqlite3
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    api.customer()
+    if holder == "this process":
+        lock = api.store.db._writer_lock
+        take, give = (lambda: lock.acquire(timeout=5)), lock.release
+    else:
+        other = sqlite3.connect(api.db, isolation_level=None, check_same_thread=False)
+        take = lambda: other.execute("BEGIN IMMEDIATE") is not None  # noqa: E731
+        give = lambda: other.execute("ROLLBACK") and None  # noqa: E731
+    writer = api.app.state.service.writer
+    released = threading.Event()
+    with TestClient(api.app) as client, ThreadPoolExecutor(1) as pool:
+        assert take()
+        # the safety net: a loop that waits for the lock would answer nothing until then
+        timer = threading.Timer(10, lambda: (released.set(), give()))
+        timer.start()
+        try:
+            pending = pool.submit(
+                client.post,
+                "/v1/decisions",
+                headers={**api.h("order_entry"), "Content-Type": "application/json"},
+                content=VALID + b"}",
+            )
+            deadline = time.monotonic() + 10
+            while writer._pending == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            assert writer._pending == 1  # the decision waits for its write turn
+            health = client.get("/healthz")
+            read = client.get("/v1/customers/CUST-1", headers=api.h("order_entry"))
+            answered_while_held = not released.is_set()
+        finally:
+            timer.cancel()
+            timer.join()  # it ran, or never will
+            if not released.is_set():
+                released.set()
+                give()
+        decided = pending.result(timeout=60)
+    assert health.status_code == 200 and read.status_code == 200
+    assert answered_while_held
+    assert decided.status_code == 200, decided.text
+    assert decided.json()["outcome"] == "approve"
+    assert api.client.get("/v1/customers/CUST-1", headers=api.h("order_entry")).json()[
+        "open_orders"
+    ] == "12500.00"
