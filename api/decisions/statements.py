@@ -29,6 +29,10 @@ import orjson
 
 from api.core.database import StoreUnavailable
 from api.core.types import CENTS
+from api.ledger.persistence import BINDING_EVENTS as _BINDING
+
+# the binding ledger event types as an SQL list: ('invoice_issued', 'order_cancelled')
+BINDING_EVENTS = "(" + ", ".join(f"'{t}'" for t in _BINDING) + ")"
 
 __all__ = ["Sql", "driver_errors"]
 
@@ -146,9 +150,11 @@ class Sql:
 
     def order_state(self, unit: str, order_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
         """Per order id: its last decision (kind 1), its reservation (2), the customers its
-        ledger events name (3); one ``UNION ALL``. Columns: kind, order id, customer id,
-        content hash, seq, status, amount, invoiced, decision id. On PostgreSQL each lookup
-        is a ``LATERAL`` subquery per order id with equality on every leading column of its
+        invoices and cancels name (3: ``BINDING_EVENTS``; a payment or credit note that
+        names an order id does not make it its customer's); one ``UNION ALL``. Columns:
+        kind, order id, customer id, content hash, seq, status, amount, invoiced, decision
+        id. On PostgreSQL each lookup is a ``LATERAL`` subquery per order id with equality on
+        every leading column of its
         index (and ``LIMIT``), so the plan is an index lookup even before the planner has
         statistics of the tables (a new database, autovacuum off)."""
         params: dict[str, Any] = {"u": unit}
@@ -167,7 +173,7 @@ class Sql:
                 f"UNION ALL SELECT 3, o.id, e.customer_id, {t}, {b}, {t}, {t}, {t}, {t} "
                 "FROM unnest(%(o)s::text[]) AS o(id) CROSS JOIN LATERAL (SELECT DISTINCT "
                 "customer_id FROM ledger_events WHERE business_unit = %(u)s "
-                "AND order_id = o.id) AS e"
+                f"AND order_id = o.id AND type IN {BINDING_EVENTS}) AS e"
             )
             return sql, params
         ids = self._in("o", order_ids, params)
@@ -180,7 +186,8 @@ class Sql:
             "CAST(amount AS TEXT), CAST(invoiced AS TEXT), decision_id FROM reservations "
             f"WHERE business_unit = :u AND order_id {ids} "
             "UNION ALL SELECT DISTINCT 3, order_id, customer_id, NULL, NULL, NULL, NULL, "
-            f"NULL, NULL FROM ledger_events WHERE business_unit = :u AND order_id {ids}"
+            f"NULL, NULL FROM ledger_events WHERE business_unit = :u AND order_id {ids} "
+            f"AND type IN {BINDING_EVENTS}"
         )
         return sql, params
 

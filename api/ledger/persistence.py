@@ -28,10 +28,19 @@ __all__ = [
     "LEDGER_LOCK_KEY",
     "Ledger",
     "event_record",
+    "BINDING_EVENTS",
+    "order_owner",
     "other_owner",
 ]
 
 EVENT_TYPES = ("order_cancelled", "invoice_issued", "payment_received", "credit_note")
+# The events that make an order id their customer's: an invoice or a cancel of the order.
+# A payment or credit note may name an order id (cash allocated to it) without owning it,
+# but never an order of another customer.
+BINDING_EVENTS = ("invoice_issued", "order_cancelled")
+# A customer's exposure and credit balance stay below what a decision reads (money below
+# 10**15 in the policy currency): an event that would reach it is refused (422).
+LEDGER_LIMIT = Decimal(10) ** 15
 LEDGER_LOCK_KEY = 0x43474C4544  # "CGLED": pg_advisory_xact_lock key of the ledger's chain
 CHAIN_LEDGER = "ledger_events"  # chain_head.name of the ledger events' chain
 # The hashed fields of a ledger event (record_hash itself excluded); fixed, so a column
@@ -201,17 +210,28 @@ def other_owner(
     customer_id: str,
     unit: str = DEFAULT_UNIT,
 ) -> str | None:
-    """A customer other than ``customer_id`` that ``model``'s rows (decisions or ledger
-    events) name for ``order_id`` in business unit ``unit``, or None."""
-    return s.exec(
-        select(model.customer_id)
-        .where(
-            model.business_unit == unit,
-            model.order_id == order_id,
-            model.customer_id != customer_id,
-        )
-        .limit(1)
-    ).first()
+    """A customer other than ``customer_id`` that ``model``'s rows (decisions, or ledger
+    events of the ``BINDING_EVENTS`` types) name for ``order_id`` in business unit
+    ``unit``, or None."""
+    query = select(model.customer_id).where(
+        model.business_unit == unit,
+        model.order_id == order_id,
+        model.customer_id != customer_id,
+    )
+    if model is LedgerEvent:
+        query = query.where(col(LedgerEvent.type).in_(BINDING_EVENTS))
+    return s.exec(query.limit(1)).first()
+
+
+def order_owner(s: Session, unit: str, order_id: str, customer_id: str) -> str | None:
+    """The customer other than ``customer_id`` that order ``order_id`` belongs to (by its
+    reservation, decisions, invoices or cancel), or None."""
+    res = s.get(Reservation, (unit, order_id))
+    if res is not None and res.customer_id != customer_id:
+        return res.customer_id
+    return other_owner(s, DecisionLog, order_id, customer_id, unit) or other_owner(
+        s, LedgerEvent, order_id, customer_id, unit
+    )
 
 
 def _effect(
@@ -272,13 +292,27 @@ def _effect(
         d_bal, d_recv = -offset, amount - offset
         if amount > moved:
             unreserved = amount - moved
-    else:  # payment_received, credit_note: never blocked
+    else:  # payment_received, credit_note: never blocked by the customer's state
         assert amount is not None
+        if order_id is not None:
+            owner = order_owner(s, unit, order_id, cust.customer_id)
+            if owner is not None:  # cash of one customer never settles another's order
+                raise EventConflict(f"order_id: order {order_id!r} belongs to customer {owner!r}")
         d_recv = -min(amount, cust.open_receivables)
         d_bal = amount + d_recv
-    cust.open_orders = cust.open_orders + d_orders
-    cust.open_receivables = cust.open_receivables + d_recv
-    cust.credit_balance = cust.credit_balance + d_bal
+    open_orders = cust.open_orders + d_orders
+    open_receivables = cust.open_receivables + d_recv
+    credit_balance = cust.credit_balance + d_bal
+    if open_orders + open_receivables >= LEDGER_LIMIT or credit_balance >= LEDGER_LIMIT:
+        # beyond what a decision can read (money below 10**15): refused, nothing moved
+        raise ValueError(
+            f"amount: the customer's exposure (receivables {open_receivables} + open orders "
+            f"{open_orders}) or credit balance ({credit_balance}) would reach 10^15; "
+            "not recorded"
+        )
+    cust.open_orders = open_orders
+    cust.open_receivables = open_receivables
+    cust.credit_balance = credit_balance
     effect = {"open_orders": d_orders, "open_receivables": d_recv, "credit_balance": d_bal}
     if unreserved:
         effect["unreserved"] = unreserved

@@ -98,3 +98,39 @@ def test_http_bad_events_are_422(api, body, path, code):
     b = problem(api.event(event_id="E-1", **body), 422)
     assert any(e["path"] == path and e["code"] == code for e in b["errors"]), b
     assert api.store.ledger.list_events("CUST-1") == []
+
+
+def test_an_event_that_would_take_the_ledger_past_its_range_is_refused(api):
+    """Exposure and credit balance stay below 10^15 (what a decision can read): the event
+    that would reach it is a 422 naming the amount, nothing moved (not a 500 on the
+    database's column, nor a customer no order can be decided for)."""
+    big = "999999999999999.99"
+    api.customer(open_receivables="0.00")
+    ok = api.event(event_id="P1", type="payment_received", amount=big, currency="EUR")
+    assert ok.status_code == 200, ok.text
+    assert ok.json()["customer"]["credit_balance"] == big
+    body = problem(
+        api.event(event_id="P2", type="payment_received", amount="0.01", currency="EUR"),
+        422,
+        "invalid_request",
+    )
+    assert body["errors"][0]["path"] == "amount" and "10^15" in body["detail"]
+    api.customer("CUST-2", open_receivables="999999999999000.00")
+    body = problem(
+        api.event(
+            "CUST-2",
+            event_id="I1",
+            type="invoice_issued",
+            order_id="SO-X",
+            amount="1000.00",
+            currency="EUR",
+        ),
+        422,
+        "invalid_request",
+    )
+    assert body["errors"][0]["path"] == "amount"
+    after = api.client.get("/v1/customers/CUST-2", headers=api.h()).json()
+    assert after["open_receivables"] == "999999999999000.00"
+    assert after["credit_balance"] == "0.00"
+    events = api.client.get("/v1/customers/CUST-1", headers=api.h()).json()
+    assert events["credit_balance"] == big

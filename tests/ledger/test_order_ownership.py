@@ -46,6 +46,32 @@ def test_an_order_without_a_reservation_keeps_its_owner(store, compiled):
     assert kind == "new"
 
 
+def test_a_payment_never_settles_or_claims_another_customers_order(store, compiled):
+    """Cash of one customer naming another customer's order is refused (409, nothing
+    moved), so the order's own retries still repeat; a payment naming an order id nobody
+    decided does not make that id its customer's."""
+    customer(store, "XA")
+    customer(store, "XB")
+    approved, _ = store.decisions.decide(order("XO1", "100.00", "XA"), ev(compiled), "erp")
+    assert approved.outcome == "approve"
+    before = position(store, "XB")
+    for kind in ("payment_received", "credit_note"):
+        with pytest.raises(EventConflict, match="order 'XO1' belongs to customer 'XA'"):
+            store.ledger.apply_event("XB", event(f"E-{kind}", kind, "10.00", "XO1"), "erp")
+    assert position(store, "XB") == before and store.ledger.list_events("XB") == []
+    again, kind = store.decisions.decide(order("XO1", "100.00", "XA"), ev(compiled), "erp")
+    assert kind == "repeat" and again.decision_id == approved.decision_id
+    # XA's own payment may name it
+    paid = store.ledger.apply_event("XA", event("E1", "payment_received", "10.00", "XO1"), "erp")
+    assert paid["effect"]["open_receivables"] == "-10.00"
+    # a payment naming an unknown order id: recorded, and the id stays free
+    store.ledger.apply_event("XA", event("E2", "payment_received", "5.00", "NOPE-1"), "erp")
+    _, kind = store.decisions.decide(order("NOPE-1", "100.00", "XB"), ev(compiled), "erp")
+    assert kind == "new"
+    with pytest.raises(EventConflict, match="order 'NOPE-1' belongs to customer 'XB'"):
+        store.ledger.apply_event("XA", event("E3", "credit_note", "5.00", "NOPE-1"), "erp")
+
+
 def test_http_invoice_of_another_customers_referred_order_is_409(api):
     api.customer("XA")
     api.customer("XB")
