@@ -82,7 +82,7 @@ def serve(
     # clear line (policy errors: all of them) instead of a traceback from the app factory.
     settings = load_settings()
     compiled = load_compiled(str(settings.policy_path))
-    store = open_store()
+    store = open_store(create=True)
     try:
         store.ping()
         store.upgrade()

@@ -34,6 +34,12 @@ def audit_verify() -> None:
             if chain["head_seq"] is not None
             else "no head"
         )
+        if chain["moved_clock"]:
+            err(
+                f"NOTE: {label}: {_count(chain['moved_clock'], 'record')} written under a "
+                "moved clock (CREDITGATE_CLOCK, test or development mode): test data, not "
+                "real decisions"
+            )
         if chain["reason"] is None:
             n = chain["checked"]
             typer.echo(f"ok: {label}: {n} record{'s' if n != 1 else ''}, hash chain intact; {head}")

@@ -22,6 +22,10 @@ class ChainReport(_Answer):
     reason: str | None = Field(description="Why it is broken; null when intact")
     head_seq: int | None = Field(description="The stored head (anchor it outside the database)")
     head_hash: Sha256Hex | None
+    moved_clock: int = Field(
+        description="Records written under a moved clock (CREDITGATE_CLOCK, test or "
+        "development mode): test data, never real decisions"
+    )
 
 
 class ConsistencyProblem(_Answer):

@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlmodel import col, select
+from sqlmodel import col, func, select
 
 from api.core import chain
 from api.core.chainhead import ChainHead
@@ -322,6 +322,14 @@ class Audit:
                 h = s.get(ChainHead, (unit, name))
                 return (h.seq, h.record_hash) if h is not None else None
 
+        def moved_clock() -> int:
+            with self.db.session(write=False) as s:
+                return s.exec(
+                    select(func.count())
+                    .select_from(model)
+                    .where(model.business_unit == unit, col(model.clock).is_not(None))
+                ).one()
+
         def result(head: tuple[int, str] | None, broken: int | None, reason: str | None):
             return {
                 "ok": reason is None,
@@ -330,6 +338,7 @@ class Audit:
                 "reason": reason,
                 "head_seq": head[0] if head else None,
                 "head_hash": head[1] if head else None,
+                "moved_clock": moved_clock(),
             }
 
         while True:

@@ -53,15 +53,32 @@ def masked_url() -> str:
         return "the configured DATABASE_URL"
 
 
-def open_store() -> Any:
+def open_store(*, create: bool = False) -> Any:
     """The ``Store`` for ``Settings()`` (environment: CREDITGATE_DATABASE_URL / DATABASE_URL).
-    A URL that is not a database URL exits 3 with one line (never a traceback)."""
+    A URL that is not a database URL exits 3 with one line (never a traceback). A SQLite
+    file that does not exist is created only by the commands that migrate (``create``:
+    ``db upgrade``, ``serve``); the others exit 3 as for a database not migrated, instead of
+    leaving an empty file behind (a typo in the path)."""
+    from pathlib import Path
+
     import sqlalchemy as sa
 
     from api.store import Store
 
     settings = load_settings()
     try:
+        url = sa.make_url(settings.database_url)
+        if (
+            not create
+            and url.get_backend_name() == "sqlite"
+            and url.database not in (None, "", ":memory:")
+            and not Path(url.database).exists()
+        ):
+            fail(
+                EXIT_UNAVAILABLE,
+                f"creditgate: database at {masked_url()} is not migrated (no such file); "
+                "run 'creditgate db upgrade'",
+            )
         return Store(settings.database_url, clock=settings.make_clock())
     except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError) as exc:
         fail(
@@ -94,7 +111,7 @@ def db_upgrade() -> None:
     from api.core.database import StoreUnavailable
 
     try:
-        before, after = open_store().upgrade()
+        before, after = open_store(create=True).upgrade()
     except StoreUnavailable as exc:
         unavailable(exc)
     if before == after:

@@ -357,6 +357,7 @@ AUDIT = {
     "reason": None,
     "head_seq": 1,
     "head_hash": RECORD["record_hash"],
+    "moved_clock": 0,
     "ledger": {
         "ok": True,
         "checked": 1,
@@ -364,6 +365,7 @@ AUDIT = {
         "reason": None,
         "head_seq": 1,
         "head_hash": "9b1f0b5c3fd1f54e1f1a0d0b7d3f4cbb8f2e0c8d0e9c1b7a5f3e2d1c0b9a8f7e",
+        "moved_clock": 0,
     },
     "consistency": {
         "ok": True,

@@ -154,6 +154,7 @@ def test_audit_verify_detects_tampering(api: Api) -> None:
         "reason": None,
         "head_seq": 3,
         "head_hash": head_hash,
+        "moved_clock": 0,
         "ledger": {
             "ok": True,
             "checked": 0,
@@ -161,6 +162,7 @@ def test_audit_verify_detects_tampering(api: Api) -> None:
             "reason": None,
             "head_seq": None,
             "head_hash": None,
+            "moved_clock": 0,
         },
         "consistency": {
             "ok": True,

@@ -38,6 +38,7 @@ def test_ledger_events_are_hash_chained(store, db_url, compiled):
         "reason": None,
         "head_seq": 3,
         "head_hash": rows[2][3],
+        "moved_clock": 0,
     }
     # an edited amount breaks the ledger chain at that event; the log stays intact
     _exec(db_url, "UPDATE ledger_events SET amount = '5.00' WHERE event_id = 'E2'")

@@ -90,6 +90,7 @@ def test_unreachable_database_is_one_line_and_exit_3(
 
 
 def test_unmigrated_database_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "empty.db").touch()  # a file, but no tables
     monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
     r = run("keys", "list")
     assert r.exit_code == 3
@@ -97,6 +98,24 @@ def test_unmigrated_database_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyP
         f"creditgate: database at sqlite:///{tmp_path / 'empty.db'} is not migrated "
         "(OperationalError); run 'creditgate db upgrade'\n"
     )
+
+
+@pytest.mark.parametrize(
+    "args", [("keys", "list"), ("audit", "verify"), ("keys", "revoke", "ab12cd")]
+)
+def test_a_missing_sqlite_file_is_not_created_by_reading_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...]
+) -> None:
+    missing = tmp_path / "typo.db"
+    monkeypatch.setenv("CREDITGATE_DATABASE_URL", f"sqlite:///{missing}")
+    r = run(*args)
+    assert r.exit_code == 3, r.output
+    assert r.stderr == (
+        f"creditgate: database at sqlite:///{missing} is not migrated (no such file); "
+        "run 'creditgate db upgrade'\n"
+    )
+    assert not missing.exists()
+    assert run("db", "upgrade").exit_code == 0 and missing.exists()  # the one that creates
 
 
 def test_serve_with_unreachable_database_exits_3_without_traceback(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ under a moved clock says so (in its hash too)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from datetime import UTC, date, datetime, timedelta
@@ -131,7 +132,21 @@ def test_records_written_under_a_moved_clock_say_so(tmp_path: Path) -> None:
                 "fixed 2031-02-28T23:59:30.123456+00:00"
             )
             assert conn.execute(sa.text("SELECT created_at FROM api_keys")).all() == []
-        assert store.audit.verify_chain()["ok"] is True
+        report = store.audit.verify_chain()
+        assert report["ok"] is True
+        # the audit names them: test data in a database about to be used for real shows
+        assert (report["moved_clock"], report["ledger"]["moved_clock"]) == (1, 1)
+        verify = subprocess.run(
+            [sys.executable, "-m", "api.cli", "audit", "verify"],
+            env={**os.environ, "CREDITGATE_DATABASE_URL": f"sqlite:///{tmp_path / 'c.db'}"},
+            capture_output=True,
+            text=True,
+        )
+        assert verify.returncode == 0, verify.stderr
+        assert (
+            "NOTE: decision log: 1 record written under a moved clock (CREDITGATE_CLOCK, "
+            "test or development mode): test data, not real decisions"
+        ) in verify.stderr
         # the note is hashed: removing it breaks both chains
         with store.engine.begin() as conn:
             conn.execute(sa.text("UPDATE decision_log SET clock = NULL"))

@@ -114,10 +114,13 @@ def last_record(store, table="decision_log"):
         )
 
 
-def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=1):
+def intact(
+    checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=1, moved=0
+):
     """The verify_chain answer for intact chains of ``checked`` log records and
     ``ledger_checked`` ledger events, with these heads ``(seq, hash)``, and a consistent
-    ledger of ``customers`` customers and ``policies`` stored policy texts."""
+    ledger of ``customers`` customers and ``policies`` stored policy texts; ``moved``:
+    the log records written under a moved clock."""
     return {
         "ok": True,
         "checked": checked,
@@ -125,6 +128,7 @@ def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, 
         "reason": None,
         "head_seq": head[0] if head else None,
         "head_hash": head[1] if head else None,
+        "moved_clock": moved,
         "ledger": {
             "ok": True,
             "checked": ledger_checked,
@@ -132,6 +136,7 @@ def intact(checked, head=None, ledger_checked=0, ledger_head=None, customers=1, 
             "reason": None,
             "head_seq": ledger_head[0] if ledger_head else None,
             "head_hash": ledger_head[1] if ledger_head else None,
+            "moved_clock": 0,
         },
         "consistency": {
             "ok": True,
