@@ -29,6 +29,7 @@ __all__ = [
     "DATE_SCHEMA",
     "DECIMAL_PATTERN",
     "IDENTIFIER_PATTERN",
+    "NO_NUL_PATTERN",
     "IDENTIFIER_SCHEMA",
     "MASK",
     "MONEY_SCHEMA",
@@ -52,6 +53,10 @@ _SPACE_OR_CONTROL = (
     r"\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
 )
 _URL_UNSAFE = r"/?#%\\"
+
+#: a free-text query value (a filter): anything but NUL, which is refused before routing
+#: (400 ``bad_request``: PostgreSQL cannot compare a NUL in text)
+NO_NUL_PATTERN = r"^[^\x00]*$"
 
 #: an order, event or customer id: 1 to 200 printable characters, no space at either end
 IDENTIFIER_PATTERN = rf"^[^{_SPACE_OR_CONTROL}](?:[^{_CONTROL}]{{0,198}}[^{_SPACE_OR_CONTROL}])?$"

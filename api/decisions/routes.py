@@ -28,7 +28,7 @@ from api.core.database import UnreadableRecord
 from api.core.params import single_query
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import authorize, caller, problems
-from api.core.schemas import DATE_OR_DATETIME_PATTERN
+from api.core.schemas import DATE_OR_DATETIME_PATTERN, NO_NUL_PATTERN
 from api.core.service import Service, service
 from api.decisions.deciding import DecideJob
 from api.decisions.exceptions import OrderConflict
@@ -226,7 +226,12 @@ def list_decisions(
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
     _once: Annotated[None, single_query(*LIST_PARAMS)],
     customer_id: Annotated[
-        str | None, Query(openapi_examples={"customer": {"value": ex.CUSTOMER_ID}})
+        str | None,
+        Query(
+            max_length=200,
+            pattern=NO_NUL_PATTERN,
+            openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
+        ),
     ] = None,
     outcome: Literal["approve", "refer", "decline"] | None = None,
     date_from: Annotated[
@@ -251,9 +256,10 @@ def list_decisions(
         ),
         AfterValidator(when_to),
     ] = None,
-    rule_id: Annotated[str | None, Query(max_length=200)] = None,
+    rule_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN)] = None,
     policy_version: Annotated[
-        str | None, Query(max_length=200, description="Policy version or sha256")
+        str | None,
+        Query(max_length=200, pattern=NO_NUL_PATTERN, description="Policy version or sha256"),
     ] = None,
     cursor: Annotated[
         int | None,
@@ -310,7 +316,11 @@ def export_decisions(
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
     customer_id: Annotated[
         str | None,
-        Query(max_length=200, openapi_examples={"customer": {"value": ex.CUSTOMER_ID}}),
+        Query(
+            max_length=200,
+            pattern=NO_NUL_PATTERN,
+            openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
+        ),
     ] = None,
     date_from: Annotated[
         str | None,

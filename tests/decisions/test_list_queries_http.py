@@ -73,3 +73,14 @@ def test_every_bad_list_query_parameter_in_one_422(api):
         ("query.from", "invalid_value"),
         ("query.to", "out_of_range"),
     ]
+
+
+def test_a_customer_id_filter_is_as_long_as_a_customer_id_at_most(api):
+    """A filter longer than any customer id (200 characters) is refused on the list as on
+    the export, not searched for."""
+    for path, role in (("/v1/decisions", "reviewer"), ("/v1/decisions/export", "compliance")):
+        r = api.client.get(path, params={"customer_id": "C" * 201}, headers=api.h(role))
+        body = problem(r, 422, "invalid_request")
+        assert [(e["path"], e["code"]) for e in body["errors"]] == [("query.customer_id", "too_long")]
+        ok = api.client.get(path, params={"customer_id": "C" * 200}, headers=api.h(role))
+        assert ok.status_code == 200, ok.text
