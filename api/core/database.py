@@ -218,15 +218,19 @@ class Database:
                 else:
                     raw = conn.connection.dbapi_connection
                     assert raw is not None
-                    raw.execute("PRAGMA busy_timeout = 0")
                     try:
-                        raw.execute("BEGIN IMMEDIATE")
-                    except sqlite3.OperationalError as e:
+                        raw.execute("PRAGMA busy_timeout = 0")
+                        try:
+                            raw.execute("BEGIN IMMEDIATE")
+                        finally:
+                            raw.execute("PRAGMA busy_timeout = 30000")
+                    except sqlite3.Error as e:
                         if "locked" in str(e) or "busy" in str(e):
                             raise WriterBusy(f"another process holds the database ({e})") from e
-                        raise
-                    finally:
-                        raw.execute("PRAGMA busy_timeout = 30000")
+                        # as SQLAlchemy would have raised it (StoreUnavailable in _turn)
+                        raise exc.DBAPIError.instance(
+                            "BEGIN IMMEDIATE", None, e, sqlite3.Error
+                        ) from e
 
             return engine
         # the URL's own server options (``?options=-csearch_path%3Dx``) are kept, before ours
@@ -284,9 +288,7 @@ class Database:
     def _turn(self, write: bool, wait: bool = True) -> Iterator[sa.Engine]:
         """The engine to open a transaction on (a writer's: ``BEGIN IMMEDIATE`` on SQLite)
         while holding this process's writer lock (SQLite writers), with connection failures
-        raised as ``StoreUnavailable``; ``wait=False``: ``WriterBusy`` if the lock is held.
-        The lock is a plain ``threading.Lock``: a transaction begun on one thread may be
-        committed, and the lock released, on another (``api.decisions.writer``)."""
+        raised as ``StoreUnavailable``; ``wait=False``: ``WriterBusy`` if the lock is held."""
         engine = self.engine
         if write:
             if self._write_engine is None or self._write_engine[0] is not engine:

@@ -154,9 +154,9 @@ class Sql:
         names an order id does not make it its customer's); one ``UNION ALL``. Columns:
         kind, order id, customer id, content hash, seq, status, amount, invoiced, decision
         id. On PostgreSQL each lookup is a ``LATERAL`` subquery per order id with equality on
-        every leading column of its
-        index (and ``LIMIT``), so the plan is an index lookup even before the planner has
-        statistics of the tables (a new database, autovacuum off)."""
+        every leading column of its index (and ``LIMIT``), so the plan is an index lookup
+        even before the planner has statistics of the tables (a new database, autovacuum
+        off)."""
         params: dict[str, Any] = {"u": unit}
         if self.pg:
             params["o"] = list(order_ids)

@@ -303,8 +303,12 @@ def _effect(
     open_orders = cust.open_orders + d_orders
     open_receivables = cust.open_receivables + d_recv
     credit_balance = cust.credit_balance + d_bal
-    if open_orders + open_receivables >= LEDGER_LIMIT or credit_balance >= LEDGER_LIMIT:
-        # beyond what a decision can read (money below 10**15): refused, nothing moved
+    grows = d_orders + d_recv > 0
+    if (grows and open_orders + open_receivables >= LEDGER_LIMIT) or (
+        d_bal > 0 and credit_balance >= LEDGER_LIMIT
+    ):
+        # beyond what a decision can read (money below 10**15): refused, nothing moved;
+        # an event that lowers what is over the range (a payment) always goes through
         raise ValueError(
             f"amount: the customer's exposure (receivables {open_receivables} + open orders "
             f"{open_orders}) or credit balance ({credit_balance}) would reach 10^15; "

@@ -134,3 +134,9 @@ def test_an_event_that_would_take_the_ledger_past_its_range_is_refused(api):
     assert after["credit_balance"] == "0.00"
     events = api.client.get("/v1/customers/CUST-1", headers=api.h()).json()
     assert events["credit_balance"] == big
+    # what lowers it always goes through: an invoice uses the credit balance up
+    used = api.event(
+        event_id="I2", type="invoice_issued", order_id="SO-Y", amount="10.00", currency="EUR"
+    )
+    assert used.status_code == 200, used.text
+    assert used.json()["customer"]["credit_balance"] == "999999999999989.99"
