@@ -149,7 +149,7 @@ def trusted(model: type[M], values: dict[str, Any]) -> M:
     field's type (``Decimal`` money, ``int`` days and points, ``str``, ``datetime``, nested
     model instances, ``TrailEntry`` tuples for ``Trail.rules``) and every list or dict is
     new (not shared with another decision). Frozen-ness, field order and serialisation are
-    those of a validated instance (tests/test_engine_path.py). ``values`` becomes the
+    those of a validated instance (tests/engine/test_engine_path.py). ``values`` becomes the
     instance's ``__dict__`` (re-ordered into a new dict if given in another order). Raises
     ``TypeError`` if its keys are not exactly the model's fields."""
     fields = _FIELDS.get(model)

@@ -1,4 +1,4 @@
-"""The evaluation path gives exactly what the interpretive path (tests/legacy_path.py) gave.
+"""The evaluation path gives exactly what the interpretive path (tests/engine/legacy_path.py) gave.
 
 For every request below, ``engine.evaluate.evaluate`` and the frozen pre-issue-7 path must
 agree exactly: the same decision (``==``), byte-identical ``model_dump_json()``, the same
