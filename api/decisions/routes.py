@@ -62,6 +62,37 @@ DECISION_ID = Path(
     description="The decision id (`decision_id` of the answer to POST /v1/decisions)",
     openapi_examples={"refer": {"value": ex.DECISION_ID}},
 )
+#: the query parameters the list and the export share: the customer filter, from and to
+CustomerFilter = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        pattern=NO_NUL_PATTERN,
+        openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
+    ),
+]
+DateFrom = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
+        "no offset: UTC)",
+        openapi_examples={"date": {"value": "2026-11-01"}},
+        json_schema_extra=_WHEN,
+    ),
+    AfterValidator(when_from),
+]
+DateTo = Annotated[
+    str | None,
+    Query(
+        alias="to",
+        description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
+        "(exclusive; no offset: UTC)",
+        openapi_examples={"date": {"value": "2026-11-30"}},
+        json_schema_extra=_WHEN,
+    ),
+    AfterValidator(when_to),
+]
 #: the decision's read and replay from the answer's decision_id (OpenAPI links)
 _DECISION_LINKS = {
     "getDecision": {
@@ -225,37 +256,10 @@ def list_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
     _once: Annotated[None, single_query(*LIST_PARAMS)],
-    customer_id: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            pattern=NO_NUL_PATTERN,
-            openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
-        ),
-    ] = None,
+    customer_id: CustomerFilter = None,
     outcome: Literal["approve", "refer", "decline"] | None = None,
-    date_from: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
-            "no offset: UTC)",
-            openapi_examples={"date": {"value": "2026-11-01"}},
-            json_schema_extra=_WHEN,
-        ),
-        AfterValidator(when_from),
-    ] = None,
-    date_to: Annotated[
-        str | None,
-        Query(
-            alias="to",
-            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
-            "(exclusive; no offset: UTC)",
-            openapi_examples={"date": {"value": "2026-11-30"}},
-            json_schema_extra=_WHEN,
-        ),
-        AfterValidator(when_to),
-    ] = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
     rule_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN)] = None,
     policy_version: Annotated[
         str | None,
@@ -314,33 +318,9 @@ def export_decisions(
     _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
     _once: Annotated[None, single_query(*EXPORT_PARAMS)],
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
-    customer_id: Annotated[
-        str | None,
-        Query(
-            max_length=200,
-            pattern=NO_NUL_PATTERN,
-            openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
-        ),
-    ] = None,
-    date_from: Annotated[
-        str | None,
-        Query(
-            alias="from",
-            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive)",
-            json_schema_extra=_WHEN,
-        ),
-        AfterValidator(when_from),
-    ] = None,
-    date_to: Annotated[
-        str | None,
-        Query(
-            alias="to",
-            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
-            "(exclusive)",
-            json_schema_extra=_WHEN,
-        ),
-        AfterValidator(when_to),
-    ] = None,
+    customer_id: CustomerFilter = None,
+    date_from: DateFrom = None,
+    date_to: DateTo = None,
 ) -> Response:
     start, end = date_from, date_to  # parsed and range-checked by when_from / when_to
     mask = masker(svc)

@@ -275,9 +275,7 @@ def _effect(
             # the order id must still not belong to another customer, by its decisions
             # or by its earlier ledger events.
             assert order_id is not None
-            owner = other_owner(s, DecisionLog, order_id, cust.customer_id, unit) or other_owner(
-                s, LedgerEvent, order_id, cust.customer_id, unit
-            )
+            owner = order_owner(s, unit, order_id, cust.customer_id)
             if owner is not None:
                 raise EventConflict(f"order_id: order {order_id!r} belongs to customer {owner!r}")
         moved = zero
