@@ -94,6 +94,14 @@ def parse_customer_csv(data: bytes, policy: Any) -> list[dict[str, Any]]:
                 facts[name] = customer_fact_spec(policy, name, "column")
             except FactRefused as e:
                 errors.append({"line": 1, "column": name, "problem": str(e)})
+        elif ";" in name and "customer_id" in name:
+            # a European spreadsheet's export: the whole header read as one column
+            errors.append({
+                "line": 1,
+                "column": name,
+                "problem": "unknown column: the file looks separated by ';' — the import "
+                "reads commas: save it as CSV UTF-8 (comma delimited)",
+            })
         else:
             errors.append({"line": 1, "column": name, "problem": "unknown column"})
     for name in IMPORT_REQUIRED:

@@ -78,6 +78,22 @@ def test_http_csv_import(api):
     assert d.status_code == 200 and d.json()["outcome"] == "approve", d.text
 
 
+def test_http_csv_import_names_a_semicolon_separated_file(api):
+    """A ';'-separated export (a European spreadsheet) is refused with the way out named,
+    nothing imported."""
+    text = CSV_OK.replace(",", ";")
+    r = api.client.post(
+        "/v1/customer-imports",
+        headers=api.h(**{"Content-Type": "text/csv"}),
+        content=text.encode(),
+    )
+    body = problem(r, 422)
+    first = body["errors"][0]
+    assert first["path"].startswith("line 1.customer_id;currency"), first
+    assert "separated by ';'" in first["message"] and "comma delimited" in first["message"]
+    assert api.store.customers.get("A-1") is None
+
+
 def test_http_csv_import_lists_every_bad_row_and_writes_nothing(api):
     text = (
         "customer_id,currency,credit_limit,open_receivables,days_past_due,customer.risk_class\n"
