@@ -25,7 +25,8 @@ def _rate_value(value: Any) -> Decimal:
         raise PydanticCustomError("invalid_type", 'expected a rate as a string such as "0.9234"')
     if rate <= 0:
         raise PydanticCustomError("below_min", "a rate must be positive")
-    if rate != rate.quantize(Decimal("1E-10")) or rate >= Decimal(10) ** 9:
+    # the magnitude first: quantizing 10**31 to 10 places exceeds the context (InvalidOperation)
+    if rate >= Decimal(10) ** 9 or rate != rate.quantize(Decimal("1E-10")):
         raise PydanticCustomError("out_of_range", "at most 10 decimals and below 10^9")
     return rate + 0
 

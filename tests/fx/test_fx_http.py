@@ -16,6 +16,16 @@ db_url = ledger.db_url
 pg_url = ledger.pg_url
 
 
+def test_http_fx_rate_far_beyond_the_range_is_422_not_500(api):
+    """Found by schemathesis: a whole-number rate of 10^31 broke the decimal check (500);
+    it is out of range like any rate from 10^9, as a number or as a string."""
+    for rate in (13235240042138383110653672947712, "13235240042138383110653672947712.5"):
+        body = {"base": "EUR", "rates": [{"currency": "USD", "rate": rate, "as_of": "2026-11-01"}]}
+        b = problem(api.client.put("/v1/fx-rates", headers=api.h(), json=body), 422)
+        assert [(e["path"], e["code"]) for e in b["errors"]] == [("rates[0].rate", "out_of_range")]
+    assert not api.store.fx.has_rates("EUR", "USD")
+
+
 @pytest.mark.dates
 def test_http_fx_rates_and_conversion(api):
     api.customer()
