@@ -12,7 +12,9 @@ Where the batch runs depends on the database (``on_loop``):
   arrived together have queued their jobs (``loop.call_soon``). No thread hop at all: the
   thread hand-off and the fight for the GIL between the event loop and a writer thread cost
   more CPU than the whole transaction (measured with 8 clients: 1.8 ms of CPU per decision
-  on the loop against 2.6 ms with a thread; 515 against 364 decisions/s).
+  on the loop against 2.6 ms with a thread; 515 against 364 decisions/s). Each event loop
+  batches only its own jobs (a server has one; the test client starts one per request), so
+  a loop that stops fails only its own callers.
 - **PostgreSQL**: on the writer thread (the one thread hop of a decision), so the event loop
   goes on reading and answering requests while the batch waits for the network and for row
   locks held by other workers.
@@ -30,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -65,8 +68,12 @@ class DecisionWriter:
         self.max_pending = max_pending
         self.observe = observe
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._waiting: list[_Item] = []  # on the loop: the jobs of the next batch
-        self._draining: asyncio.Task[None] | None = None  # on the loop: the batch task
+        # on the loop: per event loop, the jobs of its next batch and the task draining them
+        # (a process may run several loops: each drains only its own jobs, so a loop that
+        # stops never takes another loop's decisions down with it)
+        self._loops: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopQueue] = (
+            weakref.WeakKeyDictionary()
+        )
         self._pending = 0
         self._guard = threading.Lock()
         self._thread: threading.Thread | None = None
@@ -85,18 +92,22 @@ class DecisionWriter:
                     cause="WriterBacklog",
                 )
             self._pending += 1
-            if not self.on_loop and self._thread is None:
+            mine = None
+            if self.on_loop:
+                mine = self._loops.get(loop)
+                if mine is None:
+                    mine = self._loops[loop] = _LoopQueue()
+            elif self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="creditgate-decision-writer", daemon=True
                 )
                 self._thread.start()
-        if self.on_loop:
-            self._waiting.append((job, loop, future))
-            draining = self._draining
-            if draining is None or draining.done() or draining.get_loop() is not loop:
+        if mine is not None:
+            mine.waiting.append((job, loop, future))
+            if mine.draining is None or mine.draining.done():
                 # its first step runs once the loop is free: the requests that arrived
                 # together have queued their jobs by then
-                self._draining = loop.create_task(self._drain())
+                mine.draining = loop.create_task(self._drain(mine))
         else:
             self._queue.put((job, loop, future))
         return await future
@@ -110,13 +121,13 @@ class DecisionWriter:
             self._queue.put(_STOP)
             thread.join(timeout)
 
-    async def _drain(self) -> None:
-        """On the event loop: batches of at most ``max_batch`` waiting jobs, one after the
-        other, until none waits (module docstring)."""
+    async def _drain(self, mine: _LoopQueue) -> None:
+        """On the event loop: batches of at most ``max_batch`` of this loop's waiting jobs,
+        one after the other, until none waits (module docstring)."""
         loop = asyncio.get_running_loop()
-        while self._waiting:
-            batch = self._waiting[: self.max_batch]
-            del self._waiting[: self.max_batch]
+        while mine.waiting:
+            batch = mine.waiting[: self.max_batch]
+            del mine.waiting[: self.max_batch]
             start = time.perf_counter()
             jobs = [job for job, _, _ in batch]
             try:
@@ -125,8 +136,9 @@ class DecisionWriter:
                 except WriterBusy:  # wait for the other writer on a thread, not here
                     results = await loop.run_in_executor(None, decide_batch, self.db, jobs)
             except asyncio.CancelledError:  # stopping while on a thread: committed or not
-                self._finish(batch, [StoreUnavailable("the service is stopping")] * len(batch),
-                             start)
+                self._finish(
+                    batch, [StoreUnavailable("the service is stopping")] * len(batch), start
+                )
                 raise
             except Exception as e:  # noqa: BLE001 - the transaction failed: every job fails
                 results = [e] * len(batch)
@@ -183,6 +195,17 @@ class DecisionWriter:
                 loop.call_soon_threadsafe(_settle, answers)
             except RuntimeError:  # the caller's event loop is closed: nobody is waiting
                 pass
+
+
+class _LoopQueue:
+    """One event loop's jobs waiting for the next batch, and the task draining them; only
+    that loop's thread touches them."""
+
+    __slots__ = ("waiting", "draining")
+
+    def __init__(self) -> None:
+        self.waiting: list[_Item] = []
+        self.draining: asyncio.Task[None] | None = None
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import threading
 from decimal import Decimal
 
 import orjson
@@ -237,3 +238,55 @@ def test_a_failed_batch_fails_every_job_and_records_nothing(store, compiled, mon
     assert [type(a).__name__ for a in answers] == ["StoreUnavailable"] * 5
     assert store.decisions.search() == ([], None)
     assert store.customers.get("C1")["open_orders"] == Decimal("0.00")
+
+
+def test_an_event_loop_that_stops_takes_down_only_its_own_decisions(store, compiled):
+    """Two event loops of one process decide at once (the test client runs one loop per
+    request) while another writer holds the database, and one loop stops during the wait.
+    Each loop batches only its own jobs: the other loop's decisions are all answered and
+    recorded (a shared queue once let the stopping loop take them down with a 503)."""
+    if store.db.dialect != "sqlite":
+        pytest.skip("batches run on the event loop on SQLite only")
+    prime_customer(store, limit="1000000.00")
+    writer = DecisionWriter(store.db)
+    try:
+        for rnd in range(8):
+            answers = _two_loops_one_stops(writer, evaluator(compiled), store.db, f"{rnd}")
+            assert [getattr(a, "kind", repr(a)) for a in answers] == ["new"] * 4, rnd
+    finally:
+        writer.close()
+    rows, _ = store.decisions.search(limit=100)
+    assert {f"B{rnd}-{i}" for rnd in range(8) for i in range(4)} <= {r["order_id"] for r in rows}
+    assert store.audit.verify_chain()["ok"] is True
+
+
+def _two_loops_one_stops(writer, ev, db, rnd: str) -> list:
+    """Loops A and B (threads) each queue four decisions while the test holds the writer
+    lock; A stops while its batch waits; returns B's answers."""
+    db._writer_lock.acquire()  # another writer holds the database: drains go to a thread
+    queued = threading.Barrier(2)
+    a_stopping = threading.Event()
+    answers: dict[str, list] = {}
+
+    def run(name: str, stops: bool) -> None:
+        async def main() -> None:
+            jobs = [DecideJob(order(f"{name}{rnd}-{i}", "1.00"), ev, "erp") for i in range(4)]
+            tasks = [asyncio.ensure_future(writer.decide(j)) for j in jobs]
+            await asyncio.sleep(0)  # the jobs are queued; this loop's drain not yet run
+            queued.wait()  # both loops have queued before either drains
+            if stops:
+                await asyncio.sleep(0.2)  # its drain waits for the writer on a thread
+                a_stopping.set()
+                return  # asyncio.run cancels the waiting decisions and the drain
+            answers[name] = await asyncio.gather(*tasks, return_exceptions=True)
+
+        asyncio.run(main())
+
+    threads = [threading.Thread(target=run, args=a) for a in (("A", True), ("B", False))]
+    for t in threads:
+        t.start()
+    assert a_stopping.wait(10)
+    db._writer_lock.release()
+    for t in threads:
+        t.join(60)
+    return answers["B"]
