@@ -14,6 +14,17 @@ from api.core.bodies import Body, Currency, Identifier, Money
 from api.core.schemas import POSITIVE_MONEY_SCHEMA, DateTimeText, DecimalText
 from api.customers.models import CustomerPosition
 
+#: Separation of duties: the role that posts each event type (``admin`` posts any). The
+#: order documents come from order entry; whatever reduces receivables, and so frees
+#: credit, comes from finance, so the caller the credit check is meant to check cannot
+#: make room for its own orders.
+POSTED_BY: dict[str, str] = {
+    "order_cancelled": "order_entry",
+    "invoice_issued": "order_entry",
+    "payment_received": "finance",
+    "credit_note": "finance",
+}
+
 
 class EventBody(Body):
     """A ledger event. Money as a string (``"1200.00"``), in the customer's currency."""

@@ -9,14 +9,14 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from api.core import examples as ex
-from api.core.auth import Caller
+from api.core.auth import ADMIN, Caller
 from api.core.bodies import decimals_check, json_body, json_body_doc, store_refusal, to_json
 from api.core.problems import Problem
 from api.core.routing import caller, problems
 from api.core.service import Service, service
 from api.customers.routes import CUSTOMER_ID
 from api.ledger.exceptions import EventConflict
-from api.ledger.models import EventBody, EventResult, LedgerEventDoc
+from api.ledger.models import POSTED_BY, EventBody, EventResult, LedgerEventDoc
 
 router = APIRouter(tags=["customers"])
 Svc = Annotated[Service, Depends(service)]
@@ -28,7 +28,11 @@ Svc = Annotated[Service, Depends(service)]
     summary="Record a ledger event (order cancelled, invoice, payment, credit note)",
     description="Applied to the customer's position under the customer lock and recorded in "
     "the ledger's hash chain. Idempotent by `event_id`: the same event again answers the "
-    "recorded result (`replayed: true`) and changes nothing.",
+    "recorded result (`replayed: true`) and changes nothing. Separation of duties: "
+    "`order_cancelled` and `invoice_issued` are posted by the `order_entry` role, "
+    "`payment_received` and `credit_note` (which reduce receivables and free credit) by "
+    "`finance`; `admin` may post any. Another role gets 403 `forbidden` at `type`, "
+    "before anything is read or written.",
     response_model=EventResult,
     response_model_exclude_unset=True,  # fields left out stay out (no nulls added)
     responses={
@@ -52,6 +56,15 @@ async def post_event(
     who: Annotated[Caller, caller("POST", "/v1/customers/{customer_id}/events")],
 ) -> EventResult:
     body = await json_body(request, EventBody, svc.max_bytes)
+    poster = POSTED_BY[body.type]
+    if who.role not in (poster, ADMIN):
+        raise Problem(
+            "forbidden",
+            f"role {who.role!r} may not post {body.type} events; they are posted by the "
+            f"{poster!r} role (order documents by order_entry, what reduces receivables by "
+            "finance)",
+            errors=[{"path": "type", "code": "forbidden", "message": f"needs role {poster!r}"}],
+        )
     if body.amount is not None:
         if body.amount <= 0:
             raise Problem(

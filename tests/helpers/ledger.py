@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from api.core.settings import Settings
+from api.ledger.models import POSTED_BY
 from api.store import Store
 from engine.evaluate import evaluate, load
 from tests.conftest import fresh_pg_database
@@ -136,7 +137,7 @@ class Api:
         self.client = TestClient(self.app, raise_server_exceptions=False)
         self.keys = {
             r: self.store.keys.create(r)
-            for r in ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
+            for r in ("order_entry", "finance", "reviewer", "compliance", "policy_owner", "admin")
         }
 
     def h(self, role="admin", **extra):
@@ -165,7 +166,10 @@ class Api:
         }
         return self.client.post("/v1/decisions", headers=self.h("order_entry"), json=payload)
 
-    def event(self, cid="CUST-1", role="order_entry", **body):
+    def event(self, cid="CUST-1", role=None, **body):
+        """Post a ledger event with the key of ``role`` (default: the role that posts
+        its type, ``POSTED_BY``)."""
+        role = role or POSTED_BY.get(body.get("type"), "order_entry")
         return self.client.post(f"/v1/customers/{cid}/events", headers=self.h(role), json=body)
 
 

@@ -14,7 +14,7 @@ import httpx
 
 from tests.pgserver import LiveServer
 
-ROLES = ("order_entry", "reviewer", "compliance", "policy_owner", "admin")
+ROLES = ("order_entry", "finance", "reviewer", "compliance", "policy_owner", "admin")
 
 CUSTOMERS = {
     "CUST-0004": {

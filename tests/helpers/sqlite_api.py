@@ -34,7 +34,7 @@ class Api:
         self.store = app.state.store
         self.client = TestClient(app, raise_server_exceptions=False)
         self.keys: dict[str, str] = {}
-        for role in ("order_entry", "reviewer", "compliance", "policy_owner", "admin"):
+        for role in ("order_entry", "finance", "reviewer", "compliance", "policy_owner", "admin"):
             try:
                 self.keys[role] = self.store.keys.create(role, name=f"test {role}")
             except ValueError:  # a role the store does not know (yet)

@@ -211,7 +211,7 @@ def test_generated_client_decides_reads_and_replays(live: Live, tmp_path: Path) 
     # a ledger event through the discriminated union, and a problem answer
     admin = as_role("admin")
     event = customers.record_ledger_event.sync(
-        client=admin,
+        client=as_role("finance"),  # payments are posted by finance (separation of duties)
         customer_id="CUST-0004",
         body=models.PaymentReceived(
             event_id="PAY-2026-0001",
