@@ -10,6 +10,7 @@ from api.audit.models import AuditReport
 from api.core import examples as ex
 from api.core.auth import Caller
 from api.core.bodies import to_json
+from api.core.params import KNOWN_QUERY
 from api.core.routing import caller, problems
 from api.core.service import Service, service
 
@@ -35,5 +36,6 @@ Svc = Annotated[Service, Depends(service)]
 def audit_verify(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/audit/verify")],
+    _known: Annotated[None, KNOWN_QUERY],
 ) -> AuditReport:
     return AuditReport.model_validate(to_json(svc.store.audit.verify_chain()))

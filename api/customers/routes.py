@@ -24,6 +24,7 @@ from api.core.bodies import (
     store_refusal,
     to_json,
 )
+from api.core.params import KNOWN_QUERY
 from api.core.problems import Problem, problem_response
 from api.core.routing import caller, not_reserved, problems
 from api.core.schemas import CUSTOMER_ID_SCHEMA
@@ -159,6 +160,7 @@ def get_customer(
     svc: Svc,
     _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}")],
+    _known: Annotated[None, KNOWN_QUERY],
 ) -> CustomerPosition:
     row = svc.store.customers.get(customer_id)
     if row is None:

@@ -1,13 +1,20 @@
 """Query parameters of the decision log's reads: ``from`` / ``to`` (a date or a date-time)
-and the parameter lists of the list and export routes."""
+and ``DecisionFilters``, the filters the list and the export share (one declaration)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
+from dataclasses import dataclass
 from datetime import date, datetime
+from typing import Annotated, Any, Literal
 
+from fastapi import Query
+from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
 
+from api.core import examples as ex
+from api.core.schemas import DATE_OR_DATETIME_PATTERN, NO_NUL_PATTERN
 from api.decisions.persistence import query_bound
 
 
@@ -47,14 +54,64 @@ def when_to(value: str | None) -> date | datetime | None:
     return parse_when(value, "to")
 
 
-LIST_PARAMS = (
-    "customer_id",
-    "outcome",
-    "from",
-    "to",
-    "rule_id",
-    "policy_version",
-    "cursor",
-    "limit",
-)
-EXPORT_PARAMS = ("format", "customer_id", "from", "to")
+#: the from / to query parameters: the shapes documented (the server also takes the other
+#: ISO 8601 spellings Python's datetime.fromisoformat reads, e.g. 20261129)
+_WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
+
+
+def _text(description: str, example: str | None = None) -> Any:
+    examples = {"example": {"value": example}} if example is not None else None
+    return Query(
+        max_length=200, pattern=NO_NUL_PATTERN, description=description,
+        openapi_examples=examples,
+    )
+
+
+@dataclass
+class DecisionFilters:
+    """The filters of ``GET /v1/decisions`` and ``GET /v1/decisions/export`` (a FastAPI
+    dependency: each field is a query parameter). Every filter given must hold (AND);
+    ``as_kwargs`` gives them to ``Decisions.search`` / ``iterate``."""
+
+    customer_id: Annotated[str | None, _text("Only this customer's decisions", ex.CUSTOMER_ID)] = (
+        None
+    )
+    order_id: Annotated[str | None, _text("Only this order's decisions (every kind)")] = None
+    outcome: Literal["approve", "refer", "decline"] | None = None
+    kind: Annotated[
+        Literal["new", "repeat", "amended"] | None,
+        Query(description="new: first decision of the order; repeat: the same request again "
+              "(answered with the original); amended: changed content, decided again"),
+    ] = None
+    reason_code: Annotated[
+        str | None, _text("Only decisions giving this reason code", "REF_OVER_LIMIT")
+    ] = None
+    rule_id: Annotated[str | None, _text("Only decisions in which this rule matched")] = None
+    policy_version: Annotated[str | None, _text("Policy version or sha256")] = None
+    date_from: Annotated[
+        str | None,
+        Query(
+            alias="from",
+            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
+            "no offset: UTC)",
+            openapi_examples={"date": {"value": "2026-11-01"}},
+            json_schema_extra=_WHEN,
+        ),
+        AfterValidator(when_from),
+    ] = None
+    date_to: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
+            "(exclusive; no offset: UTC)",
+            openapi_examples={"date": {"value": "2026-11-30"}},
+            json_schema_extra=_WHEN,
+        ),
+        AfterValidator(when_to),
+    ] = None
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """The filters given, as keyword arguments of ``Decisions.search`` / ``iterate``
+        (``date_from`` / ``date_to`` already parsed and range-checked)."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}

@@ -5,6 +5,7 @@ order in its own transaction; ``api.decisions.deciding`` is the transaction and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -95,40 +96,12 @@ class Decisions:
             return rows[0] if rows else None
 
     def search(
-        self,
-        *,
-        customer_id: str | None = None,
-        outcome: str | None = None,
-        date_from: date | datetime | None = None,
-        date_to: date | datetime | None = None,
-        rule_id: str | None = None,
-        policy_version: str | None = None,
-        cursor: int | None = None,
-        limit: int = 50,
+        self, *, cursor: int | None = None, limit: int = 50, **filters: Any
     ) -> tuple[list[dict[str, Any]], int | None]:
-        """Log records, newest first. ``date_from`` inclusive, ``date_to`` exclusive (a
-        plain date means its whole day: to the start of the next day); ``rule_id``: the
-        rule matched; ``policy_version``: the version, or the sha256. ``cursor`` is the
-        ``next_cursor`` of the previous page; returns ``(rows, next_cursor or None)``."""
+        """Log records, newest first, that pass ``filters`` (``_filtered``). ``cursor`` is
+        the ``next_cursor`` of the previous page; returns ``(rows, next_cursor or None)``."""
         limit = max(1, min(int(limit), 500))
-        q = select(DecisionLog).where(DecisionLog.business_unit == self.db.unit)
-        if customer_id is not None:
-            q = q.where(DecisionLog.customer_id == customer_id)
-        if outcome is not None:
-            q = q.where(DecisionLog.outcome == outcome)
-        if date_from is not None:
-            q = q.where(col(DecisionLog.created_at) >= query_bound(date_from, end=False))
-        if date_to is not None:
-            q = q.where(col(DecisionLog.created_at) < query_bound(date_to, end=True))
-        if rule_id is not None:
-            q = q.where(col(DecisionLog.rules_matched).contains(f" {rule_id} ", autoescape=True))
-        if policy_version is not None:
-            q = q.where(
-                sa.or_(
-                    DecisionLog.policy_version == policy_version,
-                    DecisionLog.policy_sha256 == policy_version,
-                )
-            )
+        q = self._filtered(select(DecisionLog), **filters)
         if cursor is not None:
             q = q.where(col(DecisionLog.seq) < int(cursor))
         q = q.order_by(col(DecisionLog.seq).desc()).limit(limit + 1)
@@ -138,29 +111,16 @@ class Decisions:
         rows = rows[:limit]
         return rows, (rows[-1]["seq"] if more else None)
 
-    def iterate(
-        self,
-        *,
-        customer_id: str | None = None,
-        date_from: date | datetime | None = None,
-        date_to: date | datetime | None = None,
-        batch: int = 500,
-    ) -> Iterator[dict[str, Any]]:
-        """Every log record in ``seq`` order, read in batches of ``batch`` (one short read
-        transaction each, keyset pagination on ``seq``). A record that cannot be read raises
-        ``UnreadableRecord`` before any record of its batch is yielded (so an unreadable
-        record in the first batch fails before anything is sent): never a silent end."""
+    def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every log record that passes ``filters`` (``_filtered``), in ``seq`` order, read
+        in batches of ``batch`` (one short read transaction each, keyset pagination on
+        ``seq``). A record that cannot be read raises ``UnreadableRecord`` before any record
+        of its batch is yielded (so an unreadable record in the first batch fails before
+        anything is sent): never a silent end."""
         after = 0
+        base = self._filtered(select(DecisionLog), **filters)
         while True:
-            q = select(DecisionLog).where(
-                DecisionLog.business_unit == self.db.unit, col(DecisionLog.seq) > after
-            )
-            if customer_id is not None:
-                q = q.where(DecisionLog.customer_id == customer_id)
-            if date_from is not None:
-                q = q.where(col(DecisionLog.created_at) >= query_bound(date_from, end=False))
-            if date_to is not None:
-                q = q.where(col(DecisionLog.created_at) < query_bound(date_to, end=True))
+            q = base.where(col(DecisionLog.seq) > after)
             with self.db.session(write=False) as s:
                 q = q.order_by(col(DecisionLog.seq)).limit(batch)
                 page = read_records(s, q, DecisionLog, log_dict)
@@ -168,6 +128,55 @@ class Decisions:
             if not page:
                 return
             after = page[-1]["seq"]
+
+    def _filtered(
+        self,
+        q: Any,
+        *,
+        customer_id: str | None = None,
+        order_id: str | None = None,
+        outcome: str | None = None,
+        kind: str | None = None,
+        reason_code: str | None = None,
+        rule_id: str | None = None,
+        policy_version: str | None = None,
+        date_from: date | datetime | None = None,
+        date_to: date | datetime | None = None,
+    ) -> Any:
+        """``q`` limited to this unit's records that pass every filter given: the customer,
+        the order (every decision of it), ``outcome``, ``kind`` (new, repeat, amended),
+        ``reason_code`` (a reason the decision gave), ``rule_id`` (a rule that matched),
+        ``policy_version`` (the version, or the sha256), ``date_from`` inclusive and
+        ``date_to`` exclusive on ``created_at`` (a plain date means its whole day: to the
+        start of the next day). An unknown filter name is a ``TypeError``."""
+        q = q.where(DecisionLog.business_unit == self.db.unit)
+        if customer_id is not None:
+            q = q.where(DecisionLog.customer_id == customer_id)
+        if order_id is not None:
+            q = q.where(DecisionLog.order_id == order_id)
+        if outcome is not None:
+            q = q.where(DecisionLog.outcome == outcome)
+        if kind is not None:
+            q = q.where(DecisionLog.kind == kind)
+        if reason_code is not None:
+            # the stored decision is compact JSON: a reason is {"code":"X",...}; a value
+            # holding the same text is escaped (\"code\"), and no other object has "code"
+            needle = '"code":' + json.dumps(reason_code, ensure_ascii=False)
+            q = q.where(col(DecisionLog.decision).contains(needle, autoescape=True))
+        if rule_id is not None:
+            q = q.where(col(DecisionLog.rules_matched).contains(f" {rule_id} ", autoescape=True))
+        if policy_version is not None:
+            q = q.where(
+                sa.or_(
+                    DecisionLog.policy_version == policy_version,
+                    DecisionLog.policy_sha256 == policy_version,
+                )
+            )
+        if date_from is not None:
+            q = q.where(col(DecisionLog.created_at) >= query_bound(date_from, end=False))
+        if date_to is not None:
+            q = q.where(col(DecisionLog.created_at) < query_bound(date_to, end=True))
+        return q
 
     # -- API keys -------------------------------------------------------------------------
 

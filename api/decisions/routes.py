@@ -12,7 +12,6 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
-from pydantic import AfterValidator
 
 from api.core import examples as ex
 from api.core.auth import Caller
@@ -25,10 +24,9 @@ from api.core.bodies import (
     to_json,
 )
 from api.core.database import UnreadableRecord
-from api.core.params import single_query
+from api.core.params import KNOWN_QUERY
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import authorize, caller, problems
-from api.core.schemas import DATE_OR_DATETIME_PATTERN, NO_NUL_PATTERN
 from api.core.service import Service, service
 from api.decisions.deciding import DecideJob
 from api.decisions.exceptions import OrderConflict
@@ -42,7 +40,7 @@ from api.decisions.models import (
     ReplayResult,
     currency_check,
 )
-from api.decisions.params import EXPORT_PARAMS, LIST_PARAMS, when_from, when_to
+from api.decisions.params import DecisionFilters
 from api.decisions.replay import differences
 from api.fx.exceptions import FxRateMissing
 from engine.decision import Decision
@@ -54,45 +52,11 @@ router = APIRouter(tags=["decisions"])
 Svc = Annotated[Service, Depends(service)]
 
 
-#: the from / to query parameters: the shapes documented (the server also takes the other
-#: ISO 8601 spellings Python's datetime.fromisoformat reads, e.g. 20261129)
-_WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
 DECISION_ID = Path(
     max_length=200,
     description="The decision id (`decision_id` of the answer to POST /v1/decisions)",
     openapi_examples={"refer": {"value": ex.DECISION_ID}},
 )
-#: the query parameters the list and the export share: the customer filter, from and to
-CustomerFilter = Annotated[
-    str | None,
-    Query(
-        max_length=200,
-        pattern=NO_NUL_PATTERN,
-        openapi_examples={"customer": {"value": ex.CUSTOMER_ID}},
-    ),
-]
-DateFrom = Annotated[
-    str | None,
-    Query(
-        alias="from",
-        description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
-        "no offset: UTC)",
-        openapi_examples={"date": {"value": "2026-11-01"}},
-        json_schema_extra=_WHEN,
-    ),
-    AfterValidator(when_from),
-]
-DateTo = Annotated[
-    str | None,
-    Query(
-        alias="to",
-        description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
-        "(exclusive; no offset: UTC)",
-        openapi_examples={"date": {"value": "2026-11-30"}},
-        json_schema_extra=_WHEN,
-    ),
-    AfterValidator(when_to),
-]
 #: the decision's read and replay from the answer's decision_id (OpenAPI links)
 _DECISION_LINKS = {
     "getDecision": {
@@ -255,16 +219,8 @@ def order_date_check(order_date: date, today: date, max_age_days: int) -> None:
 def list_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
-    _once: Annotated[None, single_query(*LIST_PARAMS)],
-    customer_id: CustomerFilter = None,
-    outcome: Literal["approve", "refer", "decline"] | None = None,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
-    rule_id: Annotated[str | None, Query(max_length=200, pattern=NO_NUL_PATTERN)] = None,
-    policy_version: Annotated[
-        str | None,
-        Query(max_length=200, pattern=NO_NUL_PATTERN, description="Policy version or sha256"),
-    ] = None,
+    _known: Annotated[None, KNOWN_QUERY],
+    filters: Annotated[DecisionFilters, Depends()],
     cursor: Annotated[
         int | None,
         Query(ge=0, le=2**62, description="next_cursor of the previous page"),
@@ -274,14 +230,7 @@ def list_decisions(
     mask = masker(svc)
     try:
         rows, next_cursor = svc.store.decisions.search(
-            customer_id=customer_id,
-            outcome=outcome,
-            date_from=date_from,  # parsed and range-checked by when_from / when_to
-            date_to=date_to,
-            rule_id=rule_id,
-            policy_version=policy_version,
-            cursor=cursor,
-            limit=limit,
+            cursor=cursor, limit=limit, **filters.as_kwargs()
         )
     except UnreadableRecord as exc:
         raise unreadable_problem(exc) from None
@@ -316,15 +265,12 @@ def list_decisions(
 def export_decisions(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/export")],
-    _once: Annotated[None, single_query(*EXPORT_PARAMS)],
+    _known: Annotated[None, KNOWN_QUERY],
+    filters: Annotated[DecisionFilters, Depends()],
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
-    customer_id: CustomerFilter = None,
-    date_from: DateFrom = None,
-    date_to: DateTo = None,
 ) -> Response:
-    start, end = date_from, date_to  # parsed and range-checked by when_from / when_to
     mask = masker(svc)
-    rows = svc.store.decisions.iterate(customer_id=customer_id, date_from=start, date_to=end)
+    rows = svc.store.decisions.iterate(**filters.as_kwargs())
     try:
         # The first batch is read before the answer starts: an unreadable record in it is
         # a problem response, not a 200 with a short body.
@@ -364,6 +310,7 @@ def get_decision(
     decision_id: Annotated[str, DECISION_ID],
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}")],
+    _known: Annotated[None, KNOWN_QUERY],
 ) -> JSONResponse:
     return JSONResponse(to_json(masker(svc)(_get_decision(svc, decision_id))))
 
@@ -382,6 +329,7 @@ def replay_decision(
     decision_id: Annotated[str, DECISION_ID],
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/decisions/{decision_id}/replay")],
+    _known: Annotated[None, KNOWN_QUERY],
 ) -> JSONResponse:
     row = _get_decision(svc, decision_id)
     stored = Decision.model_validate(row["decision"])

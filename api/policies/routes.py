@@ -8,6 +8,7 @@ from fastapi import APIRouter, Depends
 
 from api.core import examples as ex
 from api.core.auth import Caller
+from api.core.params import KNOWN_QUERY
 from api.core.routing import caller, problems
 from api.core.service import Service, service
 from api.policies.models import PolicyInForce
@@ -31,6 +32,7 @@ Svc = Annotated[Service, Depends(service)]
 def get_policy(
     svc: Svc,
     _: Annotated[Caller, caller("GET", "/v1/policy")],
+    _known: Annotated[None, KNOWN_QUERY],
 ) -> PolicyInForce:
     policy = svc.policy
     return PolicyInForce.model_validate(

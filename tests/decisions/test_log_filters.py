@@ -1,0 +1,107 @@
+"""Reading the decision log (issue 8, part 6): the list and the export filter by order,
+kind, reason code and rule as well as customer, outcome and policy version; every keyed read
+refuses a query parameter it does not have. Over HTTP, on SQLite and PostgreSQL
+(tests/helpers/ledger.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from api.core.routing import ROUTES
+from tests.helpers import ledger
+from tests.helpers.ledger import problem
+
+# pytest fixtures from tests/helpers/ledger.py (SQLite and PostgreSQL, clock at NOW)
+api = ledger.api
+db_url = ledger.db_url
+pg_url = ledger.pg_url
+
+
+@pytest.fixture
+def log(api):
+    """Five records: SO-1 new (approve), SO-1 repeat, SO-1 amended (approve), SO-2 new
+    (refer: over the limit), SO-3 of another customer (approve)."""
+    api.customer()  # limit 100,000.00, receivables 20,000.00
+    api.customer("CUST-2")
+    answers = [
+        api.decide(order_id="SO-1", amount="12500.00"),
+        api.decide(order_id="SO-1", amount="12500.00"),
+        api.decide(order_id="SO-1", amount="13000.00"),
+        api.decide(order_id="SO-2", amount="90000.00"),
+        api.decide(order_id="SO-3", customer_id="CUST-2", amount="100.00"),
+    ]
+    assert [r.status_code for r in answers] == [200] * 5, [r.text for r in answers]
+    got = [(r.json()["kind"], r.json()["outcome"]) for r in answers]
+    assert got == [("new", "approve"), ("repeat", "approve"), ("amended", "approve"),
+                   ("new", "refer"), ("new", "approve")]
+    assert "REF_OVER_LIMIT" in {x["code"] for x in answers[3].json()["reasons"]}
+    return api
+
+
+def _listed(api, query: str) -> list[tuple[str, str]]:
+    r = api.client.get(f"/v1/decisions?{query}", headers=api.h("compliance"))
+    assert r.status_code == 200, r.text
+    return [(x["order_id"], x["kind"]) for x in r.json()["items"]]
+
+
+def _exported(api, query: str) -> list[tuple[str, str]]:
+    r = api.client.get(f"/v1/decisions/export?{query}", headers=api.h("compliance"))
+    assert r.status_code == 200, r.text
+    *records, last = [json.loads(line) for line in r.text.splitlines()]
+    assert last == {"complete": True, "records": len(records)}
+    return [(x["order_id"], x["kind"]) for x in records]
+
+
+@pytest.mark.parametrize(
+    "query, newest_first",
+    [
+        ("order_id=SO-1", [("SO-1", "amended"), ("SO-1", "repeat"), ("SO-1", "new")]),
+        ("kind=new", [("SO-3", "new"), ("SO-2", "new"), ("SO-1", "new")]),
+        ("kind=amended", [("SO-1", "amended")]),
+        ("order_id=SO-1&kind=repeat", [("SO-1", "repeat")]),
+        ("reason_code=REF_OVER_LIMIT", [("SO-2", "new")]),
+        ("reason_code=REF_OVER", []),  # a whole code, never a prefix
+        ("reason_code=REF%25", []),  # LIKE wildcards are literal
+        ("rule_id=REF_OVER_LIMIT", [("SO-2", "new")]),
+        ("outcome=refer&customer_id=CUST-1", [("SO-2", "new")]),
+        ("customer_id=CUST-2", [("SO-3", "new")]),
+        ("order_id=SO-1&customer_id=CUST-2", []),
+        ("order_id=NOPE", []),
+    ],
+)
+def test_the_list_and_the_export_share_their_filters(log, query, newest_first):
+    assert _listed(log, query) == newest_first
+    assert _exported(log, query) == list(reversed(newest_first))
+
+
+@pytest.mark.parametrize("kind", ["bogus", "NEW"])
+def test_an_unknown_kind_is_refused(log, kind):
+    body = problem(log.client.get(f"/v1/decisions?kind={kind}", headers=log.h()), 422)
+    assert [e["path"] for e in body["errors"]] == ["query.kind"]
+
+
+def _example_path(path: str) -> str:
+    return path.replace("{decision_id}", "nope").replace("{customer_id}", "CUST-1")
+
+
+@pytest.mark.parametrize(
+    "path", [p for m, p, _ in ROUTES if m == "GET"], ids=lambda p: p.strip("/")
+)
+def test_every_keyed_read_refuses_a_query_parameter_it_does_not_have(log, path):
+    """A misspelt filter (``custmer_id``) must not answer, or export, every record."""
+    url = _example_path(path) + "?custmer_id=CUST-1&limit=1"
+    r = log.client.get(url, headers=log.h("admin"))
+    body = problem(r, 422, "invalid_request")
+    errors = {e["path"]: e for e in body["errors"]}
+    assert "query.custmer_id" in errors, body
+    assert errors["query.custmer_id"]["code"] == "unknown_parameter"
+    assert "it accepts:" in errors["query.custmer_id"]["message"]
+    if path != "/v1/decisions":  # limit is the list's only
+        assert errors["query.limit"]["code"] == "unknown_parameter"
+    else:
+        assert "query.limit" not in errors
+        assert "customer_id" in errors["query.custmer_id"]["message"]
+    # the key is checked first: without one, 401 whatever the query
+    problem(log.client.get(url), 401, "unauthorized")
