@@ -269,9 +269,13 @@ REPLAY = {
 }
 EXPORT_JSONL = '{"seq":1,"decision_id":"' + DECISION_ID + '",...}\n{"complete":true,"records":1}\n'
 EXPORT_CSV = (
-    "seq,decision_id,created_at,order_id,customer_id,outcome,kind,policy_id,policy_version,"
-    "policy_sha256,caller,content_hash,record_hash,prev_hash,fx,request,decision\n"
+    "seq,decision_id,created_at,order_id,customer_id,outcome,kind,score,tier,order_amount,"
+    "currency,deposit_pct,deposit_amount,approved_payment_term_days,reason_codes,"
+    "escalation_level,policy_id,policy_version,policy_sha256,caller,content_hash,record_hash,"
+    "prev_hash,fx,request,decision\n"
     f"1,{DECISION_ID},2026-11-29T21:18:15.302214+00:00,{ORDER_ID},{CUSTOMER_ID},refer,new,"
+    "450,A,10000.00,EUR,50.00,5000.00,30,REF_OVER_LIMIT DEP_OVER_LIMIT SC_HIGH_UTILISATION,"
+    "credit_analyst,"
     "...\n#complete,1\n"
 )
 

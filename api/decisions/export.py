@@ -18,7 +18,7 @@ from fastapi.responses import StreamingResponse
 from api.core.bodies import to_json
 from api.core.database import UnreadableRecord
 
-__all__ = ["EXPORT_COLUMNS", "csv_cell", "stream"]
+__all__ = ["EXPORT_COLUMNS", "FLAT_FIELDS", "csv_cell", "flat_columns", "stream"]
 
 log = logging.getLogger("creditgate.api")
 
@@ -30,6 +30,16 @@ EXPORT_COLUMNS = (
     "customer_id",
     "outcome",
     "kind",
+    # flat copies of the decision's main fields, for a spreadsheet (FLAT_FIELDS)
+    "score",
+    "tier",
+    "order_amount",
+    "currency",
+    "deposit_pct",
+    "deposit_amount",
+    "approved_payment_term_days",
+    "reason_codes",
+    "escalation_level",
     "policy_id",
     "policy_version",
     "policy_sha256",
@@ -41,6 +51,33 @@ EXPORT_COLUMNS = (
     "request",
     "decision",
 )
+#: CSV columns copied from the (masked) decision: a masked amount stays "***"
+FLAT_FIELDS = (
+    "score",
+    "tier",
+    "order_amount",
+    "currency",
+    "deposit_pct",
+    "deposit_amount",
+    "approved_payment_term_days",
+)
+
+
+def flat_columns(record: dict[str, Any]) -> dict[str, Any]:
+    """The flat CSV cells of a (masked, JSON-shaped) log record: ``FLAT_FIELDS`` of its
+    decision, ``reason_codes`` (the reasons' codes in the decision's order, joined by a
+    space) and ``escalation_level`` (a referral's level, else empty)."""
+    decision = record.get("decision")
+    if not isinstance(decision, dict):
+        return {}
+    out = {name: decision.get(name) for name in FLAT_FIELDS}
+    reasons = decision.get("reasons") or []
+    out["reason_codes"] = " ".join(
+        str(r.get("code")) for r in reasons if isinstance(r, dict) and r.get("code")
+    )
+    escalation = decision.get("escalation")
+    out["escalation_level"] = escalation.get("level") if isinstance(escalation, dict) else None
+    return out
 
 
 def csv_cell(value: Any) -> Any:
@@ -101,6 +138,7 @@ def stream(
 
     def csv_row(writer: Any, buf: io.StringIO, row: dict[str, Any]) -> Any:
         data = to_json(mask(row))
+        data.update(flat_columns(data))
         writer.writerow(
             [
                 csv_cell(

@@ -105,3 +105,36 @@ def test_every_keyed_read_refuses_a_query_parameter_it_does_not_have(log, path):
         assert "customer_id" in errors["query.custmer_id"]["message"]
     # the key is checked first: without one, 401 whatever the query
     problem(log.client.get(url), 401, "unauthorized")
+
+
+def test_the_csv_export_has_flat_columns_beside_the_json(log):
+    """One row per record with the decision's main fields in columns of their own (score,
+    tier, amount, conditions, the reason codes joined) and the full JSON in ``decision``;
+    the columns agree with that JSON."""
+    import csv
+    import io
+
+    from api.decisions.export import EXPORT_COLUMNS
+
+    r = log.client.get(
+        "/v1/decisions/export?format=csv&order_id=SO-2", headers=log.h("compliance")
+    )
+    assert r.status_code == 200, r.text
+    rows = list(csv.reader(io.StringIO(r.text)))
+    assert rows[0] == list(EXPORT_COLUMNS) and rows[-1] == ["#complete", "1"]
+    row = dict(zip(rows[0], rows[1], strict=True))
+    decision = json.loads(row["decision"])
+    codes = [x["code"] for x in decision["reasons"]]
+    assert "REF_OVER_LIMIT" in codes
+    assert row["reason_codes"] == " ".join(codes)
+    assert (row["outcome"], row["order_amount"], row["currency"]) == ("refer", "90000.00", "EUR")
+    assert row["score"] == str(decision["score"]) and row["tier"] == decision["tier"]
+    assert row["deposit_amount"] == decision["deposit_amount"]
+    assert row["deposit_pct"] == decision["deposit_pct"]
+    assert row["approved_payment_term_days"] == str(decision["approved_payment_term_days"])
+    assert row["escalation_level"] == decision["escalation"]["level"] != ""
+    r = log.client.get(
+        "/v1/decisions/export?format=csv&order_id=SO-3", headers=log.h("compliance")
+    )
+    row = dict(zip(*list(csv.reader(io.StringIO(r.text)))[:2], strict=True))
+    assert (row["outcome"], row["escalation_level"]) == ("approve", "")  # no referral
