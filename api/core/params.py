@@ -52,7 +52,7 @@ def check_query(request: Request) -> None:
     for name in dict.fromkeys(params.keys()):  # each name once, in the order sent
         if name not in accepted:
             errors.append({
-                "path": f"query.{name}",
+                "path": f"query.{name[:200]}",
                 "code": "unknown_parameter",
                 "message": f"{name[:60]!r} is not a query parameter of this route "
                 f"(it accepts: {expected})",
@@ -61,7 +61,8 @@ def check_query(request: Request) -> None:
             errors.append({
                 "path": f"query.{name}",
                 "code": "duplicate_parameter",
-                "message": f"{name!r} is given {n} times ({', '.join(map(repr, values))}); "
+                "message": f"{name!r} is given {n} times "
+                f"({', '.join(repr(v[:60]) for v in values[:5])}{', ...' if n > 5 else ''}); "
                 "give it once",
             })
     if errors:

@@ -46,7 +46,7 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", "/v1/decisions/{decision_id}", ("reviewer", "compliance")),
         ("GET", "/v1/decisions/{decision_id}/replay", ("compliance",)),
         ("PUT", "/v1/customers/{customer_id}", ()),
-        ("GET", "/v1/customers/{customer_id}", ("order_entry",)),
+        ("GET", "/v1/customers/{customer_id}", ("order_entry", "finance")),
         ("POST", "/v1/customers/{customer_id}/events", ("order_entry", "finance")),
         ("POST", "/v1/customer-imports", ()),
         ("POST", "/v1/customers/import", ()),  # deprecated alias of /v1/customer-imports

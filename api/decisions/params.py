@@ -59,10 +59,15 @@ def when_to(value: str | None) -> date | datetime | None:
 _WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
 
 
-def _text(description: str, example: str | None = None) -> Any:
+#: a rule id or reason code: one token (the log keeps them space-separated)
+TOKEN_PATTERN = r"^[^\s\x00]+$"
+
+
+def _text(description: str, example: str | None = None, *, pattern: str = NO_NUL_PATTERN) -> Any:
+    """A text filter: 1 to 200 characters (an empty value is refused, never "match none")."""
     examples = {"example": {"value": example}} if example is not None else None
     return Query(
-        max_length=200, pattern=NO_NUL_PATTERN, description=description,
+        min_length=1, max_length=200, pattern=pattern, description=description,
         openapi_examples=examples,
     )
 
@@ -84,10 +89,20 @@ class DecisionFilters:
               "(answered with the original); amended: changed content, decided again"),
     ] = None
     reason_code: Annotated[
-        str | None, _text("Only decisions giving this reason code", "REF_OVER_LIMIT")
+        str | None,
+        _text("Only decisions giving this reason code (exact, case-sensitive)", "REF_OVER_LIMIT",
+              pattern=TOKEN_PATTERN),
     ] = None
-    rule_id: Annotated[str | None, _text("Only decisions in which this rule matched")] = None
-    policy_version: Annotated[str | None, _text("Policy version or sha256")] = None
+    rule_id: Annotated[
+        str | None,
+        _text("Only decisions in which this rule matched (exact, case-sensitive)",
+              pattern=TOKEN_PATTERN),
+    ] = None
+    policy_version: Annotated[
+        str | None,
+        _text("Policy version, or its sha256 (the whole, or a prefix of at least 12 hex digits "
+              "as `creditgate validate` prints it; `sha256:` in front is allowed)"),
+    ] = None
     date_from: Annotated[
         str | None,
         Query(

@@ -6,6 +6,7 @@ order in its own transaction; ``api.decisions.deciding`` is the transaction and
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -162,21 +163,38 @@ class Decisions:
             # the stored decision is compact JSON: a reason is {"code":"X",...}; a value
             # holding the same text is escaped (\"code\"), and no other object has "code"
             needle = '"code":' + json.dumps(reason_code, ensure_ascii=False)
-            q = q.where(col(DecisionLog.decision).contains(needle, autoescape=True))
+            q = q.where(self._contains(DecisionLog.decision, needle))
         if rule_id is not None:
-            q = q.where(col(DecisionLog.rules_matched).contains(f" {rule_id} ", autoescape=True))
+            q = q.where(self._contains(DecisionLog.rules_matched, f" {rule_id} "))
         if policy_version is not None:
-            q = q.where(
-                sa.or_(
-                    DecisionLog.policy_version == policy_version,
-                    DecisionLog.policy_sha256 == policy_version,
-                )
-            )
+            q = q.where(_policy_is(policy_version))
         if date_from is not None:
             q = q.where(col(DecisionLog.created_at) >= query_bound(date_from, end=False))
         if date_to is not None:
             q = q.where(col(DecisionLog.created_at) < query_bound(date_to, end=True))
         return q
+
+    def _contains(self, column: Any, needle: str) -> Any:
+        """``needle`` occurs in ``column``: exact and case-sensitive on both databases (not
+        LIKE, which SQLite compares without case and which reads % and _ as wildcards)."""
+        find = sa.func.instr if self.db.dialect == "sqlite" else sa.func.strpos
+        return find(column, needle) > 0
+
+
+_SHA256_PREFIX = re.compile(r"(?:sha256:)?([0-9a-fA-F]{12,64})")
+
+
+def _policy_is(value: str) -> Any:
+    """The policy version ``value``, or a sha256 given whole or by a prefix of at least 12
+    hex digits (as ``creditgate validate`` prints it), ``sha256:`` in front allowed."""
+    match = _SHA256_PREFIX.fullmatch(value)
+    if match is None:
+        return DecisionLog.policy_version == value
+    digest = match.group(1).lower()
+    return sa.or_(
+        DecisionLog.policy_version == value,
+        col(DecisionLog.policy_sha256).startswith(digest, autoescape=True),
+    )
 
     # -- API keys -------------------------------------------------------------------------
 

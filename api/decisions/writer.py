@@ -123,26 +123,36 @@ class DecisionWriter:
 
     async def _drain(self, mine: _LoopQueue) -> None:
         """On the event loop: batches of at most ``max_batch`` of this loop's waiting jobs,
-        one after the other, until none waits (module docstring)."""
+        one after the other, until none waits (module docstring). Then the loop is
+        forgotten (nothing of it is kept once it is gone). If the loop stops meanwhile
+        (the task is cancelled), the jobs still waiting fail with it: nobody would drain
+        them."""
         loop = asyncio.get_running_loop()
-        while mine.waiting:
-            batch = mine.waiting[: self.max_batch]
-            del mine.waiting[: self.max_batch]
-            start = time.perf_counter()
-            jobs = [job for job, _, _ in batch]
-            try:
+        try:
+            while mine.waiting:
+                batch = mine.waiting[: self.max_batch]
+                del mine.waiting[: self.max_batch]
+                start = time.perf_counter()
+                jobs = [job for job, _, _ in batch]
                 try:
-                    results = decide_batch(self.db, jobs, wait=False)
-                except WriterBusy:  # wait for the other writer on a thread, not here
-                    results = await loop.run_in_executor(None, decide_batch, self.db, jobs)
-            except asyncio.CancelledError:  # stopping while on a thread: committed or not
-                self._finish(
-                    batch, [StoreUnavailable("the service is stopping")] * len(batch), start
-                )
-                raise
-            except Exception as e:  # noqa: BLE001 - the transaction failed: every job fails
-                results = [e] * len(batch)
-            self._finish(batch, results, start)
+                    try:
+                        results = decide_batch(self.db, jobs, wait=False)
+                    except WriterBusy:  # wait for the other writer on a thread, not here
+                        results = await loop.run_in_executor(None, decide_batch, self.db, jobs)
+                except asyncio.CancelledError:  # stopping while on a thread: committed or not
+                    self._finish(batch, [_stopping()] * len(batch), start)
+                    raise
+                except Exception as e:  # noqa: BLE001 - the transaction failed: every job fails
+                    results = [e] * len(batch)
+                self._finish(batch, results, start)
+        finally:
+            rest, mine.waiting = mine.waiting, []
+            if rest:
+                self._finish(rest, [_stopping()] * len(rest), None)
+            mine.draining = None
+            with self._guard:
+                if self._loops.get(loop) is mine:
+                    del self._loops[loop]
 
     def _run(self) -> None:
         """The writer thread: a batch of whatever is queued, again and again."""
@@ -174,11 +184,12 @@ class DecisionWriter:
             results = [e] * len(batch)
         self._finish(batch, results, start)
 
-    def _finish(self, batch: list[_Item], results: list[Any], start: float) -> None:
-        """Count the batch done, observe it, answer each job on its event loop."""
+    def _finish(self, batch: list[_Item], results: list[Any], start: float | None) -> None:
+        """Count the batch done, observe it (``start`` None: it never ran), answer each
+        job on its event loop."""
         with self._guard:
             self._pending -= len(batch)
-        if self.observe is not None:
+        if self.observe is not None and start is not None:
             try:
                 self.observe(len(batch), time.perf_counter() - start)
             except Exception:  # noqa: BLE001 - metrics never fail a decision
@@ -206,6 +217,10 @@ class _LoopQueue:
     def __init__(self) -> None:
         self.waiting: list[_Item] = []
         self.draining: asyncio.Task[None] | None = None
+
+
+def _stopping() -> StoreUnavailable:
+    return StoreUnavailable("the service is stopping", cause="WriterClosed")
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:

@@ -5,6 +5,7 @@ floats refused at the input boundary. On SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import hashlib
 import json
 import threading
@@ -253,6 +254,11 @@ def test_an_event_loop_that_stops_takes_down_only_its_own_decisions(store, compi
         for rnd in range(8):
             answers = _two_loops_one_stops(writer, evaluator(compiled), store.db, f"{rnd}")
             assert [getattr(a, "kind", repr(a)) for a in answers] == ["new"] * 4, rnd
+            # nothing of the stopped loop is kept: no job counted as pending for ever (the
+            # backlog limit would refuse every decision in the end), no loop held alive
+            assert writer._pending == 0, rnd
+            gc.collect()
+            assert len(writer._loops) == 0, rnd
     finally:
         writer.close()
     rows, _ = store.decisions.search(limit=100)
@@ -276,6 +282,10 @@ def _two_loops_one_stops(writer, ev, db, rnd: str) -> list:
             queued.wait()  # both loops have queued before either drains
             if stops:
                 await asyncio.sleep(0.2)  # its drain waits for the writer on a thread
+                more = [DecideJob(order(f"{name}{rnd}-late-{i}", "1.00"), ev, "erp")
+                        for i in range(3)]  # queued behind the waiting batch
+                tasks += [asyncio.ensure_future(writer.decide(j)) for j in more]
+                await asyncio.sleep(0)
                 a_stopping.set()
                 return  # asyncio.run cancels the waiting decisions and the drain
             answers[name] = await asyncio.gather(*tasks, return_exceptions=True)

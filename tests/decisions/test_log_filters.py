@@ -69,6 +69,10 @@ def _exported(api, query: str) -> list[tuple[str, str]]:
         ("customer_id=CUST-2", [("SO-3", "new")]),
         ("order_id=SO-1&customer_id=CUST-2", []),
         ("order_id=NOPE", []),
+        # exact and case-sensitive on both databases (SQLite's LIKE ignores case)
+        ("reason_code=ref_over_limit", []),
+        ("rule_id=ref_over_limit", []),
+        ("rule_id=REF_OVER_LIM_T", []),  # _ is no wildcard
     ],
 )
 def test_the_list_and_the_export_share_their_filters(log, query, newest_first):
@@ -76,10 +80,34 @@ def test_the_list_and_the_export_share_their_filters(log, query, newest_first):
     assert _exported(log, query) == list(reversed(newest_first))
 
 
-@pytest.mark.parametrize("kind", ["bogus", "NEW"])
-def test_an_unknown_kind_is_refused(log, kind):
-    body = problem(log.client.get(f"/v1/decisions?kind={kind}", headers=log.h()), 422)
-    assert [e["path"] for e in body["errors"]] == ["query.kind"]
+@pytest.mark.parametrize(
+    "query, path",
+    [
+        ("kind=bogus", "kind"),
+        ("kind=NEW", "kind"),
+        # an empty filter is refused, never "match nothing"
+        ("customer_id=", "customer_id"),
+        ("order_id=", "order_id"),
+        ("reason_code=", "reason_code"),
+        ("policy_version=", "policy_version"),
+        # a rule id or reason code is one token: two neighbours in the log never match
+        ("rule_id=DEP_COVER_EXCESS%20REF_OVER_LIMIT", "rule_id"),
+        ("reason_code=REF_OVER_LIMIT%20SC_X", "reason_code"),
+    ],
+)
+def test_a_bad_filter_value_is_refused(log, query, path):
+    for url in ("/v1/decisions", "/v1/decisions/export"):
+        body = problem(log.client.get(f"{url}?{query}", headers=log.h()), 422)
+        assert [e["path"] for e in body["errors"]] == [f"query.{path}"], body
+
+
+def test_the_policy_filter_takes_the_version_or_its_sha256_or_a_prefix(log):
+    sha = log.store.decisions.search(limit=1)[0][0]["policy_sha256"]
+    version = log.store.decisions.search(limit=1)[0][0]["policy_version"]
+    for value in (version, sha, sha[:12], f"sha256:{sha[:12]}", sha[:12].upper()):
+        assert len(_listed(log, f"policy_version={value}")) == 5, value
+    for value in (sha[:11], "0" * 12, f"{sha[:12]}x", "2026.01.1"):
+        assert _listed(log, f"policy_version={value}") == [], value
 
 
 def _example_path(path: str) -> str:

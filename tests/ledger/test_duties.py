@@ -65,6 +65,9 @@ def test_each_role_posts_only_its_own_events(api):
     assert position["open_receivables"] == "21300.00"
     assert position["open_orders"] == "7500.00"  # 12,500.00 reserved - 5,000.00 invoiced
     assert position["exposure"] == "28800.00"
+    # finance reads the position it books against (as order entry does)
+    seen = api.client.get("/v1/customers/CUST-1", headers=api.h("finance"))
+    assert seen.status_code == 200 and seen.json()["exposure"] == "28800.00", seen.text
     callers = _callers(api)
     assert [c.split(":")[0] for c in callers] == ["order_entry", "finance", "finance"]
     # admin may post any event (an operator's correction)
