@@ -59,8 +59,12 @@ def when_to(value: str | None) -> date | datetime | None:
 _WHEN = {"pattern": DATE_OR_DATETIME_PATTERN}
 
 
-#: a rule id or reason code: one token (the log keeps them space-separated)
-TOKEN_PATTERN = r"^[^\s\x00]+$"
+#: a rule id or reason code: one token (the log keeps them space-separated): no control
+#: character and no Unicode white space, spelt out so that the OpenAPI document's regex,
+#: pydantic's (Rust) and a client's agree (their \s differ, e.g. on U+0085)
+TOKEN_PATTERN = (
+    r"^[^\x00-\x20\x7f-\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff]+$"
+)
 
 
 def _text(description: str, example: str | None = None, *, pattern: str = NO_NUL_PATTERN) -> Any:

@@ -93,6 +93,8 @@ def test_the_list_and_the_export_share_their_filters(log, query, newest_first):
         # a rule id or reason code is one token: two neighbours in the log never match
         ("rule_id=DEP_COVER_EXCESS%20REF_OVER_LIMIT", "rule_id"),
         ("reason_code=REF_OVER_LIMIT%20SC_X", "reason_code"),
+        ("reason_code=X%C2%85Y", "reason_code"),  # U+0085: white space to every regex here
+        ("rule_id=X%C2%A0Y", "rule_id"),  # no-break space
     ],
 )
 def test_a_bad_filter_value_is_refused(log, query, path):
