@@ -24,6 +24,7 @@ from tests.helpers.stores import evaluator, order, prime_customer
 compiled = stores.compiled
 pg_url = stores.pg_url
 pg_store = stores.pg_store
+sqlite_store = stores.sqlite_store
 store = stores.store
 
 
@@ -241,13 +242,12 @@ def test_a_failed_batch_fails_every_job_and_records_nothing(store, compiled, mon
     assert store.customers.get("C1")["open_orders"] == Decimal("0.00")
 
 
-def test_an_event_loop_that_stops_takes_down_only_its_own_decisions(store, compiled):
+def test_an_event_loop_that_stops_takes_down_only_its_own_decisions(sqlite_store, compiled):
     """Two event loops of one process decide at once (the test client runs one loop per
     request) while another writer holds the database, and one loop stops during the wait.
     Each loop batches only its own jobs: the other loop's decisions are all answered and
     recorded (a shared queue once let the stopping loop take them down with a 503)."""
-    if store.db.dialect != "sqlite":
-        pytest.skip("batches run on the event loop on SQLite only")
+    store = sqlite_store  # batches run on the event loop on SQLite only
     prime_customer(store, limit="1000000.00")
     writer = DecisionWriter(store.db)
     try:

@@ -9,6 +9,7 @@ it needs with ``store = stores.store`` etc."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from decimal import Decimal
 
 import pytest
@@ -50,16 +51,26 @@ def pg_store(pg_url):
     store.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request, tmp_path, compiled):
+def _sqlite(tmp_path, compiled) -> Iterator[Store]:
     # The policy text is stored, as the service does at start: the audit requires a stored
     # text for every policy the decision log names.
+    s = Store(f"sqlite:///{tmp_path / 'creditgate.db'}")
+    s.upgrade()
+    s.policies.save(compiled.policy)
+    yield s
+    s.dispose()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path, compiled):
+    """A store on a new SQLite file (for what only SQLite has: the event-loop writer)."""
+    yield from _sqlite(tmp_path, compiled)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, compiled):
     if request.param == "sqlite":
-        s = Store(f"sqlite:///{tmp_path / 'creditgate.db'}")
-        s.upgrade()
-        s.policies.save(compiled.policy)
-        yield s
-        s.dispose()
+        yield from _sqlite(tmp_path, compiled)
     else:
         s = request.getfixturevalue("pg_store")
         with s.engine.begin() as conn:
