@@ -22,6 +22,16 @@ __all__ = ["EXPORT_COLUMNS", "FLAT_FIELDS", "csv_cell", "flat_columns", "stream"
 
 log = logging.getLogger("creditgate.api")
 
+#: CSV columns copied from the (masked) decision: a masked amount stays "***"
+FLAT_FIELDS = (
+    "score",
+    "tier",
+    "order_amount",
+    "currency",
+    "deposit_pct",
+    "deposit_amount",
+    "approved_payment_term_days",
+)
 EXPORT_COLUMNS = (
     "seq",
     "decision_id",
@@ -30,14 +40,8 @@ EXPORT_COLUMNS = (
     "customer_id",
     "outcome",
     "kind",
-    # flat copies of the decision's main fields, for a spreadsheet (FLAT_FIELDS)
-    "score",
-    "tier",
-    "order_amount",
-    "currency",
-    "deposit_pct",
-    "deposit_amount",
-    "approved_payment_term_days",
+    # flat copies of the decision's main fields, for a spreadsheet (flat_columns)
+    *FLAT_FIELDS,
     "reason_codes",
     "escalation_level",
     "policy_id",
@@ -50,16 +54,6 @@ EXPORT_COLUMNS = (
     "fx",
     "request",
     "decision",
-)
-#: CSV columns copied from the (masked) decision: a masked amount stays "***"
-FLAT_FIELDS = (
-    "score",
-    "tier",
-    "order_amount",
-    "currency",
-    "deposit_pct",
-    "deposit_amount",
-    "approved_payment_term_days",
 )
 
 

@@ -76,6 +76,14 @@ def _text(description: str, example: str | None = None, *, pattern: str = NO_NUL
     )
 
 
+def _when(alias: str, description: str, example: str) -> Any:
+    """The ``from`` / ``to`` query parameter (parsed by ``when_from`` / ``when_to``)."""
+    return Query(
+        alias=alias, description=description, openapi_examples={"date": {"value": example}},
+        json_schema_extra=_WHEN,
+    )
+
+
 @dataclass
 class DecisionFilters:
     """The filters of ``GET /v1/decisions`` and ``GET /v1/decisions/export`` (a FastAPI
@@ -109,24 +117,14 @@ class DecisionFilters:
     ] = None
     date_from: Annotated[
         str | None,
-        Query(
-            alias="from",
-            description="From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
-            "no offset: UTC)",
-            openapi_examples={"date": {"value": "2026-11-01"}},
-            json_schema_extra=_WHEN,
-        ),
+        _when("from", "From this date (YYYY-MM-DD) or ISO 8601 date-time (inclusive; "
+              "no offset: UTC)", "2026-11-01"),
         AfterValidator(when_from),
     ] = None
     date_to: Annotated[
         str | None,
-        Query(
-            alias="to",
-            description="Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
-            "(exclusive; no offset: UTC)",
-            openapi_examples={"date": {"value": "2026-11-30"}},
-            json_schema_extra=_WHEN,
-        ),
+        _when("to", "Up to this date (YYYY-MM-DD, the whole day) or ISO 8601 date-time "
+              "(exclusive; no offset: UTC)", "2026-11-30"),
         AfterValidator(when_to),
     ] = None
 
