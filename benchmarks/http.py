@@ -81,6 +81,8 @@ PG_THREADS = 8  # threads (one connection each) of the second grouped PostgreSQL
 OPEN_CONNECTIONS = 16  # connections of the open-loop runs
 WARMUP = 40  # warm-up decisions per run (on a customer of their own), before the clock
 CLK = os.sysconf("SC_CLK_TCK")
+JUNK_BYTES = 1_000_000  # body of each junk request (the service reads up to 1 MiB)
+JUNK_CONNECTIONS = 10
 
 
 def log(msg: str) -> None:
@@ -167,6 +169,19 @@ def encode_all(port: int, key: str, orders: list[dict[str, Any]]) -> list[bytes]
 # ---------------------------------------------------------------------------------------
 # Processes: servers, CPU time
 # ---------------------------------------------------------------------------------------
+def junk_request(port: int, key: str) -> bytes:
+    """1 MB of junk from a valid key: an order whose ``customer.country_risk`` fact is a
+    string of a million ``x`` (read, parsed and refused with 422 before any lock)."""
+    body: dict[str, Any] = {
+        "order_id": "JUNK-1", "customer_id": "JUNK", "amount": "1.00", "currency": "EUR",
+        "payment_term_days": 30, "facts": {"customer.country_risk": ""},
+    }  # fmt: skip
+    base = len(json.dumps(body, separators=(",", ":")))
+    body["facts"]["customer.country_risk"] = "x" * (JUNK_BYTES - base)
+    auth = {"authorization": f"Bearer {key}"}
+    return loadgen.encode("POST", "/v1/decisions", HOST, port, auth, body)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind((HOST, 0))
@@ -530,10 +545,16 @@ class Bench:
 
     # -- the service ------------------------------------------------------------------------
     def service(
-        self, db: str, workers: int, clients: int | None = None, rate: float | None = None
+        self,
+        db: str,
+        workers: int,
+        clients: int | None = None,
+        rate: float | None = None,
+        junk: bool = False,
     ) -> dict[str, Any]:
         """One run on a fresh database: closed loop with ``clients`` or open loop at
-        ``rate``."""
+        ``rate``; ``junk``: meanwhile ``JUNK_CONNECTIONS`` more connections send
+        ``junk_request`` over and over (closed loop only)."""
         if db == "SQLite":
             url = f"sqlite:///{self.work / f'service-{uuid.uuid4().hex[:8]}.db'}"
             backends: Callable[[], list[int]] | None = None
@@ -562,9 +583,13 @@ class Bench:
             probe = Probe(server.pids, backends)
             if rate is None:
                 assert clients is not None
+                noise = junk_request(port, key) if junk else None
                 res = loadgen.run(
-                    loadgen.closed_loop(HOST, port, reqs, clients, warm, probe.start, probe.stop)
-                )
+                    loadgen.closed_loop(
+                        HOST, port, reqs, clients, warm, probe.start, probe.stop,
+                        noise=noise, noise_connections=JUNK_CONNECTIONS,
+                    )
+                )  # fmt: skip
             else:
                 reqs = self.open_requests(reqs, rate)
                 res = loadgen.run(
@@ -758,6 +783,21 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
         )
     out.append("")
 
+    out.append(
+        f"Another customer's orders (1 client) while {JUNK_CONNECTIONS} more connections send "
+        f"{JUNK_BYTES:,} B junk orders (a 1 MB fact value: 422 before any lock) back to back:"
+    )
+    for db, x in r["junk"].items():
+        quiet, n = services[(db, 1)][1], x["noise"]
+        out.append(
+            f"  {label(db, 1):<24} {x['rate']:,.0f} dec/s ({x['rate'] / quiet['rate']:.2f}× "
+            f"without junk), p50 {x['p50']:.2f} ms, p99 {x['p99']:.2f} ms (without: "
+            f"{quiet['p50']:.2f} / {quiet['p99']:.2f} ms); junk answered {n['n']:,} "
+            f"({n['rate']:,.0f}/s, {n['rate'] * n['request_bytes'] / 1e6:,.0f} MB/s), p50 "
+            f"{n['p50']:.1f} ms, statuses {dict(n['statuses'])}, answer {n['resp_bytes']:,.0f} B"
+        )
+    out.append("")
+
     ok = True
     out.append("Checks:")
     for name, x in [*((f"floor-framework {c} client(s)", x) for c, x in fw.items()),
@@ -795,6 +835,20 @@ def report(r: dict[str, Any]) -> tuple[str, bool]:
                 f"audit verify {'ok' if x['chain_ok'] else 'FAILED'}; outcomes {oc}; mean "
                 f"answer {x['resp_bytes']:,.0f} B)"
             )
+    for db, x in r["junk"].items():
+        answered = x["statuses"].get(200, 0)
+        problems = []
+        if set(x["statuses"]) != {200}:
+            problems.append(f"statuses {dict(x['statuses'])} {x['errors']}")
+        if set(x["noise"]["statuses"]) != {422}:
+            problems.append(f"junk statuses {dict(x['noise']['statuses'])}")
+        if x["log_records"] != answered:
+            problems.append(f"{x['log_records']} log records for {answered} answers")
+        if not x["chain_ok"]:
+            problems.append("audit verify: " + " / ".join(x["chain_msg"]))
+        ok &= not problems
+        out.append(f"  {label(db, 1)} with junk: {'; '.join(problems) or 'ok'} "
+                   f"({x['log_records']} logged, no junk logged)")
     if r["pg_note"]:
         out.append(f"  {r['pg_note']}")
     out.append("")
@@ -901,6 +955,12 @@ def main(argv: Iterable[str] | None = None) -> int:
                 log(f"{label(db, workers)}, open loop at {rate:,.0f}/s")
                 halves[(db, workers)] = h = bench.service(db, workers, rate=rate)
                 log(f"  p50 {h['p50']:.2f} ms p99 {h['p99']:.2f} ms")
+            r["junk"] = {}
+            for db in [c[0] for c in configs if c[1] == 1]:
+                log(f"{label(db, 1)}, 1 client, {JUNK_CONNECTIONS} connections sending junk")
+                r["junk"][db] = x = bench.service(db, 1, clients=1, junk=True)
+                log(f"  {x['rate']:,.0f}/s p50 {x['p50']:.2f} ms p99 {x['p99']:.2f} ms; junk "
+                    f"{x['noise']['rate']:,.0f}/s {dict(x['noise']['statuses'])}")
         finally:
             if pg is not None:
                 pg.close()

@@ -205,11 +205,17 @@ async def closed_loop(
     warmup: Sequence[bytes] = (),
     on_start: Callable[[], None] | None = None,
     on_stop: Callable[[], None] | None = None,
+    noise: bytes | None = None,
+    noise_connections: int = 10,
 ) -> Result:
     """Peak: ``clients`` connections, each sending the next request when its last is done.
     ``on_start`` / ``on_stop`` are called right before / after the timed part (after the
-    warm-up), e.g. to read the server's CPU time."""
+    warm-up), e.g. to read the server's CPU time. ``noise``: meanwhile
+    ``noise_connections`` more connections send this request over and over, from the start
+    of the timed part until its last request is answered (results in ``noise``: ``n``,
+    ``rate``, ``p50``, ``p99`` (ms), ``statuses``, ``resp_bytes``)."""
     conns = await _connect(host, port, clients)
+    noisy = await _connect(host, port, noise_connections) if noise is not None else []
     await _warm(conns, warmup)
     n = len(requests)
     lat = [0.0] * n
@@ -231,18 +237,45 @@ async def closed_loop(
             outcomes[outcome or str(status)] += 1
             nbytes += size
 
+    done = False
+    noise_lat: list[float] = []
+    noise_statuses: Counter[int] = Counter()
+    noise_bytes = 0
+
+    async def noisy_worker(c: _Conn) -> None:
+        nonlocal noise_bytes
+        perf = time.perf_counter
+        while not done:
+            t0 = perf()
+            status, _, t1, size = await c.request(noise)  # type: ignore[arg-type]
+            noise_lat.append(t1 - t0)
+            noise_statuses[status] += 1
+            noise_bytes += size
+
     gc.collect()
     if on_start is not None:
         on_start()
     cpu0, t0 = time.process_time(), time.perf_counter()
+    background = [asyncio.ensure_future(noisy_worker(c)) for c in noisy]
     await asyncio.gather(*(worker(c) for c in conns))
     wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
+    done = True
+    await asyncio.gather(*background)
     if on_stop is not None:
         on_stop()
-    for c in conns:
+    for c in [*conns, *noisy]:
         assert c.transport is not None
         c.transport.close()
-    return _finish(Result(clients=clients), lat, statuses, outcomes, nbytes, wall, cpu, conns)
+    res = Result(clients=clients)
+    if noise is not None:
+        s = sorted(noise_lat)
+        res["noise"] = {
+            "n": len(s), "rate": len(s) / wall, "p50": _pct(s, 0.5) * 1e3,
+            "p99": _pct(s, 0.99) * 1e3, "statuses": noise_statuses,
+            "resp_bytes": noise_bytes / max(1, len(s)), "connections": noise_connections,
+            "request_bytes": len(noise),
+        }  # fmt: skip
+    return _finish(res, lat, statuses, outcomes, nbytes, wall, cpu, conns)
 
 
 async def open_loop(

@@ -11,7 +11,10 @@ float before it is sent."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
+import weakref
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any
@@ -21,7 +24,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, Wi
 from pydantic_core import PydanticCustomError
 
 from api.core import schemas
-from api.core.problems import Problem, validation_errors
+from api.core.problems import MAX_ERRORS, Problem, validation_errors
 
 NUMBER = re.compile(r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)$", re.ASCII)
 MAX_MONEY = Decimal(10) ** 15
@@ -181,8 +184,31 @@ def require_json(request: Request) -> None:
         )
 
 
+#: a body larger than this is received one at a time per worker (``_large_bodies``)
+LARGE_BODY = 64 * 1024
+#: ... and must arrive within this many seconds per MiB (at least this many) once it
+#: holds the gate, else 408: a sender trickling bytes cannot keep the gate
+LARGE_BODY_SECONDS = 30.0
+_gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _large_bodies() -> asyncio.Semaphore:
+    """The event loop's gate for large bodies: one is received at a time, so callers that
+    send megabytes (junk, or a large import) queue among themselves while the usual
+    small requests go by (a semaphore per loop: an asyncio primitive is bound to one)."""
+    loop = asyncio.get_running_loop()
+    gate = _gates.get(loop)
+    if gate is None:
+        gate = _gates[loop] = asyncio.Semaphore(1)
+    return gate
+
+
 async def read_body(request: Request, limit: int) -> bytes:
     """The raw request body, refusing more than ``limit`` bytes (413) before any parsing.
+    Beyond ``LARGE_BODY`` bytes (declared, or received so far) the rest is received under
+    the loop's large-body gate (``_large_bodies``).
 
     A client that closes the connection before its whole body arrived (``ClientDisconnect``)
     is its own doing, not a server error: one warning line (no traceback) and a 499
@@ -193,38 +219,61 @@ async def read_body(request: Request, limit: int) -> bytes:
     from starlette.requests import ClientDisconnect
 
     declared = request.headers.get("content-length")
+    size_declared = 0
     if declared is not None:
         try:
-            size = int(declared)
+            size_declared = int(declared)
         except ValueError:
             raise Problem("invalid_request", "Content-Length is not a number", status=400) from None
-        if size > limit:
+        if size_declared > limit:
             raise Problem(
-                "request_too_large", f"the body is {size} bytes; at most {limit} are accepted"
+                "request_too_large",
+                f"the body is {size_declared} bytes; at most {limit} are accepted",
             )
     chunks: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise Problem("request_too_large", f"the body is over {limit} bytes")
-            chunks.append(chunk)
-    except ClientDisconnect:
-        logging.getLogger("creditgate.api").warning(
-            "client closed the connection during the upload",
-            extra={
-                "request_id": getattr(request.state, "request_id", None),
-                "method": request.method,
-                "path": request.url.path,
-                "received_bytes": size,
-                "declared_bytes": declared,
-            },
-        )
-        raise Problem(
-            "client_closed_request",
-            f"the client closed the connection after {size} bytes of the body; nothing was done",
-        ) from None
+    async with contextlib.AsyncExitStack() as stack:
+        gated = False
+        try:
+            if declared is not None and size_declared > LARGE_BODY:
+                await stack.enter_async_context(_large_bodies())
+                gated = True
+            allowed = LARGE_BODY_SECONDS * max(1.0, (size_declared or limit) / 2**20)
+            deadline = asyncio.get_running_loop().time() + allowed
+            async with asyncio.timeout_at(deadline if gated else None) as receiving:
+                async for chunk in request.stream():
+                    size += len(chunk)
+                    if size > limit:
+                        raise Problem("request_too_large", f"the body is over {limit} bytes")
+                    chunks.append(chunk)
+                    if size > LARGE_BODY and not gated:  # a large body sent without a length
+                        await stack.enter_async_context(_large_bodies())
+                        gated = True
+                        receiving.reschedule(asyncio.get_running_loop().time() + allowed)
+        except TimeoutError:
+            raise Problem(
+                "request_timeout",
+                f"the body did not arrive within {allowed:g} s "
+                f"({size} bytes received); nothing was done",
+                status=408,
+                title="The request body arrived too slowly",
+            ) from None
+        except ClientDisconnect:
+            logging.getLogger("creditgate.api").warning(
+                "client closed the connection during the upload",
+                extra={
+                    "request_id": getattr(request.state, "request_id", None),
+                    "method": request.method,
+                    "path": request.url.path,
+                    "received_bytes": size,
+                    "declared_bytes": declared,
+                },
+            )
+            raise Problem(
+                "client_closed_request",
+                f"the client closed the connection after {size} bytes of the body; "
+                "nothing was done",
+            ) from None
     return b"".join(chunks)
 
 
@@ -242,6 +291,16 @@ def validate_body(model: type[BaseModel], data: Any) -> Any:
             "invalid_request",
             "the body must be a JSON object",
             errors=[{"path": "", "code": "invalid_type", "message": "expected a JSON object"}],
+        )
+    allowed = len(model.model_fields)
+    if len(data) > allowed + MAX_ERRORS and model.model_config.get("extra") == "forbid":
+        # Thousands of unknown members would be thousands of errors to make and drop
+        # (pydantic reports each): one error says it, in microseconds.
+        raise Problem(
+            "invalid_request",
+            f"the body has {len(data):,} members; {model.__name__} has {allowed} fields",
+            errors=[{"path": "", "code": "too_many",
+                     "message": f"{len(data):,} members, at most {allowed} fields are known"}],
         )
     try:
         return model.model_validate(data)

@@ -64,6 +64,7 @@ CODES: dict[str, tuple[int, str]] = {
     "method_not_allowed": (405, "Method not allowed"),
     "conflict": (409, "The request conflicts with what is recorded"),
     "request_too_large": (413, "The request body is too large"),
+    "request_timeout": (408, "The request body arrived too slowly"),
     "unsupported_media_type": (415, "The request body's media type is not supported"),
     "client_closed_request": (499, "The client closed the connection before its request arrived"),
     "fx_rate_missing": (422, "No exchange rate for the order's currency and date"),

@@ -21,6 +21,8 @@ _RESERVED_FACTS = {
     "order.payment_term_days": "payment_term_days",
     "customer.id": "customer_id",
 }
+#: the most facts an order may carry (checked before anything else is done with them)
+MAX_FACTS = 1000
 _FACT_KEY = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 
@@ -38,6 +40,12 @@ def _order_facts(value: Any) -> dict[str, Any]:
         raise PydanticCustomError(
             "invalid_type",
             'facts is a JSON object of policy inputs such as {"customer.risk_class": "low"}',
+        )
+    if len(value) > MAX_FACTS:
+        raise PydanticCustomError(
+            "too_many",
+            "facts has {n} entries; at most {most} (a policy's inputs, not a data dump)",
+            {"n": len(value), "most": MAX_FACTS},
         )
     for key, item in value.items():
         if key in _RESERVED_FACTS:
@@ -59,6 +67,7 @@ def _order_facts(value: Any) -> dict[str, Any]:
 
 _ORDER_FACTS_SCHEMA: dict[str, Any] = {
     "type": "object",
+    "maxProperties": MAX_FACTS,
     "description": "Other policy inputs for this order by input name, e.g. "
     '{"customer.risk_class": "low"} (request values win over the ledger; a value that '
     "contradicts the ledger is refused). Which names and values a policy accepts is the "

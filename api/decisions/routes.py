@@ -45,7 +45,7 @@ from api.decisions.replay import differences
 from api.fx.exceptions import FxRateMissing
 from engine.decision import Decision
 from engine.evaluate import evaluate
-from engine.inputs import InputErrors
+from engine.inputs import InputError, InputErrors
 
 log = logging.getLogger("creditgate.api")
 router = APIRouter(tags=["decisions"])
@@ -120,7 +120,16 @@ async def post_decision(request: Request) -> Response:
     ):
         currency_check(policy, req.currency)  # no rate of this currency at all
     decimals_check(policy, req.currency, amount=req.amount)  # the ORDER currency's unit
+    # Every fact checked against the policy here, before the writer takes any lock: a
+    # caller sending junk facts is refused without holding up other customers' decisions.
     errors = money_facts(policy, req.facts, "facts")
+    inexact = {e["path"] for e in errors}
+    refused = svc.compiled.validate.check_values(
+        {k: v for k, v in req.facts.items() if f"facts.{k}" not in inexact}
+    )
+    if refused:
+        raise InputErrors([*(InputError(e["path"].removeprefix("facts."), e["code"],
+                                        e["message"]) for e in errors), *refused])
     if errors:
         raise Problem("invalid_request", "money facts must be exact", errors=errors)
     order = {

@@ -30,6 +30,7 @@ from engine import adapter
 from engine.decision import Decision, Escalation, PolicyRef, Reason, Trail, TrailEntry
 from engine.evaluate import EvaluationError, _runtime
 from engine.inputs import InputError, InputErrors
+from engine.inputs import _short as _cut  # values in messages are cut (issue 8, part 6)
 from rules import expr as ex
 from rules.compile import CompiledPolicy, Group, scale_of
 from rules.expr import Type
@@ -222,13 +223,13 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
 
     if t.kind == "bool":
         if not isinstance(raw, bool):
-            raise fail("invalid_type", f"expected true or false, got {raw!r}")
+            raise fail("invalid_type", f"expected true or false, got {_cut(raw)}")
         return raw
     if t.kind in ("enum", "string"):
         if not isinstance(raw, str):
-            raise fail("invalid_type", f"expected text, got {raw!r}")
+            raise fail("invalid_type", f"expected text, got {_cut(raw)}")
         if t.kind == "enum" and raw not in t.values:
-            raise fail("invalid_value", f"{raw!r} is not one of {list(t.values)}")
+            raise fail("invalid_value", f"{_cut(raw)} is not one of {list(t.values)}")
         if len(raw) > 1000:
             raise fail("too_long", "text longer than 1000 characters")
         if not _clean_text(raw):
@@ -251,9 +252,9 @@ def coerce(spec: InputDef, raw: Any, minor_units: int) -> Any:
         try:
             value = Decimal(raw)
         except InvalidOperation:  # pragma: no cover - regex guards it
-            raise fail("invalid_type", f"not a number: {raw!r}") from None
+            raise fail("invalid_type", f"not a number: {_cut(raw)}") from None
     else:
-        raise fail("invalid_type", f"expected a number, got {raw!r}")
+        raise fail("invalid_type", f"expected a number, got {_cut(raw)}")
     if not value.is_finite():
         raise fail("invalid_value", "number is not finite")
     if t.kind == "money":
