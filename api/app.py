@@ -9,8 +9,9 @@ made it.
 Routes (role in brackets; ``admin`` may do everything), by domain package::
 
     api.decisions   POST /v1/decisions                 [order_entry]   decide one order, record it
-                    GET  /v1/decisions/{id}            [reviewer, compliance]
-                    GET  /v1/decisions                 [reviewer, compliance]  filters + cursor
+                    GET  /v1/decisions/{id}            [order_entry, reviewer, compliance]
+                    GET  /v1/decisions                 [order_entry, reviewer, compliance]
+                                                                       filters + cursor
                     GET  /v1/decisions/{id}/replay     [compliance]    re-evaluate, same policy
                     GET  /v1/decisions/export          [compliance]    CSV / JSON lines, masked
     api.customers   PUT  /v1/customers/{id}            [admin]         credit limit, facts

@@ -41,9 +41,9 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
     """``(method, path, roles)`` of every route that needs a key (for docs and tests)."""
     return [
         ("POST", "/v1/decisions", ("order_entry",)),
-        ("GET", "/v1/decisions", ("reviewer", "compliance")),
+        ("GET", "/v1/decisions", ("order_entry", "reviewer", "compliance")),
         ("GET", "/v1/decisions/export", ("compliance",)),
-        ("GET", "/v1/decisions/{decision_id}", ("reviewer", "compliance")),
+        ("GET", "/v1/decisions/{decision_id}", ("order_entry", "reviewer", "compliance")),
         ("GET", "/v1/decisions/{decision_id}/replay", ("compliance",)),
         ("PUT", "/v1/customers/{customer_id}", ()),
         ("GET", "/v1/customers/{customer_id}", ("order_entry", "finance")),
