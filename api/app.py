@@ -9,8 +9,9 @@ made it.
 Routes (role in brackets; ``admin`` may do everything), by domain package::
 
     api.decisions   POST /v1/decisions                 [order_entry]   decide one order, record it
-                    GET  /v1/decisions/{id}            [reviewer, compliance]
-                    GET  /v1/decisions                 [reviewer, compliance]  filters + cursor
+                    GET  /v1/decisions/{id}            [order_entry, reviewer, compliance]
+                    GET  /v1/decisions                 [order_entry, reviewer, compliance]
+                                                                       filters + cursor
                     GET  /v1/decisions/{id}/replay     [compliance]    re-evaluate, same policy
                     GET  /v1/decisions/export          [compliance]    CSV / JSON lines, masked
     api.customers   PUT  /v1/customers/{id}            [admin]         credit limit, facts
@@ -19,6 +20,8 @@ Routes (role in brackets; ``admin`` may do everything), by domain package::
                     POST /v1/customers/import          [admin]         (deprecated alias)
     api.ledger      POST /v1/customers/{id}/events     [order_entry]   cancel, invoice, payment,
                                                                        credit note; idempotent
+    api.orders      GET  /v1/orders/{id}               [order_entry, reviewer, compliance]
+                                                                       status, timeline
     api.fx          PUT  /v1/fx-rates                  [admin]         rates into policy currency
     api.audit       GET  /v1/audit/verify              [compliance]    hash chains, consistency
     api.policies    GET  /v1/policy                    [policy_owner, compliance, reviewer]
@@ -84,6 +87,7 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     from api.keys.cache import KeyCache
     from api.ledger import routes as ledger
     from api.ops import routes as ops
+    from api.orders import routes as orders
     from api.policies import routes as policies
     from api.policies.replayer import Replayer
     from api.store import Store
@@ -139,7 +143,7 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
     app.state.key_cache = key_cache
     install_handlers(app, path_map=engine_path)
     app.add_exception_handler(UnknownCustomer, customers.on_unknown_customer)
-    domains = (decisions, customers, ledger, fx, audit, policies, ops)
+    domains = (decisions, customers, ledger, orders, fx, audit, policies, ops)
     for module in domains:
         app.include_router(module.router)
     install_openapi(app)

@@ -12,6 +12,7 @@ attribute            what                                    module
 ``keys``             API keys                                ``api.keys.persistence``
 ``policies``         stored policy texts                     ``api.policies.persistence``
 ``audit``            hash chains and ledger consistency      ``api.audit.persistence``
+``orders``           an order read from the log and ledger   ``api.orders.persistence``
 ===================  ======================================  ==============================
 """
 
@@ -28,6 +29,7 @@ from api.decisions.persistence import Decisions
 from api.fx.persistence import FxRates
 from api.keys.persistence import ApiKeys
 from api.ledger.persistence import Ledger
+from api.orders.persistence import Orders
 from api.policies.persistence import PolicyTexts
 
 __all__ = ["Store"]
@@ -45,6 +47,7 @@ class Store:
         self.keys = ApiKeys(self.db)
         self.policies = PolicyTexts(self.db)
         self.audit = Audit(self.db)
+        self.orders = Orders(self.db)
 
     @property
     def engine(self) -> sa.Engine:

@@ -392,3 +392,74 @@ METRICS = (
     "# TYPE creditgate_decisions_total counter\n"
     'creditgate_decisions_total{kind="new",outcome="refer"} 1.0\n'
 )
+
+#: the worked example's order, amended to EUR 4,000.00 (approved), sent again, then partly
+#: invoiced (``GET /v1/orders/{order_id}``)
+_AMENDED_ID = "5b0c6f6e-8d0a-4a57-9b6e-2f1d7c3e9a10"
+_REPEAT_ID = "c1d2e3f4-a5b6-4c7d-8e9f-0a1b2c3d4e5f"
+_ERP = {"caller": "order_entry:3f2a9c81d0b4", "role": "order_entry", "key_id": "3f2a9c81d0b4"}
+ORDER_VIEW = {
+    "order_id": ORDER_ID,
+    "customer_id": CUSTOMER_ID,
+    "status": "partly_invoiced",
+    "currency": "EUR",
+    "decision_id": _AMENDED_ID,
+    "outcome": "approve",
+    "approved_amount": "4000.00",
+    "open_reservation": "1500.00",
+    "invoiced_amount": "2500.00",
+    "unreserved_amount": "0.00",
+    "timeline": [
+        {
+            "entry": "decision",
+            "created_at": "2026-11-29T21:18:15.314667+00:00",
+            "seq": 1,
+            "record_id": DECISION_ID,
+            "decision_id": DECISION_ID,
+            "kind": "new",
+            "replaces": None,
+            "outcome": "refer",
+            "policy": POLICY,
+            **_ERP,
+        },
+        {
+            "entry": "decision",
+            "created_at": "2026-11-29T21:19:02.120511+00:00",
+            "seq": 2,
+            "record_id": _AMENDED_ID,
+            "decision_id": _AMENDED_ID,
+            "kind": "amended",
+            "replaces": DECISION_ID,
+            "outcome": "approve",
+            "policy": POLICY,
+            **_ERP,
+        },
+        {
+            "entry": "decision",
+            "created_at": "2026-11-29T21:19:30.004113+00:00",
+            "seq": 3,
+            "record_id": _REPEAT_ID,
+            "decision_id": _AMENDED_ID,
+            "kind": "repeat",
+            "replaces": None,
+            "outcome": "approve",
+            "policy": POLICY,
+            **_ERP,
+        },
+        {
+            "entry": "ledger_event",
+            "created_at": "2026-11-29T21:20:03.552019+00:00",
+            "seq": 1,
+            "event_id": "INV-2026-0001",
+            "type": "invoice_issued",
+            "amount": "2500.00",
+            "currency": "EUR",
+            "effect": {
+                "open_orders": "-2500.00",
+                "open_receivables": "2500.00",
+                "credit_balance": "0.00",
+            },
+            **_ERP,
+        },
+    ],
+}

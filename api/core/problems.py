@@ -61,6 +61,7 @@ CODES: dict[str, tuple[int, str]] = {
     "not_found": (404, "Not found"),
     "unknown_customer": (404, "Unknown customer"),
     "unknown_decision": (404, "Unknown decision"),
+    "unknown_order": (404, "Unknown order"),
     "method_not_allowed": (405, "Method not allowed"),
     "conflict": (409, "The request conflicts with what is recorded"),
     "request_too_large": (413, "The request body is too large"),

@@ -41,9 +41,9 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
     """``(method, path, roles)`` of every route that needs a key (for docs and tests)."""
     return [
         ("POST", "/v1/decisions", ("order_entry",)),
-        ("GET", "/v1/decisions", ("reviewer", "compliance")),
+        ("GET", "/v1/decisions", ("order_entry", "reviewer", "compliance")),
         ("GET", "/v1/decisions/export", ("compliance",)),
-        ("GET", "/v1/decisions/{decision_id}", ("reviewer", "compliance")),
+        ("GET", "/v1/decisions/{decision_id}", ("order_entry", "reviewer", "compliance")),
         ("GET", "/v1/decisions/{decision_id}/replay", ("compliance",)),
         ("PUT", "/v1/customers/{customer_id}", ()),
         ("GET", "/v1/customers/{customer_id}", ("order_entry", "finance")),
@@ -53,6 +53,7 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
         ("PUT", "/v1/fx-rates", ()),
         ("GET", "/v1/audit/verify", ("compliance",)),
         ("GET", "/v1/policy", ("policy_owner", "compliance", "reviewer")),
+        ("GET", "/v1/orders/{order_id}", ("order_entry", "reviewer", "compliance")),
     ]
 
 
@@ -85,8 +86,8 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     "`invalid_request`: a Content-Length that is not a number)",
     401: "No API key, or an unknown or revoked one (`unauthorized`)",
     403: "The key's role may not do this (`forbidden`)",
-    404: "Unknown customer or decision (`unknown_customer`, `unknown_decision`), or no such "
-    "resource (`not_found`)",
+    404: "Unknown customer, decision or order (`unknown_customer`, `unknown_decision`, "
+    "`unknown_order`), or no such resource (`not_found`)",
     405: "The customer id `import` is reserved: `/v1/customers/import` is the customer "
     "import's old path (`method_not_allowed`, `Allow: POST`)",
     409: "Conflicts with what is recorded (`conflict`: `order_conflict`, `ledger_conflict`)",
@@ -114,6 +115,7 @@ PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("PUT", "/v1/fx-rates"): (413, 415, 422),
     ("GET", "/v1/audit/verify"): (),
     ("GET", "/v1/policy"): (),
+    ("GET", "/v1/orders/{order_id}"): (404, 422),
 }
 
 

@@ -39,6 +39,7 @@ OPERATION_IDS = {
     ("PUT", "/v1/fx-rates"): "putFxRates",
     ("GET", "/v1/audit/verify"): "verifyAudit",
     ("GET", "/v1/policy"): "getPolicy",
+    ("GET", "/v1/orders/{order_id}"): "getOrder",
     ("GET", "/healthz"): "getHealth",
     ("GET", "/readyz"): "getReadiness",
     ("GET", "/metrics"): "getMetrics",
@@ -334,6 +335,12 @@ def test_answers_fit_their_schemas(tmp_path: Path, masked: bool) -> None:
             r = a.client.post("/v1/customers/CUST-0004/events", headers=a.h(), json=event)
             assert r.status_code == 200, r.text
             conforms(spec, "POST", "/v1/customers/{customer_id}/events", r.json())
+        for order_id in ("SO-1", "SO-2", "SO-3"):  # refer; approve cancelled; invoiced
+            r = a.client.get(f"/v1/orders/{order_id}", headers=a.h("order_entry"))
+            assert r.status_code == 200, r.text
+            conforms(spec, "GET", "/v1/orders/{order_id}", r.json())
+            if masked and order_id != "SO-1":
+                assert r.json()["approved_amount"] == "***"
         imported = a.client.post(
             "/v1/customer-imports",
             headers={**a.h(), "Content-Type": "text/csv"},

@@ -17,7 +17,11 @@ ROUTE_IDS = [f"{m} {p}" for m, p, _ in ROUTES]
 
 
 def _url(path: str) -> str:
-    return path.replace("{decision_id}", "d-1").replace("{customer_id}", "CUST-1")
+    return (
+        path.replace("{decision_id}", "d-1")
+        .replace("{customer_id}", "CUST-1")
+        .replace("{order_id}", "SO/2026/1")
+    )
 
 
 @pytest.mark.parametrize(("method", "path", "roles"), ROUTES, ids=ROUTE_IDS)

@@ -332,7 +332,7 @@ def _check(result: dict[str, Any], live: Live) -> None:
     output = result["output"]
     print(output[-3000:])  # the summary: operations, phases, test cases, seed
     assert result["returncode"] == 0, output[-20000:]
-    assert "16 selected / 16 total" in output, output[-3000:]
+    assert "17 selected / 17 total" in output, output[-3000:]
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in output, (phase, output[-3000:])
     # the service never failed inside: no 500, no traceback in its log
