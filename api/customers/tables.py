@@ -31,3 +31,8 @@ class Customer(SQLModel, table=True):
     credit_balance: Decimal = Field(
         default=Decimal("0.00"), sa_column=sa.Column(Money(), nullable=False)
     )
+    # Bumped by every change of the master data (PUT, PATCH, import; revision 0006): part of
+    # the record's ETag (``api.customers.persistence.etag``).
+    version: int = Field(
+        default=1, sa_column=sa.Column(sa.BigInteger(), nullable=False, server_default="1")
+    )

@@ -23,9 +23,9 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     runner = CliRunner()
     r = runner.invoke(app, ["db", "upgrade"])
     assert r.exit_code == 0, r.output
-    assert r.stdout == "ok: database migrated from schema (none: new) to 0005_business_unit\n"
+    assert r.stdout == "ok: database migrated from schema (none: new) to 0006_customer_history\n"
     r = runner.invoke(app, ["db", "upgrade"])
-    assert r.stdout == "ok: database is up to date (schema 0005_business_unit)\n"
+    assert r.stdout == "ok: database is up to date (schema 0006_customer_history)\n"
     r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
     assert r.exit_code == 0, r.output
     key = r.stdout.strip()
