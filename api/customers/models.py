@@ -177,6 +177,18 @@ CustomerFacts = Annotated[
     dict[str, Any], BeforeValidator(_customer_facts), WithJsonSchema(_CUSTOMER_FACTS_SCHEMA)
 ]
 NonNegativeMoney = Annotated[Money, WithJsonSchema(NON_NEGATIVE_MONEY_SCHEMA)]
+#: why a customer is changed: recorded in its history, not a customer field
+Reason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Why (recorded in the customer's history with who and when; not a "
+        "customer field): 1 to 500 characters, no control characters",
+        examples=["credit review 2026-Q4"],
+    ),
+]
 NonNegativeWhole = Annotated[Whole, WithJsonSchema({**WHOLE_SCHEMA, "minimum": 0})]
 
 
@@ -204,6 +216,7 @@ class CustomerBody(Body):
         "named is removed). Required when replacing an existing customer (`{}` for none); "
         "left out when creating one: none",
     )
+    reason: Reason = None  # type: ignore[assignment]
 
 
 _PATCH_FACTS_SCHEMA: dict[str, Any] = {
@@ -231,6 +244,7 @@ class CustomerPatch(Body):
     )
     days_past_due: NonNegativeWhole = None  # type: ignore[assignment]
     facts: PatchFacts = None  # type: ignore[assignment]
+    reason: Reason = None  # type: ignore[assignment]
 
 
 def customer_currency_message(policy: Any, currency: str) -> str:
@@ -291,3 +305,49 @@ class ImportResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     imported: int
+
+
+class HistoryWho(BaseModel):
+    """The API key that made the change (``role`` ``local``: the Python API, no key)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key_id: str | None = Field(description="The key's id, as `creditgate keys list` shows it")
+    role: str
+    name: str = Field(description="The key's name when it was created (may be empty)")
+
+
+class HistoryChange(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    old: Any = Field(description="Before (null: not set, e.g. a new customer or fact)")
+    new: Any = Field(description="After (null: the fact was removed)")
+
+
+class HistoryEntry(BaseModel):
+    """One change of a customer's master data, hash-chained (chain `customer_history`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int = Field(description="Position in the chain (all customers)")
+    customer_id: str
+    version: int = Field(description="The customer's version after the change")
+    source: str = Field(description="`put`, `patch` or `import`")
+    at: DateTimeText = Field(description="When (the service clock)")
+    who: HistoryWho
+    reason: str | None
+    changes: dict[str, HistoryChange] = Field(
+        description="Per field (`credit_limit`, ..., `facts.<name>`): old and new value"
+    )
+    record_hash: str
+
+
+class HistoryPage(BaseModel):
+    """A customer's history, newest first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[HistoryEntry]
+    next_cursor: int | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )

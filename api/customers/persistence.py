@@ -19,6 +19,7 @@ from api.core.database import Database
 from api.core.values import customer_identifier, money
 from api.customers.conditions import Preconditions
 from api.customers.exceptions import ImportErrors, UnknownCustomer
+from api.customers.history import Who, append
 from api.customers.tables import Customer
 
 __all__ = [
@@ -74,6 +75,8 @@ class Customers:
         open_receivables: Decimal | None = None,
         days_past_due: int | None = None,
         facts: dict[str, Any] | None = None,
+        who: Who | None = None,
+        reason: str | None = None,
     ) -> dict[str, Any]:
         """Create or update a customer's ledger data (the Python API; ``PUT`` and ``PATCH``
         go through ``write``). ``currency`` and ``credit_limit`` are set;
@@ -90,7 +93,9 @@ class Customers:
             days_past_due=days_past_due,
             facts=facts,
         )
-        return self.write(customer_id, lambda _current: row)[0]
+        return self.write(
+            customer_id, lambda _current: row, source="put", who=who, reason=reason
+        )[0]
 
     def write(
         self,
@@ -99,6 +104,9 @@ class Customers:
         *,
         conditions: Preconditions | None = None,
         must_exist: bool = False,
+        source: str = "put",
+        who: Who | None = None,
+        reason: str | None = None,
     ) -> tuple[dict[str, Any], str]:
         """Create or change one customer in one transaction, under its row lock: the
         ``conditions`` (``If-Match`` / ``If-None-Match``) are checked against the stored
@@ -107,8 +115,10 @@ class Customers:
         (``currency``, ``credit_limit``, ``open_receivables`` / ``days_past_due`` / ``facts``:
         None keeps the stored value; ``facts`` replaces them as a whole) and may raise to
         refuse (nothing written). ``must_exist``: no such customer → ``UnknownCustomer``.
-        Returns the position and its ETag. A change bumps the customer's ``version``; a
-        write that changes nothing leaves the record (and its ETag) as it was."""
+        Returns the position and its ETag. A change bumps the customer's ``version`` and is
+        chained in the customer history (``source``, ``who``, ``reason``) in the same
+        transaction; a write that changes nothing leaves the record (and its ETag) as it was
+        and records nothing."""
         customer_identifier(customer_id)
         for attempt in (1, 2):
             try:
@@ -125,7 +135,9 @@ class Customers:
                     applied = _apply(self.db, s, cust, row, merge_facts=False)
                     if isinstance(applied, str):
                         raise ValueError(f"customer {customer_id!r} {applied}")
-                    cust, _changes = applied
+                    cust, changes = applied
+                    entries = [(customer_id, cust.version, changes)] if changes else []
+                    append(self.db, s, entries, source=source, who=who, reason=reason)
                     s.flush()
                     return customer_dict(cust), etag(cust)
             except exc.IntegrityError:  # created concurrently: once more, as an update
@@ -144,17 +156,21 @@ class Customers:
             cust = s.get(Customer, (self.db.unit, customer_id))
             return (customer_dict(cust), etag(cust)) if cust else None
 
-    def import_rows(self, rows: list[dict[str, Any]]) -> int:
+    def import_rows(
+        self, rows: list[dict[str, Any]], *, who: Who | None = None, reason: str | None = None
+    ) -> int:
         """Create or update every customer of ``rows`` (``put`` fields plus ``line``) in ONE
         transaction: any bad row → ``ImportErrors`` listing every bad row (``{line, column,
         problem}``), nothing written. ``None`` (an empty cell, or no column) keeps the
         stored value; facts are merged into the stored ones (an empty cell never clears a
-        fact, such as a blacklist flag)."""
+        fact, such as a blacklist flag). Each customer changed gets a history record
+        (source ``import``, ``who``, ``reason``), chained after every row is locked."""
         # Rows in customer-id order: two imports lock the same customers in the same
         # order, so they queue instead of deadlocking.
         ordered = sorted(rows, key=lambda r: r["customer_id"])
         for attempt in (1, 2):
             errors: list[dict[str, Any]] = []
+            entries: list[tuple[str, int, dict[str, Any]]] = []
             try:
                 with self.db.session(write=True) as s:
                     for r in ordered:
@@ -169,8 +185,11 @@ class Customers:
                                     "problem": f"the customer {applied}",
                                 }
                             )
+                        elif applied[1]:
+                            entries.append((r["customer_id"], applied[0].version, applied[1]))
                     if errors:
                         raise ImportErrors(sorted(errors, key=lambda e: e["line"]))  # rollback
+                    append(self.db, s, entries, source="import", who=who, reason=reason)
                 return len(rows)
             except exc.IntegrityError:  # a customer created concurrently: once more
                 if attempt == 2:

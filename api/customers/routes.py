@@ -5,10 +5,11 @@ CSV (``POST /v1/customer-imports``; ``POST /v1/customers/import`` is its depreca
 
 from __future__ import annotations
 
+import hashlib
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
@@ -27,8 +28,9 @@ from api.core.bodies import (
     validate_body,
     validate_errors,
 )
+from api.core.database import UnreadableRecord
 from api.core.params import KNOWN_QUERY
-from api.core.problems import Problem, problem_response
+from api.core.problems import Problem, problem_response, unreadable_problem
 from api.core.routing import caller, not_reserved, problems
 from api.core.schemas import CUSTOMER_ID_SCHEMA
 from api.core.service import Service, service
@@ -40,6 +42,7 @@ from api.customers.models import (
     CustomerBody,
     CustomerPatch,
     CustomerPosition,
+    HistoryPage,
     ImportResult,
     reserved_customer_id,
 )
@@ -114,10 +117,22 @@ def _preconditions(if_match: str | None, if_none_match: str | None) -> Precondit
         ) from None
 
 
+def _who(who: Caller) -> dict[str, Any]:
+    return {"key_id": who.key_id, "role": who.role}
+
+
 async def _write(
-    svc: Service, customer_id: str, build: Any, conditions: Preconditions, must_exist: bool
+    svc: Service,
+    customer_id: str,
+    build: Any,
+    conditions: Preconditions,
+    *,
+    source: str,
+    who: Caller,
+    reason: str | None,
 ) -> JSONResponse:
-    """``Customers.write`` in a worker thread; the position with its ``ETag``."""
+    """``Customers.write`` in a worker thread (the change and its history record in one
+    transaction); the position with its ``ETag``."""
     try:
         row, tag = await run_in_threadpool(
             partial(
@@ -125,7 +140,10 @@ async def _write(
                 customer_id,
                 build,
                 conditions=conditions,
-                must_exist=must_exist,
+                must_exist=source == "patch",
+                source=source,
+                who=_who(who),
+                reason=reason,
             )
         )
     except PreconditionFailed as exc:
@@ -165,7 +183,7 @@ async def put_customer(
     customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
     _reserved: Annotated[None, Depends(not_reserved)],
-    _: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
+    who: Annotated[Caller, caller("PUT", "/v1/customers/{customer_id}")],
     if_match: Annotated[str | None, IF_MATCH] = None,
     if_none_match: Annotated[str | None, IF_NONE_MATCH] = None,
 ) -> CustomerPosition:
@@ -180,7 +198,9 @@ async def put_customer(
             "you read (GET /v1/customers/{id}), or 'If-None-Match: *' to create a new one; "
             "to change some fields only, use PATCH",
         )
-    return await _write(svc, customer_id, build, conditions, must_exist=False)  # type: ignore[return-value]
+    return await _write(  # type: ignore[return-value]
+        svc, customer_id, build, conditions, source="put", who=who, reason=body.reason
+    )
 
 
 _PATCH_EXAMPLES = ex.named(
@@ -221,7 +241,7 @@ async def patch_customer(
     customer_id: Annotated[str, CUSTOMER_ID],
     svc: Svc,
     _reserved: Annotated[None, Depends(not_reserved)],
-    _: Annotated[Caller, caller("PATCH", "/v1/customers/{customer_id}")],
+    who: Annotated[Caller, caller("PATCH", "/v1/customers/{customer_id}")],
     if_match: Annotated[str | None, IF_MATCH] = None,
     if_none_match: Annotated[str | None, IF_NONE_MATCH] = None,
 ) -> CustomerPosition:
@@ -241,7 +261,9 @@ async def patch_customer(
             )
     patch = validate_body(CustomerPatch, data)
     build = merge_patch(svc.policy, patch)
-    return await _write(svc, customer_id, build, conditions, must_exist=True)  # type: ignore[return-value]
+    return await _write(  # type: ignore[return-value]
+        svc, customer_id, build, conditions, source="patch", who=who, reason=patch.reason
+    )
 
 
 @router.get(
@@ -273,6 +295,44 @@ def get_customer(
     return JSONResponse(body, headers={"ETag": found[1]})  # type: ignore[return-value]
 
 
+@router.get(
+    "/v1/customers/{customer_id}/history",
+    operation_id="getCustomerHistory",
+    summary="The changes of a customer's master data (newest first)",
+    description="Every change made by `PUT`, `PATCH` or an import: who (the API key's id, "
+    "role and name), when (the service clock), old → new per field (`facts.<name>` per "
+    "fact) and the reason; hash-chained (chain `customer_history`, checked by "
+    "`GET /v1/audit/verify`). Ledger events are not master data: they are in the `ledger` "
+    "chain. `next_cursor` pages on. An unknown customer without history: 404.",
+    response_model=HistoryPage,
+    responses={
+        200: {"description": "One page", **ex.content(page=ex.CUSTOMER_HISTORY)},
+        **problems("GET", "/v1/customers/{customer_id}/history"),
+    },
+)
+def get_customer_history(
+    customer_id: Annotated[str, CUSTOMER_ID],
+    svc: Svc,
+    _reserved: Annotated[None, Depends(not_reserved)],
+    _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}/history")],
+    _known: Annotated[None, KNOWN_QUERY],
+    cursor: Annotated[
+        int | None,
+        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> JSONResponse:
+    try:
+        items, next_cursor = svc.store.customer_history.page(
+            customer_id, cursor=cursor, limit=limit
+        )
+    except UnreadableRecord as exc:
+        raise unreadable_problem(exc) from None
+    if not items and cursor is None and svc.store.customers.get(customer_id) is None:
+        raise Problem("unknown_customer", f"no customer {customer_id!r}")
+    return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
+
+
 _CSV_BODY = {
     "requestBody": {
         "required": True,
@@ -295,7 +355,7 @@ _IMPORTED = {
 }
 
 
-async def import_customers(request: Request, svc: Service) -> ImportResult:
+async def import_customers(request: Request, svc: Service, who: Caller) -> ImportResult:
     """Create or replace customers from a CSV body, all or nothing (both import paths)."""
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "text/csv":
@@ -305,7 +365,10 @@ async def import_customers(request: Request, svc: Service) -> ImportResult:
     data = await read_body(request, svc.import_bytes)
     try:
         rows = parse_customer_csv(data, svc.policy)
-        count = await run_in_threadpool(svc.store.customers.import_rows, rows)
+        reason = f"import sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+        count = await run_in_threadpool(
+            partial(svc.store.customers.import_rows, rows, who=_who(who), reason=reason)
+        )
     except ImportErrors as exc:
         n = len(exc.errors)
         raise Problem(
@@ -337,9 +400,9 @@ async def import_customers(request: Request, svc: Service) -> ImportResult:
 async def post_customer_import(
     request: Request,
     svc: Svc,
-    _: Annotated[Caller, caller("POST", "/v1/customer-imports")],
+    who: Annotated[Caller, caller("POST", "/v1/customer-imports")],
 ) -> ImportResult:
-    return await import_customers(request, svc)
+    return await import_customers(request, svc, who)
 
 
 @router.post(
@@ -358,9 +421,9 @@ async def post_customer_import(
 async def post_customer_import_alias(
     request: Request,
     svc: Svc,
-    _: Annotated[Caller, caller("POST", "/v1/customers/import")],
+    who: Annotated[Caller, caller("POST", "/v1/customers/import")],
 ) -> ImportResult:
-    return await import_customers(request, svc)
+    return await import_customers(request, svc, who)
 
 
 async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:

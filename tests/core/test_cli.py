@@ -42,9 +42,12 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 0, r.output
     ((head_hash,),) = sql(db, "SELECT record_hash FROM decision_log WHERE seq = 3")
+    ((history_hash,),) = sql(db, "SELECT record_hash FROM customer_history WHERE seq = 2")
     assert r.stdout.splitlines() == [
         f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
         "ok: ledger events: 0 records, hash chain intact; no head",
+        "ok: customer history: 2 records, hash chain intact; head seq 2 record_hash "
+        f"{history_hash}",
         "ok: ledger consistency: 2 customers, 1 policy text; open orders match the open "
         "reservations, reservations match the ledger events, policy texts match their sha256 "
         "and every logged policy is stored",

@@ -34,6 +34,7 @@ OPERATION_IDS = {
     ("PUT", "/v1/customers/{customer_id}"): "putCustomer",
     ("GET", "/v1/customers/{customer_id}"): "getCustomer",
     ("PATCH", "/v1/customers/{customer_id}"): "patchCustomer",
+    ("GET", "/v1/customers/{customer_id}/history"): "getCustomerHistory",
     ("POST", "/v1/customer-imports"): "importCustomers",
     ("POST", "/v1/customers/import"): "importCustomersDeprecated",
     ("POST", "/v1/customers/{customer_id}/events"): "recordLedgerEvent",

@@ -30,6 +30,7 @@ POLICY = ROOT / "policies.yaml"
 ALL_TABLES = (
     "ledger_events",
     "chain_head",
+    "customer_history",
     "fx_rates",
     "decision_log",
     "reservations",
