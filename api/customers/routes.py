@@ -328,7 +328,7 @@ def get_customer_history(
         )
     except UnreadableRecord as exc:
         raise unreadable_problem(exc) from None
-    if not items and cursor is None and svc.store.customers.get(customer_id) is None:
+    if not items and svc.store.customers.get(customer_id) is None:
         raise Problem("unknown_customer", f"no customer {customer_id!r}")
     return JSONResponse(to_json({"items": items, "next_cursor": next_cursor}))
 

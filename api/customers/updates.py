@@ -140,10 +140,11 @@ def patch_nulls(data: dict[str, Any]) -> list[dict[str, str]]:
 
 
 def merge_patch(policy: Any, patch: CustomerPatch) -> Callable[[dict[str, Any] | None], dict]:
-    """``PATCH``: the fact names checked now (unknown, ledger columns, one fact named
-    twice: 422 before anything is read), and the build function of ``Customers.write``:
-    the patch merged into the stored customer (a fact set to ``null`` removed), the merged
-    result checked as a ``PUT`` body is (``checked_values``)."""
+    """``PATCH``: the fact names and the fields' own values checked now (unknown facts,
+    ledger columns, one fact named twice, another currency, negative amounts, too many
+    decimals: 422 before anything is read or any precondition), and the build function of
+    ``Customers.write``: the patch merged into the stored customer (a fact set to ``null``
+    removed), the merged result checked as a ``PUT`` body is (``checked_values``)."""
     named = patch.model_fields_set
     sets: dict[str, Any] = {}  # fact (without customer.) -> raw value (None: remove)
     paths: dict[str, str] = {}
@@ -166,7 +167,19 @@ def merge_patch(policy: Any, patch: CustomerPatch) -> Callable[[dict[str, Any] |
             continue
         sets[short], paths[short] = raw, name
     errors += money_facts(policy, {k: v for k, v in sets.items() if v is not None}, "facts")
+    # the fields' own checks (as checked_values makes them) before any precondition
+    if "currency" in named and patch.currency != policy.currency:
+        message = customer_currency_message(policy, patch.currency)
+        errors.append({"path": "currency", "code": "currency_mismatch", "message": message})
+    errors += [
+        {"path": f, "code": "below_min", "message": "must not be negative"}
+        for f in ("credit_limit", "open_receivables", "days_past_due")
+        if f in named and getattr(patch, f) < 0
+    ]
     _refuse(errors, "the patch")
+    amounts = {f: getattr(patch, f) for f in ("credit_limit", "open_receivables") if f in named}
+    if amounts:
+        decimals_check(policy, **amounts)
 
     def build(current: dict[str, Any] | None) -> dict[str, Any]:
         assert current is not None  # Customers.write(must_exist=True)

@@ -178,6 +178,9 @@ def test_patch_honours_if_match(api):
     assert r.status_code == 200, r.text
     stale = _patch(api, {"facts": {"blacklisted": False}}, **{"If-Match": tag})
     problem(stale, 412, "precondition_failed")
+    # an invalid patch is 422 whatever its precondition (checked before it)
+    bad = problem(_patch(api, {"days_past_due": -1}, **{"If-Match": tag}), 422)
+    assert [(e["path"], e["code"]) for e in bad["errors"]] == [("days_past_due", "below_min")]
     now, now_tag = _get(api)
     assert now["facts"]["blacklisted"] is True and now_tag == r.headers["ETag"]
     ok = _patch(api, {"facts": {"blacklisted": False}}, **{"If-Match": now_tag})
