@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from api.audit.persistence import Audit
 from api.core.database import Database
+from api.customers.history import History
 from api.customers.persistence import Customers
 from api.decisions.persistence import Decisions
 from api.fx.persistence import FxRates
@@ -42,6 +43,7 @@ class Store:
         self.db = Database(database_url, clock=clock)
         self.decisions = Decisions(self.db)
         self.customers = Customers(self.db)
+        self.customer_history = History(self.db)
         self.ledger = Ledger(self.db)
         self.fx = FxRates(self.db)
         self.keys = ApiKeys(self.db)

@@ -570,8 +570,9 @@ class Bench:
         server = Server(argv, self.env(url), self.work / f"service-{port}.log", port)
         try:
             auth = {"authorization": f"Bearer {key}"}
+            create = {**auth, "if-none-match": "*"}  # new customers: PUT needs a precondition
             puts = [
-                loadgen.encode("PUT", f"/v1/customers/{quote(cid, safe='')}", HOST, port, auth, b)
+                loadgen.encode("PUT", f"/v1/customers/{quote(cid, safe='')}", HOST, port, create, b)
                 for cid, b in {**self.customers, "WARMUP": WARM_CUSTOMER}.items()
             ]
             setup = loadgen.run(loadgen.closed_loop(HOST, port, puts, 4))

@@ -13,7 +13,8 @@ audit_app = typer.Typer(help="The decision log's hash chain.", no_args_is_help=T
 
 @audit_app.command("verify")
 def audit_verify() -> None:
-    """Check both hash chains (decision log, ledger events) and the ledger's consistency:
+    """Check the hash chains (decision log, ledger events, customer history) and the
+    ledger's consistency:
     exit 0 if intact, 1 if a record was changed, removed (also the newest ones), reordered
     or cannot be read, a customer's open orders differ from its open reservations, a
     reservation disagrees with its order's ledger events (or an approved order has none), a
@@ -28,7 +29,12 @@ def audit_verify() -> None:
     except StoreUnavailable as exc:
         unavailable(exc)
     broken = False
-    for label, chain in (("decision log", result), ("ledger events", result["ledger"])):
+    chains = (
+        ("decision log", result),
+        ("ledger events", result["ledger"]),
+        ("customer history", result["customer_history"]),
+    )
+    for label, chain in chains:
         head = (
             f"head seq {chain['head_seq']} record_hash {chain['head_hash']}"
             if chain["head_seq"] is not None

@@ -55,8 +55,10 @@ class Consistency(_Answer):
 
 
 class AuditReport(ChainReport):
-    """Both hash chains and the ledger's consistency: the top-level chain fields are the
-    decision log's, ``ledger`` the ledger events'; ``ok`` only if all three are."""
+    """The hash chains and the ledger's consistency: the top-level chain fields are the
+    decision log's, ``ledger`` the ledger events', ``customer_history`` the changes of the
+    customers' master data; ``ok`` only if all of them are."""
 
     ledger: ChainReport
+    customer_history: ChainReport
     consistency: Consistency

@@ -17,7 +17,8 @@ from api.core.chainhead import ChainHead
 from api.core.database import READ_ERRORS, Database, UnreadableRecord, read_cause, read_records
 from api.core.types import CENTS
 from api.core.values import plain
-from api.customers.tables import Customer
+from api.customers.history import CHAIN_HISTORY, history_record
+from api.customers.tables import Customer, CustomerHistory
 from api.decisions.deciding import CHAIN_LOG
 from api.decisions.records import hash_matches, raw_dict
 from api.decisions.tables import DecisionLog
@@ -43,17 +44,31 @@ class Audit:
         record is the stored chain head (deleted newest records or an emptied table are
         reported; so is a missing head while records exist).
 
-        Returns ``{ok, checked, first_broken_seq, reason, head_seq, head_hash, ledger}``:
+        The customer history (``customer_history``: every change of a customer's master
+        data) is walked the same way.
+
+        Returns ``{ok, checked, first_broken_seq, reason, head_seq, head_hash, ledger,
+        customer_history, consistency}``:
         ``checked`` (records found intact), ``first_broken_seq``, ``reason`` (None when
         intact), ``head_seq`` / ``head_hash`` (the stored head, None without one; write
         them to an external log to anchor the chain) are the decision log's; ``ledger`` has
-        the same keys (and ``ok``) for the ledger events. ``ok`` is true only if both
-        chains are intact. Raises ``StoreUnavailable``."""
+        the same keys (and ``ok``) for the ledger events, ``customer_history`` for the
+        customer history. ``ok`` is true only if every chain is intact and the ledger is
+        consistent. Raises ``StoreUnavailable``."""
         log = self._verify_one(CHAIN_LOG, DecisionLog, raw_dict, hash_matches, batch)
         ledger = self._verify_one(CHAIN_LEDGER, LedgerEvent, event_record, None, batch)
+        history = self._verify_one(
+            CHAIN_HISTORY, CustomerHistory, history_record, None, batch
+        )
         consistency = self.verify_consistency()
-        ok = log["ok"] and ledger["ok"] and consistency["ok"]
-        return {**log, "ok": ok, "ledger": ledger, "consistency": consistency}
+        ok = log["ok"] and ledger["ok"] and history["ok"] and consistency["ok"]
+        return {
+            **log,
+            "ok": ok,
+            "ledger": ledger,
+            "customer_history": history,
+            "consistency": consistency,
+        }
 
     def verify_consistency(self) -> dict[str, Any]:
         """State the hash chains do not cover, checked against itself:
@@ -291,7 +306,7 @@ class Audit:
     def _verify_one(
         self,
         name: str,
-        model: type[DecisionLog] | type[LedgerEvent],
+        model: type[DecisionLog] | type[LedgerEvent] | type[CustomerHistory],
         as_record: Callable[[Any], dict[str, Any]],
         matches: Callable[[Any], bool] | None,
         batch: int,

@@ -160,14 +160,15 @@ class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def require_json(request: Request) -> None:
-    """Refuse (415 ``unsupported_media_type``) a body not sent as ``application/json``
-    (a ``charset`` parameter, if any, must be UTF-8): a form or text body is never read as
-    JSON by accident. Other JSON media types (``application/*+json``) are refused too:
-    the API speaks one."""
+def require_json(request: Request, media_types: tuple[str, ...] = ("application/json",)) -> None:
+    """Refuse (415 ``unsupported_media_type``) a body not sent as one of ``media_types``
+    (default ``application/json``; a ``charset`` parameter, if any, must be UTF-8): a form
+    or text body is never read as JSON by accident. Other JSON media types
+    (``application/*+json``) are refused too, unless the route names them (``PATCH``:
+    ``application/merge-patch+json``)."""
     raw = request.headers.get("content-type")
     media, *params = (raw or "").split(";")
-    ok = media.strip().lower() == "application/json"
+    ok = media.strip().lower() in media_types
     for param in params:
         name, _, value = param.partition("=")
         if name.strip().lower() == "charset" and value.strip().strip('"').lower() not in (
@@ -177,9 +178,10 @@ def require_json(request: Request) -> None:
             ok = False
     if not ok:
         sent = f"'{raw[:80]}'" if raw else "no Content-Type"
+        names = " or ".join(f"'Content-Type: {m}'" for m in media_types)
         raise Problem(
             "unsupported_media_type",
-            f"send the body as JSON with 'Content-Type: application/json' (UTF-8); got {sent}",
+            f"send the body as JSON with {names} (UTF-8); got {sent}",
             status=415,
         )
 
@@ -283,6 +285,15 @@ def parse_body(data: bytes) -> Any:
     if not data.strip():
         raise InputErrors([InputError("", "invalid_json", "request: the body is empty")])
     return parse_request_json(data, "request")
+
+
+def validate_errors(model: type[BaseModel], data: dict[str, Any]) -> list[dict[str, str]]:
+    """Every problem of ``data`` as ``model`` (``[{path, code, message}]``; none: valid)."""
+    try:
+        model.model_validate(data)
+    except ValidationError as exc:
+        return validation_errors(exc.errors())
+    return []
 
 
 def validate_body(model: type[BaseModel], data: Any) -> Any:

@@ -371,6 +371,15 @@ AUDIT = {
         "head_hash": "9b1f0b5c3fd1f54e1f1a0d0b7d3f4cbb8f2e0c8d0e9c1b7a5f3e2d1c0b9a8f7e",
         "moved_clock": 0,
     },
+    "customer_history": {
+        "ok": True,
+        "checked": 1,
+        "first_broken_seq": None,
+        "reason": None,
+        "head_seq": 1,
+        "head_hash": "4c2a7e1f0b9d8c3e5a6f7b8c9d0e1f2a3b4c5d6e7f8091a2b3c4d5e6f7a8b9c0",
+        "moved_clock": 0,
+    },
     "consistency": {
         "ok": True,
         "customers": 1,
@@ -378,6 +387,25 @@ AUDIT = {
         "problems": [],
         "problems_total": 0,
     },
+}
+CUSTOMER_HISTORY = {
+    "items": [
+        {
+            "seq": 2,
+            "customer_id": CUSTOMER_ID,
+            "version": 2,
+            "source": "patch",
+            "at": "2026-11-29T12:00:00.000000+00:00",
+            "who": {"key_id": "3f1c9a0b5d7e", "role": "admin", "name": "credit desk"},
+            "reason": "credit review 2026-Q4",
+            "changes": {
+                "credit_limit": {"old": "50000.00", "new": "60000.00"},
+                "facts.blacklisted": {"old": True, "new": False},
+            },
+            "record_hash": "5d0c7e3b2a1f9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d9c8b7a6f5e4d",
+        }
+    ],
+    "next_cursor": 2,
 }
 POLICY_IN_FORCE = {
     **POLICY,

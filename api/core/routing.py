@@ -46,6 +46,8 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", "/v1/decisions/{decision_id}", ("order_entry", "reviewer", "compliance")),
         ("GET", "/v1/decisions/{decision_id}/replay", ("compliance",)),
         ("PUT", "/v1/customers/{customer_id}", ()),
+        ("PATCH", "/v1/customers/{customer_id}", ()),
+        ("GET", "/v1/customers/{customer_id}/history", ("compliance", "reviewer")),
         ("GET", "/v1/customers/{customer_id}", ("order_entry", "finance")),
         ("POST", "/v1/customers/{customer_id}/events", ("order_entry", "finance")),
         ("POST", "/v1/customer-imports", ()),
@@ -91,8 +93,12 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     405: "The customer id `import` is reserved: `/v1/customers/import` is the customer "
     "import's old path (`method_not_allowed`, `Allow: POST`)",
     409: "Conflicts with what is recorded (`conflict`: `order_conflict`, `ledger_conflict`)",
+    412: "A precondition does not hold (`precondition_failed`): the record changed since its "
+    "ETag was read (`If-Match`), or exists already (`If-None-Match: *`); nothing was changed",
     413: "The request body is too large (`request_too_large`)",
     415: "The request body's media type is not accepted (`unsupported_media_type`)",
+    428: "The request must be conditional (`precondition_required`): a PUT needs `If-Match` "
+    "with the ETag of the record read, or `If-None-Match: *` to create one",
     422: "The request is not valid (`invalid_request`, `invalid_json`, `fx_rate_missing`); "
     "every problem in `errors`",
     500: "No decision was made (`no_decision`, `internal_error`): treat the order as not approved",
@@ -107,7 +113,9 @@ PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/decisions/export"): (422,),
     ("GET", "/v1/decisions/{decision_id}"): (404, 422),
     ("GET", "/v1/decisions/{decision_id}/replay"): (404, 409, 422, 500),
-    ("PUT", "/v1/customers/{customer_id}"): (405, 413, 415, 422),
+    ("PUT", "/v1/customers/{customer_id}"): (405, 412, 413, 415, 422, 428),
+    ("PATCH", "/v1/customers/{customer_id}"): (404, 405, 412, 413, 415, 422),
+    ("GET", "/v1/customers/{customer_id}/history"): (404, 405, 422, 500),
     ("GET", "/v1/customers/{customer_id}"): (404, 405, 422),
     ("POST", "/v1/customers/{customer_id}/events"): (404, 409, 413, 415, 422),
     ("POST", "/v1/customer-imports"): (413, 415, 422),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["ImportErrors", "UnknownCustomer"]
+__all__ = ["ImportErrors", "PreconditionFailed", "UnknownCustomer"]
 
 
 class UnknownCustomer(Exception):
@@ -21,3 +21,8 @@ class ImportErrors(ValueError):
     def __init__(self, errors: list[dict[str, Any]]):
         super().__init__(f"{len(errors)} bad row(s); nothing was imported")
         self.errors = errors
+
+
+class PreconditionFailed(Exception):
+    """An ``If-Match`` / ``If-None-Match`` condition does not hold for the stored customer
+    (checked under its row lock): nothing was written (HTTP 412 ``precondition_failed``)."""

@@ -1,5 +1,5 @@
-"""Request models of the customers (``PUT /v1/customers/{id}``) and the checks of customer
-facts against the policy (also used by the CSV import)."""
+"""Request models of the customers (``PUT`` and ``PATCH /v1/customers/{id}``) and the checks
+of customer facts against the policy (also used by the CSV import)."""
 
 from __future__ import annotations
 
@@ -142,10 +142,18 @@ def check_customer_facts(
             continue
         if isinstance(raw, float | Decimal) and spec.type.kind == "money":
             continue  # reported by money_facts (inexact_number)
-        try:
-            clean[spec.path.removeprefix("customer.")] = customer_fact_value(
-                spec, raw, policy.minor_units
+        short = spec.path.removeprefix("customer.")
+        if short in clean:
+            errors.append(
+                {
+                    "path": path,
+                    "code": "duplicate_fact",
+                    "message": f"the fact {short!r} is named twice (with and without customer.)",
+                }
             )
+            continue
+        try:
+            clean[short] = customer_fact_value(spec, raw, policy.minor_units)
         except InputErrors as e:
             errors.extend(
                 {"path": path, "code": err.code, "message": err.message} for err in e.errors
@@ -169,6 +177,18 @@ CustomerFacts = Annotated[
     dict[str, Any], BeforeValidator(_customer_facts), WithJsonSchema(_CUSTOMER_FACTS_SCHEMA)
 ]
 NonNegativeMoney = Annotated[Money, WithJsonSchema(NON_NEGATIVE_MONEY_SCHEMA)]
+#: why a customer is changed: recorded in its history, not a customer field
+Reason = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=500,
+        pattern=r"^[^\x00-\x1f\x7f]+$",
+        description="Why (recorded in the customer's history with who and when; not a "
+        "customer field): 1 to 500 characters, no control characters",
+        examples=["credit review 2026-Q4"],
+    ),
+]
 NonNegativeWhole = Annotated[Whole, WithJsonSchema({**WHOLE_SCHEMA, "minimum": 0})]
 
 
@@ -190,7 +210,41 @@ class CustomerBody(Body):
     days_past_due: NonNegativeWhole = Field(  # type: ignore[assignment]
         default=None, description="Left out: kept (new customer: 0)"
     )
-    facts: CustomerFacts = None  # type: ignore[assignment]
+    facts: CustomerFacts = Field(  # type: ignore[assignment]
+        default=None,
+        description="The customer's facts as a whole: replaces the stored ones (a fact not "
+        "named is removed). Required when replacing an existing customer (`{}` for none); "
+        "left out when creating one: none",
+    )
+    reason: Reason = None  # type: ignore[assignment]
+
+
+_PATCH_FACTS_SCHEMA: dict[str, Any] = {
+    **_CUSTOMER_FACTS_SCHEMA,
+    "description": "Customer facts to set, with or without `customer.`; `null` removes the "
+    "fact (`{\"blacklisted\": false}` or `{\"blacklisted\": null}` lifts a blacklist); a "
+    "fact not named is kept",
+    "additionalProperties": {"type": ["string", "number", "boolean", "null"]},
+}
+PatchFacts = Annotated[
+    dict[str, Any], BeforeValidator(_customer_facts), WithJsonSchema(_PATCH_FACTS_SCHEMA)
+]
+
+
+class CustomerPatch(Body):
+    """A JSON Merge Patch (RFC 7396) of a customer: only the fields it names change; a
+    field left out keeps the stored value. ``null`` removes a fact; ``null`` on any other
+    field is refused (they cannot be removed). The merged result is checked as a ``PUT``
+    body is."""
+
+    currency: Currency = None  # type: ignore[assignment]
+    credit_limit: NonNegativeMoney = None  # type: ignore[assignment]
+    open_receivables: NonNegativeMoney = Field(  # type: ignore[assignment]
+        default=None, description="Set the open receivables (reconciliation with the AR ledger)"
+    )
+    days_past_due: NonNegativeWhole = None  # type: ignore[assignment]
+    facts: PatchFacts = None  # type: ignore[assignment]
+    reason: Reason = None  # type: ignore[assignment]
 
 
 def customer_currency_message(policy: Any, currency: str) -> str:
@@ -251,3 +305,49 @@ class ImportResult(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     imported: int
+
+
+class HistoryWho(BaseModel):
+    """The API key that made the change (``role`` ``local``: the Python API, no key)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    key_id: str | None = Field(description="The key's id, as `creditgate keys list` shows it")
+    role: str
+    name: str = Field(description="The key's name when it was created (may be empty)")
+
+
+class HistoryChange(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    old: Any = Field(description="Before (null: not set, e.g. a new customer or fact)")
+    new: Any = Field(description="After (null: the fact was removed)")
+
+
+class HistoryEntry(BaseModel):
+    """One change of a customer's master data, hash-chained (chain `customer_history`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int = Field(description="Position in the chain (all customers)")
+    customer_id: str
+    version: int = Field(description="The customer's version after the change")
+    source: str = Field(description="`put`, `patch` or `import`")
+    at: DateTimeText = Field(description="When (the service clock)")
+    who: HistoryWho
+    reason: str | None
+    changes: dict[str, HistoryChange] = Field(
+        description="Per field (`credit_limit`, ..., `facts.<name>`): old and new value"
+    )
+    record_hash: str
+
+
+class HistoryPage(BaseModel):
+    """A customer's history, newest first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[HistoryEntry]
+    next_cursor: int | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )

@@ -263,10 +263,7 @@ def http_replay(
             customer = load_customers.customer_body(pos)
             held = reserved.get(cid, Decimal("0.00"))
             customer["open_receivables"] = str(max(pos.exposure - held, Decimal("0.00")))
-            r = client.put(f"/v1/customers/{cid}", json=customer)
-            if r.status_code != 200:
-                raise RuntimeError(f"PUT /v1/customers/{cid}: {r.status_code} {r.text}")
-            row = r.json()
+            row = load_customers.put_customer(client, cid, customer).json()
             reserved[cid] = Decimal(row["open_orders"])
             if Decimal(row["exposure"]) != pos.exposure:
                 out.overstated += 1

@@ -30,6 +30,7 @@ from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -126,13 +127,27 @@ def load_into_store(database_url: str, found: list[positions.Position]) -> int:
     return len(found)
 
 
+def put_customer(client: Any, customer_id: str, body: dict[str, Any]) -> Any:
+    """``PUT /v1/customers/{id}`` of a whole position: created with ``If-None-Match: *``;
+    a customer that exists already (412) is read and replaced with ``If-Match`` and the ETag
+    read. Returns the 200 response; raises ``RuntimeError`` on a refusal."""
+    url = f"/v1/customers/{quote(customer_id, safe='')}"
+    r = client.put(url, json=body, headers={"If-None-Match": "*"})
+    if r.status_code == 412:
+        current = client.get(url)
+        if current.status_code == 200:
+            r = client.put(url, json=body, headers={"If-Match": current.headers["ETag"]})
+    if r.status_code != 200:
+        raise RuntimeError(f"PUT /v1/customers/{customer_id}: {r.status_code} {r.text}")
+    return r
+
+
 def load_over_http(client: Any, found: list[positions.Position]) -> int:
     """``PUT /v1/customers/{id}`` for every position (``client``: an ``httpx.Client`` with
-    the base URL and an admin key). Raises ``RuntimeError`` on the first refusal."""
+    the base URL and an admin key; ``put_customer``). Raises ``RuntimeError`` on the first
+    refusal."""
     for p in found:
-        r = client.put(f"/v1/customers/{p.customer_id}", json=customer_body(p))
-        if r.status_code != 200:
-            raise RuntimeError(f"PUT /v1/customers/{p.customer_id}: {r.status_code} {r.text}")
+        put_customer(client, p.customer_id, customer_body(p))
     return len(found)
 
 

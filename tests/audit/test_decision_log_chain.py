@@ -12,7 +12,15 @@ import sqlalchemy as sa
 from api.core.chainhead import ChainBroken
 from tests.helpers import sqlite_api, stores
 from tests.helpers.sqlite_api import Api, _three_decisions, sql
-from tests.helpers.stores import evaluator, intact, last_record, log_count, order, prime_customer
+from tests.helpers.stores import (
+    evaluator,
+    history_head,
+    intact,
+    last_record,
+    log_count,
+    order,
+    prime_customer,
+)
 
 # pytest fixtures from tests/helpers/sqlite_api.py (on a SQLite file)
 api = sqlite_api.api
@@ -53,7 +61,8 @@ def test_deleted_newest_records_are_detected(store, compiled):
     for i in range(5):
         store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
     head = last_record(store)
-    assert head[0] == 5 and store.audit.verify_chain() == intact(5, head)
+    assert head[0] == 5
+    assert store.audit.verify_chain() == intact(5, head, history=history_head(store))
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log WHERE seq >= 4"))
     result = store.audit.verify_chain()
@@ -94,7 +103,7 @@ def test_emptied_log_is_detected(store, compiled):
     ev = evaluator(compiled)
     for i in range(4):
         store.decisions.decide(order(f"O{i}", "100.00"), ev, "erp")
-    assert store.audit.verify_chain() == intact(4, last_record(store))
+    assert store.audit.verify_chain() == intact(4, last_record(store), history=history_head(store))
     with store.engine.begin() as conn:
         conn.execute(sa.text("DELETE FROM decision_log"))
     result = store.audit.verify_chain()
@@ -147,6 +156,7 @@ def test_audit_verify_detects_tampering(api: Api) -> None:
     _three_decisions(api)
     h = api.h("compliance")
     ((head_hash,),) = sql(api.db, "SELECT record_hash FROM decision_log WHERE seq = 3")
+    ((history_hash,),) = sql(api.db, "SELECT record_hash FROM customer_history WHERE seq = 2")
     assert api.client.get("/v1/audit/verify", headers=h).json() == {
         "ok": True,
         "checked": 3,
@@ -162,6 +172,15 @@ def test_audit_verify_detects_tampering(api: Api) -> None:
             "reason": None,
             "head_seq": None,
             "head_hash": None,
+            "moved_clock": 0,
+        },
+        "customer_history": {  # the two customers' creations
+            "ok": True,
+            "checked": 2,
+            "first_broken_seq": None,
+            "reason": None,
+            "head_seq": 2,
+            "head_hash": history_hash,
             "moved_clock": 0,
         },
         "consistency": {

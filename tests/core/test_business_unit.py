@@ -21,6 +21,7 @@ OWNED = {
     "decision_log": ["business_unit", "seq"],
     "ledger_events": ["business_unit", "event_id"],
     "chain_head": ["business_unit", "name"],
+    "customer_history": ["business_unit", "seq"],
     "fx_rates": ["business_unit", "base", "currency", "as_of"],
     "policy_versions": ["business_unit", "sha256"],
 }

@@ -23,9 +23,9 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     runner = CliRunner()
     r = runner.invoke(app, ["db", "upgrade"])
     assert r.exit_code == 0, r.output
-    assert r.stdout == "ok: database migrated from schema (none: new) to 0005_business_unit\n"
+    assert r.stdout == "ok: database migrated from schema (none: new) to 0006_customer_history\n"
     r = runner.invoke(app, ["db", "upgrade"])
-    assert r.stdout == "ok: database is up to date (schema 0005_business_unit)\n"
+    assert r.stdout == "ok: database is up to date (schema 0006_customer_history)\n"
     r = runner.invoke(app, ["keys", "create", "--role", "compliance", "--name", "auditor"])
     assert r.exit_code == 0, r.output
     key = r.stdout.strip()
@@ -42,9 +42,12 @@ def test_cli_db_keys_audit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     r = runner.invoke(app, ["audit", "verify"])
     assert r.exit_code == 0, r.output
     ((head_hash,),) = sql(db, "SELECT record_hash FROM decision_log WHERE seq = 3")
+    ((history_hash,),) = sql(db, "SELECT record_hash FROM customer_history WHERE seq = 2")
     assert r.stdout.splitlines() == [
         f"ok: decision log: 3 records, hash chain intact; head seq 3 record_hash {head_hash}",
         "ok: ledger events: 0 records, hash chain intact; no head",
+        "ok: customer history: 2 records, hash chain intact; head seq 2 record_hash "
+        f"{history_hash}",
         "ok: ledger consistency: 2 customers, 1 policy text; open orders match the open "
         "reservations, reservations match the ledger events, policy texts match their sha256 "
         "and every logged policy is stored",

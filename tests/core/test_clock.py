@@ -178,7 +178,7 @@ def test_a_server_in_test_mode_runs_on_the_clock_it_is_given(tmp_path: Path) -> 
         with httpx.Client(base_url=server.base, timeout=30) as c:
             c.put(
                 "/v1/customers/C1",
-                headers=keys["admin"],
+                headers={**keys["admin"], "If-None-Match": "*"},
                 json={"currency": "EUR", "credit_limit": "1000.00", "facts": PRIME},
             ).raise_for_status()
             body = {

@@ -33,6 +33,8 @@ OPERATION_IDS = {
     ("GET", "/v1/decisions/{decision_id}/replay"): "replayDecision",
     ("PUT", "/v1/customers/{customer_id}"): "putCustomer",
     ("GET", "/v1/customers/{customer_id}"): "getCustomer",
+    ("PATCH", "/v1/customers/{customer_id}"): "patchCustomer",
+    ("GET", "/v1/customers/{customer_id}/history"): "getCustomerHistory",
     ("POST", "/v1/customer-imports"): "importCustomers",
     ("POST", "/v1/customers/import"): "importCustomersDeprecated",
     ("POST", "/v1/customers/{customer_id}/events"): "recordLedgerEvent",
@@ -238,8 +240,9 @@ def test_money_patterns_are_the_parsers() -> None:
 
 def test_customer_id_path_parameter_is_documented(api: Api) -> None:
     spec = _spec(api)
-    for method in ("get", "put"):
-        [param] = spec["paths"]["/v1/customers/{customer_id}"][method]["parameters"]
+    for method in ("get", "put", "patch"):
+        params = spec["paths"]["/v1/customers/{customer_id}"][method]["parameters"]
+        [param] = [p for p in params if p["in"] == "path"]
         assert param["schema"]["pattern"] == schemas.CUSTOMER_ID_PATTERN
         assert param["schema"]["not"] == {"enum": ["import"]}
         assert param["schema"]["maxLength"] == 200
@@ -278,7 +281,7 @@ def test_answers_fit_their_schemas(tmp_path: Path, masked: bool) -> None:
         today = datetime.now(UTC).date().isoformat()
         put = a.client.put(
             "/v1/customers/CUST-0004",
-            headers=a.h(),
+            headers={**a.h(), "If-None-Match": "*"},
             json={
                 "currency": "EUR",
                 "credit_limit": "50000.00",

@@ -101,7 +101,7 @@ def test_unexpected_error_is_500_without_details(api: Api, monkeypatch: pytest.M
     def boom(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail")
 
-    monkeypatch.setattr(api.store.customers, "get", boom)
+    monkeypatch.setattr(api.store.customers, "read", boom)
     r = api.client.get("/v1/customers/CUST-1", headers=api.h())
     body = problem(r, 500, "internal_error")
     assert "secret" not in r.text and "RuntimeError" not in r.text

@@ -138,7 +138,7 @@ def put_customers(base: str, admin_key: str, ids: list[str], limit: str) -> None
         for cid in ids:
             r = c.put(
                 f"/v1/customers/{cid}",
-                headers={"Authorization": f"Bearer {admin_key}"},
+                headers={"Authorization": f"Bearer {admin_key}", "If-None-Match": "*"},
                 json={
                     "currency": "EUR",
                     "credit_limit": limit,

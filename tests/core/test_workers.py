@@ -59,7 +59,7 @@ def test_four_workers_and_200_concurrent_orders(pg: str, tmp_path: Path) -> None
             for cid, limit in limits.items():
                 r = c.put(
                     f"/v1/customers/{cid}",
-                    headers={"Authorization": f"Bearer {admin}"},
+                    headers={"Authorization": f"Bearer {admin}", "If-None-Match": "*"},
                     json={
                         "currency": "EUR",
                         "credit_limit": str(limit),
@@ -132,7 +132,7 @@ def test_metrics_add_up_every_worker(pg: str, tmp_path: Path) -> None:
         with httpx.Client(base_url=server.base, timeout=60) as c:
             c.put(
                 "/v1/customers/C1",
-                headers={"Authorization": f"Bearer {admin}"},
+                headers={"Authorization": f"Bearer {admin}", "If-None-Match": "*"},
                 json={"currency": "EUR", "credit_limit": "1000000.00", "facts": PRIME},
             ).raise_for_status()
 

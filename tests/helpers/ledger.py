@@ -23,12 +23,14 @@ from api.ledger.models import POSTED_BY
 from api.store import Store
 from engine.evaluate import evaluate, load
 from tests.conftest import fresh_pg_database
+from tests.helpers.sqlite_api import put_condition
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = ROOT / "policies.yaml"
 ALL_TABLES = (
     "ledger_events",
     "chain_head",
+    "customer_history",
     "fx_rates",
     "decision_log",
     "reservations",
@@ -151,7 +153,8 @@ class Api:
             "facts": dict(PRIME),
             **body,
         }
-        r = self.client.put(f"/v1/customers/{cid}", headers=self.h(), json=payload)
+        condition = put_condition(self.client, cid, self.h())
+        r = self.client.put(f"/v1/customers/{cid}", headers=self.h(**condition), json=payload)
         assert r.status_code == 200, r.text
         return r.json()
 

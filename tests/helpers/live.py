@@ -68,7 +68,7 @@ def live_service(tmp: Path) -> Iterator[Live]:
         today = datetime.now(UTC).date().isoformat()
         with httpx.Client(base_url=live.url, headers=live.headers(), timeout=30) as c:
             for cid, body in CUSTOMERS.items():
-                r = c.put(f"/v1/customers/{cid}", json=body)
+                r = c.put(f"/v1/customers/{cid}", json=body, headers={"If-None-Match": "*"})
                 assert r.status_code == 200, r.text
             rates = [
                 {"currency": "USD", "rate": "0.92", "as_of": today},

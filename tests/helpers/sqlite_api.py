@@ -25,6 +25,16 @@ PROBLEM = "application/problem+json"
 PRIME = {"years_in_business": 12, "risk_class": "low", "avg_days_late": "0.4"}
 
 
+def put_condition(client: Any, cid: str, headers: dict[str, str]) -> dict[str, str]:
+    """The precondition header of a ``PUT /v1/customers/{cid}`` (it needs one):
+    ``If-None-Match: *`` for a new customer, else ``If-Match`` with the ETag just read."""
+    r = client.get(f"/v1/customers/{cid}", headers=headers)
+    if r.status_code == 404:
+        return {"If-None-Match": "*"}
+    assert r.status_code == 200, r.text
+    return {"If-Match": r.headers["ETag"]}
+
+
 class Api:
     """A client plus one API key per role."""
 
@@ -51,7 +61,8 @@ class Api:
             "facts": dict(PRIME),
             **body,
         }
-        r = self.client.put(f"/v1/customers/{cid}", headers=self.h("admin"), json=payload)
+        headers = {**self.h("admin"), **put_condition(self.client, cid, self.h("admin"))}
+        r = self.client.put(f"/v1/customers/{cid}", headers=headers, json=payload)
         assert r.status_code == 200, r.text
         return r.json()
 

@@ -24,6 +24,7 @@ TABLES = (
     "decision_log",
     "ledger_events",
     "chain_head",
+    "customer_history",
     "reservations",
     "customers",
     "api_keys",
@@ -125,13 +126,30 @@ def last_record(store, table="decision_log"):
         )
 
 
+def history_head(store):
+    """``(seq, record_hash)`` of the customer history's chain head (None: no head)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(
+            sa.text("SELECT seq, record_hash FROM chain_head WHERE name = 'customer_history'")
+        ).first()
+    return tuple(row) if row else None
+
+
 def intact(
-    checked, head=None, ledger_checked=0, ledger_head=None, customers=1, policies=1, moved=0
+    checked,
+    head=None,
+    ledger_checked=0,
+    ledger_head=None,
+    customers=1,
+    policies=1,
+    moved=0,
+    history=None,
 ):
     """The verify_chain answer for intact chains of ``checked`` log records and
     ``ledger_checked`` ledger events, with these heads ``(seq, hash)``, and a consistent
     ledger of ``customers`` customers and ``policies`` stored policy texts; ``moved``:
-    the log records written under a moved clock."""
+    the log records written under a moved clock; ``history``: the customer history's head
+    ``(seq, hash)`` (``history_head``), every record intact."""
     return {
         "ok": True,
         "checked": checked,
@@ -147,6 +165,15 @@ def intact(
             "reason": None,
             "head_seq": ledger_head[0] if ledger_head else None,
             "head_hash": ledger_head[1] if ledger_head else None,
+            "moved_clock": 0,
+        },
+        "customer_history": {
+            "ok": True,
+            "checked": history[0] if history else 0,
+            "first_broken_seq": None,
+            "reason": None,
+            "head_seq": history[0] if history else None,
+            "head_hash": history[1] if history else None,
             "moved_clock": 0,
         },
         "consistency": {

@@ -61,7 +61,7 @@ def test_clock_ahead_moves_the_clock_of_a_server_it_starts(
         headers = {"Authorization": f"Bearer {keys[-1]}"}
         r = httpx.put(
             f"{server.base}/v1/customers/C1",
-            headers=headers,
+            headers={**headers, "If-None-Match": "*"},
             json={"currency": "EUR", "credit_limit": "10.00"},
             timeout=30,
         )

@@ -214,9 +214,11 @@ def _run(cmd: list[str], *, timeout: float, **kw: Any) -> subprocess.CompletedPr
     return r
 
 
-def _call(method: str, url: str, key: str | None = None, body: Any = None) -> tuple[int, Any]:
+def _call(
+    method: str, url: str, key: str | None = None, body: Any = None, **headers: str
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method)
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None:
         req.add_header("Content-Type", "application/json")
     if key:
@@ -315,7 +317,7 @@ def test_image_install_serves_decisions(tmp_path: Path) -> None:
         status, body = _call("PUT", f"{base}/v1/customers/CUST-1", keys["admin"], {
             "currency": "EUR", "credit_limit": "100000.00", "open_receivables": "20000.00",
             "facts": {"years_in_business": 12, "risk_class": "low", "avg_days_late": "0.4"},
-        })
+        }, **{"If-None-Match": "*"})
         assert status == 200, body
         status, decision = _call("POST", f"{base}/v1/decisions", keys["order_entry"], {
             "order_id": "SO-1", "customer_id": "CUST-1", "amount": "12500.00",
