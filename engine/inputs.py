@@ -137,7 +137,9 @@ class RequestValidator:
 
         close = difflib.get_close_matches(path, self._known, n=1, cutoff=0.7) if hint else ()
         text = f" (did you mean {close[0]!r}?)" if close else ""
-        return InputError(path, "unknown_field", f"the policy declares no input {path!r}{text}")
+        return InputError(
+            path, "unknown_field", f"the policy declares no input {_short(path)}{text}"
+        )
 
     def __call__(self, request: Any) -> tuple[dict[str, Any], dict[str, str]]:
         """Check ``request``: ``(values, identifiers)`` or ``InputErrors`` (see

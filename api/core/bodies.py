@@ -190,7 +190,7 @@ def require_json(request: Request, media_types: tuple[str, ...] = ("application/
 LARGE_BODY = 64 * 1024
 #: ... and must arrive within this many seconds per MiB (at least this many) once it
 #: holds the gate, else 408: a sender trickling bytes cannot keep the gate
-LARGE_BODY_SECONDS = 30.0
+LARGE_BODY_SECONDS = 10.0
 _gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
     weakref.WeakKeyDictionary()
 )
@@ -391,7 +391,10 @@ def to_json(obj: Any) -> Any:
     return jsonable(obj)
 
 
-_STORE_FIELDS = ("order_id", "customer_id", "amount", "currency", "payment_term_days", "facts")
+_STORE_FIELDS = (
+    "order_id", "customer_id", "amount", "currency", "payment_term_days", "facts",
+    "open_receivables",
+)  # fmt: skip
 
 
 def store_refusal(exc: ValueError) -> Problem:

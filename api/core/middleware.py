@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import Request
 
 from api.core.metrics import Metrics, method_label
-from api.core.problems import Problem, internal_error_response, problem_response
+from api.core.problems import Problem, cut_path, internal_error_response, problem_response
 
 __all__ = ["Observe", "has_nul"]
 
@@ -83,7 +83,7 @@ class Observe:
                 extra={
                     "request_id": request_id,
                     "method": request.method,
-                    "path": request.url.path,
+                    "path": cut_path(request.url.path),
                 },
             )
             if status:  # the answer has started: abort the connection
@@ -104,7 +104,7 @@ class Observe:
                 extra={
                     "request_id": request.state.request_id,
                     "method": request.method,
-                    "path": request.url.path,
+                    "path": cut_path(request.url.path),
                     "status": status,
                     "duration_ms": round(elapsed * 1000, 3),
                     "decision_id": getattr(request.state, "decision_id", None),

@@ -95,6 +95,21 @@ _STATUS_CODES = {
 }
 
 
+_ERROR_FIELD_LIMIT = {"path": 200, "message": 500}
+
+
+def _cut(value: Any, limit: int) -> Any:
+    """``value`` if it is not text longer than ``limit``, else its start and ``...``."""
+    if isinstance(value, str) and len(value) > limit:
+        return value[: limit - 3] + "..."
+    return value
+
+
+def cut_path(path: str, limit: int = 200) -> str:
+    """A request path for a log line or a message, at most ``limit`` characters."""
+    return _cut(path, limit)
+
+
 #: the most field errors a problem lists (the rest are counted in ``errors_total``)
 MAX_ERRORS = 100
 
@@ -164,7 +179,12 @@ class Problem(Exception):
         self.status = status or default_status
         self.title = title or default_title
         self.detail = detail or self.title
-        self.errors = [dict(e) for e in errors]
+        # paths and messages may quote what a caller sent (an unknown member's name):
+        # bounded, so a megabyte name is never echoed back
+        self.errors = [
+            {k: _cut(v, _ERROR_FIELD_LIMIT.get(k, 200)) for k, v in dict(e).items()}
+            for e in errors
+        ]
         self.errors_total = len(self.errors)
         if self.errors_total > MAX_ERRORS:
             more = self.errors_total - MAX_ERRORS
@@ -252,7 +272,7 @@ def validation_errors(
             code = "null_value"
             msg = "explicit null is not allowed: leave the field out for its default"
         elif kind == "extra_forbidden":
-            msg = f"unknown field {str(loc[-1])!r}" if loc else "unknown field"
+            msg = f"unknown field {_cut(repr(str(loc[-1])), 80)}" if loc else "unknown field"
         elif kind == "missing":
             msg = "required field is missing"
         out.append({"path": path, "code": code, "message": msg})
@@ -359,7 +379,7 @@ def install_handlers(app: FastAPI, *, path_map: Any = None) -> None:
         code = _STATUS_CODES.get(exc.status_code, "error")
         detail = exc.detail if isinstance(exc.detail, str) else ""
         if exc.status_code == 404 and detail == "Not Found":
-            detail = f"no resource at {request.url.path}"
+            detail = f"no resource at {cut_path(request.url.path)}"
         headers = dict(exc.headers or {})
         if exc.status_code == 405:
             # The router names the methods of the first route whose path matched; Allow

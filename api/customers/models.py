@@ -114,11 +114,15 @@ def customer_fact_value(spec: Any, raw: Any, minor_units: int) -> Any:
     """``raw`` checked against the input's type, range and allowed values
     (``engine.inputs.coerce``) as the JSON value the ledger stores: numbers other than
     whole ``int`` inputs as exact decimal strings (money in the policy currency's minor
-    unit). Raises ``InputErrors``."""
+    unit; a decimal without trailing zeros, so an equal value is never a change). Raises
+    ``InputErrors``."""
     from engine.inputs import coerce
+    from engine.values import CONTEXT
 
     value = coerce(spec, raw, minor_units)
     if isinstance(value, Decimal):
+        if spec.type.kind != "money":  # "12.50" and "12.5" are one value: one stored text
+            value = value.normalize(CONTEXT) if value else Decimal(0)  # 60 digits: exact
         return format(value, "f")
     return value
 

@@ -15,6 +15,7 @@ from sqlalchemy import exc
 from sqlmodel import Session
 
 from api.core import chain
+from api.core.bodies import MAX_MONEY
 from api.core.database import Database
 from api.core.values import customer_identifier, money
 from api.customers.conditions import Preconditions
@@ -134,6 +135,9 @@ class Customers:
                     }
                     applied = _apply(self.db, s, cust, row, merge_facts=False)
                     if isinstance(applied, str):
+                        field, sep, why = applied.partition(": ")
+                        if sep and field == "open_receivables":  # 422 at that field
+                            raise ValueError(f"{field}: customer {customer_id!r}: {why}")
                         raise ValueError(f"customer {customer_id!r} {applied}")
                     cust, changes = applied
                     entries = [(customer_id, cust.version, changes)] if changes else []
@@ -178,11 +182,12 @@ class Customers:
                         cust = _lock(self.db, s, r["customer_id"])
                         applied = _apply(self.db, s, cust, row, merge_facts=True)
                         if isinstance(applied, str):
+                            field, sep, why = applied.partition(": ")
                             errors.append(
                                 {
                                     "line": r["line"],
-                                    "column": "currency",
-                                    "problem": f"the customer {applied}",
+                                    "column": field if sep else "currency",
+                                    "problem": f"the customer {why if sep else applied}",
                                 }
                             )
                         elif applied[1]:
@@ -230,6 +235,8 @@ def _lock(db: Database, s: Session, customer_id: str) -> Customer | None:
     return s.get(Customer, (db.unit, customer_id), with_for_update=True)
 
 
+_CENTS = Decimal("0.01")  # the money columns' scale (api.core.types.Money)
+
 #: the master-data columns a PUT, PATCH or import writes (besides ``facts``)
 MASTER_COLUMNS = ("currency", "credit_limit", "open_receivables", "days_past_due")
 
@@ -246,6 +253,15 @@ def _apply(
     be changed (text). A change bumps ``version`` and ``updated_at``; no change, no write."""
     facts = None if r["facts"] is None else chain.jsonable(r["facts"])
     now = db.clock.now()
+    # as the column stores them (two decimals): "7" and "7.00" are one value, one ETag
+    r = {**r, **{k: r[k].quantize(_CENTS) for k in ("credit_limit", "open_receivables")
+                 if r[k] is not None}}
+    receivables = r["open_receivables"]
+    if receivables is None and cust is not None:
+        receivables = cust.open_receivables
+    if (receivables or 0) + (cust.open_orders if cust is not None else 0) >= MAX_MONEY:
+        return ("open_receivables: receivables and open orders would reach 10^15 "
+                "(what a decision can read); nothing was changed")
     if cust is None:
         cust = Customer(
             business_unit=db.unit,

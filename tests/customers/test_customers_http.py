@@ -100,7 +100,8 @@ def test_put_customer_facts_are_checked_against_the_policy_all_errors_at_once(ap
     assert "['low', 'medium', 'high']" in got["facts.country_risk"][1]
     assert b["detail"].startswith("9 problems")
     assert api.store.customers.get("CUST-1") is None
-    # the same facts, valid: stored as the policy types them (bool, enum, int, exact decimal)
+    # the same facts, valid: stored as the policy types them (bool, enum, int, exact decimal
+    # without trailing zeros: "1.50" and "1.5" are one value; money in cents)
     ok = {
         "risk_class": "low",
         "customer.years_in_business": 3,
@@ -115,7 +116,7 @@ def test_put_customer_facts_are_checked_against_the_policy_all_errors_at_once(ap
         "years_in_business": "3",
         "blacklisted": False,
         "disputed_invoices": 2,
-        "avg_days_late": "1.50",
+        "avg_days_late": "1.5",
         "overdue_amount": "10.00",
     }
 

@@ -289,3 +289,57 @@ def test_the_etag_is_compared_under_the_row_lock(api):
     t2.join(30)
     assert outcome == {"first": "ok", "second": "412"}
     assert api.store.customers.get("C1")["credit_limit"] == D("11.00")
+
+
+# -- found by the adversarial review of 2026-12-07 ------------------------------------------
+
+
+def test_the_answers_etag_is_the_stored_records_whatever_the_money_spelling(api):
+    """"7", 7 and "7.00" are one credit limit: the PUT / PATCH answer, its ETag and the
+    history show what GET shows, and that ETag is good for the next If-Match."""
+    created = _create(api, body={**BODY, "credit_limit": "9"})
+    assert created.json()["credit_limit"] == "9.00"
+    assert created.headers["ETag"] == _get(api)[1]
+    for limit in ("7", 8):
+        r = _patch(api, {"credit_limit": limit})
+        assert r.status_code == 200, r.text
+        assert r.json()["credit_limit"] == f"{limit}.00"
+        got, tag = _get(api)
+        assert r.headers["ETag"] == tag and got == r.json()
+        r = _patch(api, {"days_past_due": 3 if limit == "7" else 4}, **{"If-Match": tag})
+        assert r.status_code == 200, r.text
+    same = _patch(api, {"credit_limit": "8.00"})  # the same value: nothing changes
+    assert same.headers["ETag"] == _get(api)[1]
+    history = api.client.get("/v1/customers/C1/history", headers=api.h()).json()["items"]
+    limits = [i["changes"]["credit_limit"] for i in history if "credit_limit" in i["changes"]]
+    assert limits == [{"old": "7.00", "new": "8.00"}, {"old": "9.00", "new": "7.00"},
+                      {"old": None, "new": "9.00"}]
+
+
+def test_an_equal_decimal_fact_is_no_change(api):
+    _create(api)
+    _, tag = _get(api)
+    r = _patch(api, {"facts": {"years_in_business": "12.000", "avg_days_late": "0.40"}})
+    assert r.status_code == 200, r.text
+    assert r.headers["ETag"] == tag
+    assert r.json()["facts"]["years_in_business"] == "12"
+    history = api.client.get("/v1/customers/C1/history", headers=api.h()).json()["items"]
+    assert len(history) == 1  # the creation only
+    r = _patch(api, {"facts": {"avg_days_late": "0.50"}})
+    assert r.json()["facts"]["avg_days_late"] == "0.5"
+
+
+def test_receivables_and_open_orders_stay_below_what_a_decision_can_read(api):
+    _create(api, body={**BODY, "credit_limit": "999999999999999.99", "open_receivables": "0",
+                       "facts": PRIME, "days_past_due": 0})
+    d = api.decide(order_id="A1", customer_id="C1", amount="100.00")
+    assert d.status_code == 200 and d.json()["outcome"] == "approve", d.text
+    _, tag = _get(api)
+    r = _patch(api, {"open_receivables": "999999999999999.99"})
+    body = problem(r, 422, "invalid_request")
+    assert body["errors"][0]["path"] == "open_receivables", body
+    assert "10^15" in body["errors"][0]["message"]
+    assert _get(api)[1] == tag  # nothing changed
+    r = _patch(api, {"open_receivables": "999999999999899.99"})  # just below, with 100.00
+    assert r.status_code == 200, r.text
+    assert r.json()["exposure"] == "999999999999999.99"

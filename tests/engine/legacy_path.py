@@ -188,7 +188,7 @@ def validate_request(policy: Policy, request: Any) -> tuple[dict[str, Any], dict
         close = difflib.get_close_matches(path, known, n=1, cutoff=0.7)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         errors.append(
-            InputError(path, "unknown_field", f"the policy declares no input {path!r}{hint}")
+            InputError(path, "unknown_field", f"the policy declares no input {_cut(path)}{hint}")
         )
     if errors:
         raise InputErrors(errors)
