@@ -126,6 +126,9 @@ def create_app(settings: Any = None, *, clock: Callable[[], datetime] | None = N
 
     app = FastAPI(
         lifespan=lifespan,
+        # "/v1/policy/" is not "/v1/policy": a 404 problem, never a 307 to an http:// URL
+        # answered before the key check
+        redirect_slashes=False,
         title="Creditgate",
         version="0.1.0",
         description="Credit decisions (approve / refer / decline) for sales orders on credit, "

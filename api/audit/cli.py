@@ -8,7 +8,11 @@ import typer
 from analysis.cli import EXIT_POLICY, err
 from api.core.cli import open_store, unavailable
 
-audit_app = typer.Typer(help="The decision log's hash chain.", no_args_is_help=True)
+audit_app = typer.Typer(
+    help="The hash chains (decision log, ledger events, customer history) and the ledger's "
+    "consistency.",
+    no_args_is_help=True,
+)
 
 
 @audit_app.command("verify")

@@ -433,7 +433,10 @@ async def on_unknown_customer(request: Request, exc: Exception) -> JSONResponse:
     if cid in RESERVED_CUSTOMER_IDS:
         detail = f"no customer {cid!r}: {cid!r} is reserved, never a customer id"
     elif cid:
-        detail = f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid}"
+        detail = (
+            f"no customer {cid!r} in the ledger; create it with PUT /v1/customers/{cid} "
+            "and If-None-Match: *"
+        )
     else:
         detail = "unknown customer"
     return problem_response(

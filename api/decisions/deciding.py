@@ -446,7 +446,7 @@ class _Batch:
             raise ValueError(
                 f"facts: {', '.join(clash)} {'comes' if len(clash) == 1 else 'come'} "
                 f"from the ledger for customer "
-                f"{customer_id!r}; change them with PUT /v1/customers/{customer_id}"
+                f"{customer_id!r}; change them with PATCH /v1/customers/{customer_id}"
             )
         o = self.orders.setdefault(order_id, _Order())
         last, previous = o.last, o.reservation

@@ -41,3 +41,12 @@ def test_a_huge_unknown_path_is_cut_in_the_404(api):
     r = api.client.get("/nokey/" + "z" * 60_000)
     body = problem(r, 404, "not_found")
     assert len(r.content) < 2_000 and body["detail"].endswith("...")
+
+
+def test_a_trailing_slash_is_a_404_problem_never_a_redirect(api):
+    """Found by the new-user run: Starlette redirected ``/v1/policy/`` with a 307 to an
+    absolute http:// URL, before any key check."""
+    for path in ("/v1/policy/", "/healthz/", "/v1/decisions/", "/v1/customers/C1/"):
+        r = api.client.get(path, headers=api.h(), follow_redirects=False)
+        problem(r, 404, "not_found")
+        assert "location" not in r.headers

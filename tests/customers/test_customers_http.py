@@ -231,7 +231,8 @@ def test_customer_id_rules_in_the_csv_import_and_orders(api: Api) -> None:
 def test_messages_unknown_customer_fact_clash_and_non_utf8_csv(api: Api) -> None:
     body = problem(api.decide(customer_id="NOBODY"), 404, "unknown_customer")
     assert body["detail"] == (
-        "no customer 'NOBODY' in the ledger; create it with PUT /v1/customers/NOBODY"
+        "no customer 'NOBODY' in the ledger; create it with PUT /v1/customers/NOBODY and "
+        "If-None-Match: *"
     )
     api.customer(facts={**PRIME, "blacklisted": False})
     one = problem(api.decide(facts={"customer.blacklisted": True}), 422, "invalid_request")
