@@ -6,8 +6,8 @@ Per batch, whatever its size (statements on PostgreSQL; SQLite has no lock state
 
 1. lock and read the customers' positions (``SELECT ... FOR UPDATE``, customer-id order);
 2. lock the order ids (one advisory-lock statement, lock-key order; PostgreSQL only);
-3. read the orders' state: last decision, reservation, ledger events of other customers
-   (one ``UNION ALL``);
+3. read the orders' state: last decision, reservation, the order's invoices and cancels
+   (their customers and amounts; one ``UNION ALL``);
 4. per job, in arrival order, in memory: checks, conversion (an order in another currency
    reads its rates), evaluation, the new record (hashed envelope, ``records``); a job that
    fails leaves nothing behind and the others go on;
@@ -158,6 +158,8 @@ class _Order:
     had_reservation: bool = False
     changed: bool = False  # the reservation was replaced or released by this batch
     event_customers: set[str] = field(default_factory=set)
+    # The amounts of the order's invoices, by the customer they were posted to.
+    invoiced_by: dict[str, Decimal] = field(default_factory=dict)
 
 
 def normalise_order(order: dict[str, Any]) -> dict[str, Any]:
@@ -258,16 +260,21 @@ def _json_value(v: Any) -> Any:
 
 
 def engine_request(
-    norm: dict[str, Any], pos: _Position, open_orders: Decimal, request_customer: dict[str, Any]
+    norm: dict[str, Any],
+    pos: _Position,
+    open_orders: Decimal,
+    request_customer: dict[str, Any],
+    own_receivables: Decimal = ZERO,
 ) -> dict[str, Any]:
     """The engine request (JSON data, keys sorted), nested by group: ledger facts, then the
     order's facts (request values win), then the order itself; exposure = open receivables
-    + ``open_orders`` (this order's previous reservation already released)."""
+    + ``open_orders`` (this order's previous reservation already released) - ``own_receivables``
+    (the part of this order already invoiced, which the order's amount counts again)."""
     customer: dict[str, Any] = dict(pos.facts)
     customer["days_past_due"] = pos.days_past_due
     customer.update(request_customer)
     customer["credit_limit"] = plain(pos.credit_limit)
-    customer["exposure"] = plain(pos.open_receivables + open_orders)
+    customer["exposure"] = plain(pos.open_receivables + open_orders - own_receivables)
     customer["id"] = norm["customer_id"]
     groups: dict[str, dict[str, Any]] = {"order": {}, "customer": customer}
     for key, value in norm["facts"].items():
@@ -368,6 +375,8 @@ class _Batch:
                 o.had_reservation = True
             else:
                 o.event_customers.add(cid)
+                if status == "invoice_issued":
+                    o.invoiced_by[cid] = o.invoiced_by.get(cid, ZERO) + money(amount)
 
     def last_texts(self, last: _Last) -> dict[str, Any]:
         """The stored columns of ``last`` a repeat copies (read once, when needed)."""
@@ -483,7 +492,18 @@ class _Batch:
                 f"order {order_id!r} is {done}; it cannot be amended: decide a new order id"
             )
         open_orders = pos.open_orders - (previous.amount if previous is not None else ZERO)
-        request = engine_request(norm, pos, open_orders, request_customer)
+        # Counted once (README "Exposure: each order counted once"). Here the order has no
+        # reservation, or an open one none of whose amount is invoiced (an amendment), so
+        # every invoice already posted for it is in the receivables and covered by no
+        # reservation (the invoice came before the credit check, or after a referral that
+        # a person released outside Creditgate). The order's amount covers them: an
+        # approve reserves only the part not yet invoiced (``taken`` is born invoiced),
+        # and the engine sees the exposure without them, so exposure_after counts the
+        # order once. Payments are not allocated to invoices: the engine never takes more
+        # off than the receivables still open (it sees at least the other open orders).
+        taken = min(norm["amount"], o.invoiced_by.get(customer_id, ZERO))
+        own = min(taken, pos.open_receivables)
+        request = engine_request(norm, pos, open_orders, request_customer, own)
         decision = job.evaluate(request)
         if not isinstance(decision, Decision):
             raise TypeError("evaluate_fn must return a Decision")
@@ -492,9 +512,10 @@ class _Batch:
         # From here on nothing can fail: the batch's state moves.
         approved = decision.outcome == "approve"
         if approved:
-            open_orders += norm["amount"]
+            open_orders += norm["amount"] - taken
+            status = "invoiced" if taken == norm["amount"] else "open"
             o.reservation = _Reservation(
-                customer_id, norm["amount"], ZERO, "open", decision.decision_id, chash
+                customer_id, norm["amount"], taken, status, decision.decision_id, chash
             )
             o.changed = True
         elif previous is not None:

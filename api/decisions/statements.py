@@ -149,11 +149,12 @@ class Sql:
         )
 
     def order_state(self, unit: str, order_ids: Sequence[str]) -> tuple[str, dict[str, Any]]:
-        """Per order id: its last decision (kind 1), its reservation (2), the customers its
-        invoices and cancels name (3: ``BINDING_EVENTS``; a payment or credit note that
-        names an order id does not make it its customer's); one ``UNION ALL``. Columns:
-        kind, order id, customer id, content hash, seq, status, amount, invoiced, decision
-        id. On PostgreSQL each lookup is a ``LATERAL`` subquery per order id with equality on
+        """Per order id: its last decision (kind 1), its reservation (2), its invoices and
+        cancels (3: ``BINDING_EVENTS``, one row each with its customer, type in ``status``
+        and amount; a payment or credit note that names an order id does not make it its
+        customer's, and does not count as invoiced); one ``UNION ALL``. Columns: kind,
+        order id, customer id, content hash, seq, status, amount, invoiced, decision id.
+        On PostgreSQL each lookup is a ``LATERAL`` subquery per order id with equality on
         every leading column of its index (and ``LIMIT``), so the plan is an index lookup
         even before the planner has statistics of the tables (a new database, autovacuum
         off)."""
@@ -170,9 +171,10 @@ class Sql:
                 "CAST(r.amount AS TEXT), CAST(r.invoiced AS TEXT), r.decision_id "
                 "FROM unnest(%(o)s::text[]) AS o(id) CROSS JOIN LATERAL (SELECT * FROM "
                 "reservations WHERE business_unit = %(u)s AND order_id = o.id LIMIT 1) AS r "
-                f"UNION ALL SELECT 3, o.id, e.customer_id, {t}, {b}, {t}, {t}, {t}, {t} "
-                "FROM unnest(%(o)s::text[]) AS o(id) CROSS JOIN LATERAL (SELECT DISTINCT "
-                "customer_id FROM ledger_events WHERE business_unit = %(u)s "
+                f"UNION ALL SELECT 3, o.id, e.customer_id, {t}, {b}, e.type, "
+                f"CAST(e.amount AS TEXT), {t}, {t} "
+                "FROM unnest(%(o)s::text[]) AS o(id) CROSS JOIN LATERAL (SELECT "
+                "customer_id, type, amount FROM ledger_events WHERE business_unit = %(u)s "
                 f"AND order_id = o.id AND type IN {BINDING_EVENTS}) AS e"
             )
             return sql, params
@@ -185,9 +187,9 @@ class Sql:
             "UNION ALL SELECT 2, order_id, customer_id, content_hash, NULL, status, "
             "CAST(amount AS TEXT), CAST(invoiced AS TEXT), decision_id FROM reservations "
             f"WHERE business_unit = :u AND order_id {ids} "
-            "UNION ALL SELECT DISTINCT 3, order_id, customer_id, NULL, NULL, NULL, NULL, "
-            f"NULL, NULL FROM ledger_events WHERE business_unit = :u AND order_id {ids} "
-            f"AND type IN {BINDING_EVENTS}"
+            "UNION ALL SELECT 3, order_id, customer_id, NULL, NULL, type, "
+            "CAST(amount AS TEXT), NULL, NULL FROM ledger_events "
+            f"WHERE business_unit = :u AND order_id {ids} AND type IN {BINDING_EVENTS}"
         )
         return sql, params
 

@@ -42,7 +42,8 @@ class EventBody(Body):
 
 PositiveMoney = Annotated[Money, WithJsonSchema(POSITIVE_MONEY_SCHEMA)]
 _EVENT_ID = "The caller's unique id of the event: the same id and content again is answered " \
-    "with the recorded result (replayed), other content is a conflict (409)"
+    "with the recorded result (replayed), other content is a conflict (409). The only " \
+    "idempotency key: for an invoice, send the ERP's invoice number"
 _AMOUNT = "Above 0 (the type gives the direction), at most the decimals of the currency"
 _CURRENCY = "The customer's ledger currency (the policy currency); no conversion"
 
@@ -57,7 +58,8 @@ class OrderCancelled(Body):
 
 class InvoiceIssued(Body):
     """Adds the amount to the open receivables and takes the part the order's open
-    reservation covers off the open orders (the rest is new exposure: ``unreserved``)."""
+    reservation covers off the open orders (the rest is new exposure: ``unreserved``; an
+    approval decided later covers it: the order is counted once)."""
 
     event_id: Identifier = Field(description=_EVENT_ID)
     type: Literal["invoice_issued"]

@@ -9,9 +9,10 @@ read (pure functions; no table of their own, no migration).
 2. The decision in force (the latest ``new`` or ``amended`` record; a ``repeat`` changes
    nothing) is an approve, so the order has a reservation — the status is that of the
    approved amount: ``invoiced`` when its invoices cover it (reservation ``invoiced``),
-   ``partly_invoiced`` when part of it is invoiced, else ``approved``. An invoice that no
-   open reservation covered (posted before the decision, or beyond the approved amount)
-   does not count against the approved amount: it is ``unreserved_amount``.
+   ``partly_invoiced`` when part of it is invoiced, else ``approved``. An invoice posted
+   before the decision counts against the approved amount (the approval reserved only the
+   part not yet invoiced: the order is counted once); an invoice beyond the approved
+   amount, or after a cancel, is ``unreserved_amount``.
 3. No approve in force (a refer, a decline, or no decision here) but invoices of the
    order: ``invoiced`` — a person released the order outside Creditgate (or it was decided
    elsewhere) and every invoice is unreserved exposure (``unreserved_amount``). There is
@@ -145,9 +146,14 @@ def order_view(rows: OrderRows, *, amount_masked: bool = False) -> dict[str, Any
     decision = _in_force(rows)
     invoices = [e for e in rows.events if e["type"] == "invoice_issued"]
     invoiced = sum((e["amount"] for e in invoices), ZERO)
-    unreserved = sum((Decimal(str(e["effect"].get("unreserved", "0"))) for e in invoices), ZERO)
+    # What no reservation covers: the invoices less what the reservation counts as invoiced
+    # (moved off open orders by its invoices, or taken over by the approval from invoices
+    # posted before it). The same as the sum of the events' ``effect.unreserved`` unless
+    # an approval took earlier invoices over, which their effects could not know.
+    unreserved = invoiced
     approved = open_part = None
     if res is not None:
+        unreserved = invoiced - res["invoiced"]
         approved = res["amount"]
         open_part = res["amount"] - res["invoiced"] if res["status"] == "open" else ZERO
     if amount_masked:

@@ -91,7 +91,9 @@ class OrderView(_Answer):
     )
     invoiced_amount: DecimalText = Field(description="The sum of the order's invoices")
     unreserved_amount: DecimalText = Field(
-        description="The part of the invoices no open reservation covered (new exposure)"
+        description="The part of the invoices no reservation covers (new exposure: beyond "
+        "the approved amount, after a cancel, or without an approve); an invoice posted "
+        "before the approval is covered by it (the order is counted once)"
     )
     timeline: list[TimelineEntry] = Field(
         description="Decisions and ledger events, oldest first: each chain in its `seq` "

@@ -127,7 +127,8 @@ def test_amended_from_approve_to_refer_releases_the_figures(api):
 
 def test_invoice_before_any_decision(api):
     """The order id is owned by the invoice's customer; its status comes from the events
-    until it is decided, and the earlier invoice never counts against the approval."""
+    until it is decided, and the earlier invoice then counts against the approval: the
+    order is counted once (tests/ledger/test_counted_once.py)."""
     api.customer()
     invoice(api, "INV-P", "SO-P", "500.00")
     body = view(api, "SO-P")
@@ -136,8 +137,8 @@ def test_invoice_before_any_decision(api):
     assert [e["entry"] for e in body["timeline"]] == ["ledger_event"]
     decided(api, "SO-P", "1000.00", "approve")
     body = view(api, "SO-P")
-    # the reservation is whole: the ledger reserved the full approval after the invoice
-    assert figures(body) == ("approved", "1000.00", "1000.00", "500.00", "500.00")
+    # the approval reserved only the part not yet invoiced: the invoice is part of it
+    assert figures(body) == ("partly_invoiced", "1000.00", "500.00", "500.00", "0.00")
     # the same instant (the clock is fixed): a decision comes first, by the stated rule
     assert [e["entry"] for e in body["timeline"]] == ["decision", "ledger_event"]
 
