@@ -370,7 +370,7 @@ def test_date_patterns_are_the_parsers() -> None:
     matches exactly the dates ``parse_date`` (``date.fromisoformat``) accepts; every date
     and time the ``from`` / ``to`` pattern matches is read by the list's parser."""
     from api.core.bodies import parse_date
-    from api.decisions.params import parse_when
+    from api.core.params import parse_when
 
     date_pattern = re.compile(schemas.DATE_SCHEMA["pattern"])
     years = [0, 1, 4, 100, 400, 1896, 1900, 1999, 2000, 2024, 2026, 2100, 2400, 9996, 9999]
