@@ -20,6 +20,9 @@ Routes (role in brackets; ``admin`` may do everything), by domain package::
                     POST /v1/customers/import          [admin]         (deprecated alias)
     api.ledger      POST /v1/customers/{id}/events     [order_entry]   cancel, invoice, payment,
                                                                        credit note; idempotent
+                    GET  /v1/ledger-events             [order_entry, finance, reviewer,
+                                                        compliance]    filters + cursor
+                    GET  /v1/ledger-events/export      [finance, compliance] CSV / JSON lines
     api.orders      GET  /v1/orders/{id}               [order_entry, reviewer, compliance]
                                                                        status, timeline
     api.fx          PUT  /v1/fx-rates                  [admin]         rates into policy currency

@@ -8,11 +8,13 @@ KEY_ID`` and checked through the app's ``KeyCache`` (``api.keys.cache``: no data
 transaction per request; a revocation is effective within one second in every worker): an
 unknown or revoked key → 401.
 
-Roles: ``order_entry`` (asks for decisions, reads customers, orders and decisions — masked
-as for ``reviewer`` —, posts the order documents: ``order_cancelled``, ``invoice_issued``),
-``finance`` (posts what reduces receivables: ``payment_received``, ``credit_note``; an
-order-entry key cannot free credit), ``reviewer`` (reads decisions and orders),
-``compliance`` (reads decisions and orders, replays decisions, verifies the audit chain),
+Roles: ``order_entry`` (asks for decisions, reads customers, orders, decisions — masked
+as for ``reviewer`` — and ledger events, posts the order documents: ``order_cancelled``,
+``invoice_issued``), ``finance`` (posts what reduces receivables: ``payment_received``,
+``credit_note``; an order-entry key cannot free credit; lists and exports the ledger
+events), ``reviewer`` (reads decisions, orders and ledger events), ``compliance`` (reads
+decisions, orders and ledger events, exports both logs, replays decisions, verifies the
+audit chain),
 ``policy_owner`` (reads the policy in force), ``admin`` (everything, incl. customers).
 Which role posts which ledger event: ``api.ledger.models.POSTED_BY``.
 

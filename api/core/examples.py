@@ -351,6 +351,41 @@ EVENT_RESULT = {
     },
 }
 
+LEDGER_EVENT_RECORD = {
+    "seq": 2,
+    "event_id": "INV-2026-0001",
+    "customer_id": CUSTOMER_ID,
+    "type": "invoice_issued",
+    "order_id": ORDER_ID,
+    "amount": "10000.00",
+    "currency": "EUR",
+    "content_hash": "7c1e4b2a9d8f0e3c5b6a7d8e9f0a1b2c3d4e5f60718293a4b5c6d7e8f9a0b1c2",
+    # the referred order, approved by a person and invoiced: no reservation covered it
+    "effect": {
+        "open_orders": "0.00",
+        "open_receivables": "10000.00",
+        "credit_balance": "0.00",
+        "unreserved": "10000.00",
+    },
+    "caller": "order_entry:3f2a9c81d0b4",
+    "created_at": "2026-11-29T21:19:40.118342+00:00",
+    "prev_hash": "2b8e0f6d4c1a3e5f7a9b0c2d4e6f8a0b1c3d5e7f9a1b2c4d6e8f0a2b4c6d8e0f",
+    "record_hash": "9b1f0b5c3fd1f54e1f1a0d0b7d3f4cbb8f2e0c8d0e9c1b7a5f3e2d1c0b9a8f7e",
+    "business_unit": "default",
+}
+LEDGER_EVENTS_PAGE = {"items": [LEDGER_EVENT_RECORD], "next_cursor": None}
+LEDGER_EXPORT_JSONL = (
+    '{"seq":2,"event_id":"INV-2026-0001",...}\n{"complete":true,"records":1}\n'
+)
+LEDGER_EXPORT_CSV = (
+    "seq,event_id,created_at,customer_id,order_id,type,amount,currency,effect_open_orders,"
+    "effect_open_receivables,effect_credit_balance,effect_unreserved,caller,prev_hash,"
+    "record_hash,record\n"
+    f"2,INV-2026-0001,2026-11-29T21:19:40.118342+00:00,{CUSTOMER_ID},{ORDER_ID},"
+    "invoice_issued,10000.00,EUR,0.00,10000.00,0.00,10000.00,order_entry:3f2a9c81d0b4,"
+    "...\n#complete,1\n"
+)
+
 FX_BODY = {"base": "EUR", "rates": [{"currency": "USD", "rate": "0.92", "as_of": "2026-11-27"}]}
 FX_RESULT = {"base": "EUR", "stored": 1}
 

@@ -56,6 +56,10 @@ def _route_table() -> list[tuple[str, str, tuple[str, ...]]]:
         ("GET", "/v1/audit/verify", ("compliance",)),
         ("GET", "/v1/policy", ("policy_owner", "compliance", "reviewer")),
         ("GET", "/v1/orders/{order_id}", ("order_entry", "reviewer", "compliance")),
+        # the ledger's events: who lists decisions, and finance (it posts the payments);
+        # the export as the decision log's (compliance), and finance
+        ("GET", "/v1/ledger-events", ("order_entry", "finance", "reviewer", "compliance")),
+        ("GET", "/v1/ledger-events/export", ("finance", "compliance")),
     ]
 
 
@@ -101,7 +105,8 @@ PROBLEM_DESCRIPTIONS: dict[int, str] = {
     "with the ETag of the record read, or `If-None-Match: *` to create one",
     422: "The request is not valid (`invalid_request`, `invalid_json`, `fx_rate_missing`); "
     "every problem in `errors`",
-    500: "No decision was made (`no_decision`, `internal_error`): treat the order as not approved",
+    500: "No decision was made (`no_decision`, `internal_error`): treat the order as not "
+    "approved; on a read: a stored record cannot be read (`unreadable_record`)",
     503: "The database or engine is unavailable (`database_unavailable`, `no_decision`, "
     "`not_ready`); nothing was recorded; retry later",
 }
@@ -124,6 +129,8 @@ PROBLEM_STATUSES: dict[tuple[str, str], tuple[int, ...]] = {
     ("GET", "/v1/audit/verify"): (),
     ("GET", "/v1/policy"): (),
     ("GET", "/v1/orders/{order_id}"): (404, 422),
+    ("GET", "/v1/ledger-events"): (422, 500),
+    ("GET", "/v1/ledger-events/export"): (422, 500),
 }
 
 

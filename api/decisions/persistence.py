@@ -8,20 +8,20 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterator
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime
 from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from api.core import chain
 from api.core.database import Database, read_records
+from api.core.params import query_bound
 from api.decisions.deciding import Decided, DecideJob, decide_batch
 from api.decisions.records import log_dict
 from api.decisions.tables import DecisionLog
 from engine.decision import Decision
 
-__all__ = ["KINDS", "Decisions", "query_bound"]
+__all__ = ["KINDS", "Decisions"]
 
 KINDS = ("new", "repeat", "amended")
 
@@ -195,20 +195,3 @@ def _policy_is(value: str) -> Any:
         DecisionLog.policy_version == value,
         col(DecisionLog.policy_sha256).startswith(digest, autoescape=True),
     )
-
-    # -- API keys -------------------------------------------------------------------------
-
-
-def query_bound(value: date | datetime, *, end: bool) -> datetime:
-    """A ``from`` (``end=False``, inclusive) or ``to`` (``end=True``, exclusive) bound on
-    ``created_at`` as an aware UTC datetime. A plain date means its whole day: as ``to``, up
-    to the start of the next day; ``to=9999-12-31`` is clamped to the last representable
-    instant. Raises ``OverflowError`` for a date-time whose UTC time is outside years
-    1..9999 (``0001-01-01T00:00:00+05:00``, ``9999-12-31T23:00:00-05:00``)."""
-    if isinstance(value, datetime):
-        return chain.as_utc(value)
-    if end and value == date.max:
-        return datetime.max.replace(tzinfo=UTC)
-    day = value + timedelta(days=1) if end else value
-    return datetime.combine(day, time.min, tzinfo=UTC)
-

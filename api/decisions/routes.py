@@ -3,7 +3,6 @@ decision log."""
 
 from __future__ import annotations
 
-import itertools
 import logging
 import time
 from datetime import date, timedelta
@@ -24,6 +23,7 @@ from api.core.bodies import (
     to_json,
 )
 from api.core.database import UnreadableRecord
+from api.core.export import export_responses, opened
 from api.core.params import KNOWN_QUERY
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import authorize, caller, problems
@@ -257,17 +257,11 @@ def list_decisions(
     "the connection.",
     response_class=Response,
     responses={
-        200: {
-            "description": "One record per line (jsonl: a DecisionRecord as JSON; csv: its "
-            "columns, JSON columns as JSON text), then the completeness line",
-            "content": {
-                "application/x-ndjson": {
-                    "schema": {"type": "string"},
-                    "examples": ex.named(jsonl=ex.EXPORT_JSONL),
-                },
-                "text/csv": {"schema": {"type": "string"}, "examples": ex.named(csv=ex.EXPORT_CSV)},
-            },
-        },
+        200: export_responses(
+            "jsonl: a DecisionRecord as JSON; csv: its columns, JSON columns as JSON text",
+            ex.EXPORT_JSONL,
+            ex.EXPORT_CSV,
+        ),
         **problems("GET", "/v1/decisions/export"),
     },
 )
@@ -279,14 +273,9 @@ def export_decisions(
     format: Literal["csv", "jsonl"] = "jsonl",  # noqa: A002 - the query name
 ) -> Response:
     mask = masker(svc)
-    rows = svc.store.decisions.iterate(**filters.as_kwargs())
-    try:
-        # The first batch is read before the answer starts: an unreadable record in it is
-        # a problem response, not a 200 with a short body.
-        first = next(rows, None)
-    except UnreadableRecord as exc:
-        raise unreadable_problem(exc) from None
-    records = itertools.chain([] if first is None else [first], rows)
+    # The first batch is read before the answer starts: an unreadable record in it is a
+    # problem response, not a 200 with a short body.
+    records = opened(svc.store.decisions.iterate(**filters.as_kwargs()))
     return stream(records, mask, format, svc.clock.now())
 
 

@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, WithJsonSchema
 
 from api.core.bodies import Body, Currency, Identifier, Money
-from api.core.schemas import POSITIVE_MONEY_SCHEMA, DateTimeText, DecimalText
+from api.core.schemas import POSITIVE_MONEY_SCHEMA, DateTimeText, DecimalText, Sha256Hex
 from api.customers.models import CustomerPosition
 
 #: Separation of duties: the role that posts each event type (``admin`` posts any). The
@@ -137,3 +137,43 @@ class EventResult(BaseModel):
         "that result and nothing changed now"
     )
     customer: CustomerPosition
+
+
+# -- the reads of the ledger's chain (GET /v1/ledger-events, its export) ----------------------
+
+
+class LedgerEventRecord(BaseModel):
+    """A recorded ledger event as the reads show it (``GET /v1/ledger-events``, the export):
+    the hash-chained record (chain `ledger`), nothing masked (the ledger's own movements)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    seq: int = Field(description="Position in the ledger's hash chain (1, 2, ... without gaps)")
+    event_id: str = Field(description="The caller's id of the event (unique in the business unit)")
+    customer_id: str
+    type: Literal["order_cancelled", "invoice_issued", "payment_received", "credit_note"]
+    order_id: str | None
+    amount: DecimalText | None = Field(description="null for order_cancelled")
+    currency: str | None
+    content_hash: Sha256Hex = Field(description="sha256 of the event as sent (idempotency)")
+    effect: EventEffect
+    caller: str = Field(description="role:key id of the API key that recorded it")
+    created_at: DateTimeText = Field(description="When it was recorded (the service clock)")
+    prev_hash: Sha256Hex
+    record_hash: Sha256Hex
+    business_unit: str
+    clock: str = Field(
+        default=None,  # type: ignore[assignment]
+        description="Only for an event recorded under a moved clock (tests): how it was moved",
+    )
+
+
+class LedgerEventPage(BaseModel):
+    """One page of the ledger events, newest first."""
+
+    model_config = ConfigDict(extra="allow")
+
+    items: list[LedgerEventRecord]
+    next_cursor: int | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page"
+    )

@@ -4,6 +4,8 @@ own hash chain; the reservations they move (``Ledger.apply_event``)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -11,7 +13,8 @@ from sqlalchemy import exc
 from sqlmodel import Session, col, select
 
 from api.core import chain, chainhead
-from api.core.database import Database
+from api.core.database import Database, read_records
+from api.core.params import query_bound
 from api.core.types import DEFAULT_UNIT
 from api.core.values import currency_code, identifier, money, plain
 from api.customers.exceptions import UnknownCustomer
@@ -28,6 +31,7 @@ __all__ = [
     "LEDGER_LOCK_KEY",
     "Ledger",
     "event_record",
+    "read_event",
     "BINDING_EVENTS",
     "order_owner",
     "other_owner",
@@ -202,6 +206,74 @@ class Ledger:
                 for r in rows
             ]
 
+    # -- reading the ledger's chain (GET /v1/ledger-events and its export) ------------------
+
+    def search(
+        self, *, cursor: int | None = None, limit: int = 50, **filters: Any
+    ) -> tuple[list[dict[str, Any]], int | None]:
+        """This unit's ledger events (``read_event``), newest first (``seq`` descending),
+        that pass ``filters`` (``_filtered``). ``cursor`` is the ``next_cursor`` of the
+        previous page (only events with a lower ``seq``: events appended meanwhile never
+        shift a page); returns ``(rows, next_cursor or None)``. Raises ``UnreadableRecord``
+        for an event that cannot be read."""
+        limit = max(1, min(int(limit), 500))
+        q = self._filtered(select(LedgerEvent), **filters)
+        if cursor is not None:
+            q = q.where(col(LedgerEvent.seq) < int(cursor))
+        q = q.order_by(col(LedgerEvent.seq).desc()).limit(limit + 1)
+        with self.db.session(write=False) as s:
+            rows = read_records(s, q, LedgerEvent, read_event)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, (rows[-1]["seq"] if more else None)
+
+    def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
+        """Every ledger event of this unit that passes ``filters``, oldest first (``seq``
+        order), read in batches of ``batch`` (one short read transaction each, keyset
+        pagination on ``seq``). An event that cannot be read raises ``UnreadableRecord``
+        before any event of its batch is yielded: never a silent end."""
+        after = 0
+        base = self._filtered(select(LedgerEvent), **filters)
+        while True:
+            q = base.where(col(LedgerEvent.seq) > after).order_by(col(LedgerEvent.seq))
+            with self.db.session(write=False) as s:
+                page = read_records(s, q.limit(batch), LedgerEvent, read_event)
+            yield from page
+            if not page:
+                return
+            after = page[-1]["seq"]
+
+    def _filtered(
+        self,
+        q: Any,
+        *,
+        customer_id: str | None = None,
+        order_id: str | None = None,
+        event_type: str | None = None,
+        event_id: str | None = None,
+        date_from: date | datetime | None = None,
+        date_to: date | datetime | None = None,
+    ) -> Any:
+        """``q`` limited to this unit's events that pass every filter given, each exact
+        (``=``: case-sensitive on both databases): the customer, the order id the event
+        names, the type, the event id, ``date_from`` inclusive and ``date_to`` exclusive on
+        ``created_at`` (a plain date means its whole day), as the decision log's filters.
+        An unknown filter name is a ``TypeError``."""
+        q = q.where(LedgerEvent.business_unit == self.db.unit)
+        if customer_id is not None:
+            q = q.where(LedgerEvent.customer_id == customer_id)
+        if order_id is not None:
+            q = q.where(LedgerEvent.order_id == order_id)
+        if event_type is not None:
+            q = q.where(LedgerEvent.type == event_type)
+        if event_id is not None:
+            q = q.where(LedgerEvent.event_id == event_id)
+        if date_from is not None:
+            q = q.where(col(LedgerEvent.created_at) >= query_bound(date_from, end=False))
+        if date_to is not None:
+            q = q.where(col(LedgerEvent.created_at) < query_bound(date_to, end=True))
+        return q
+
 
 def other_owner(
     s: Session,
@@ -347,4 +419,17 @@ def event_record(row: LedgerEvent) -> dict[str, Any]:
         out["business_unit"] = row.business_unit
     if row.clock is not None:
         out["clock"] = row.clock
+    return out
+
+
+def read_event(row: LedgerEvent) -> dict[str, Any]:
+    """A ledger event as the reads show it (``GET /v1/ledger-events``, the export): the
+    hashed record (``event_record``), with ``business_unit`` always and ``clock`` only when
+    set. Raises ``ValueError`` when ``effect`` is not a JSON object (a value edited outside
+    the service): ``read_records`` reports the event as unreadable."""
+    if not isinstance(row.effect, dict):
+        raise ValueError(f"effect is not a JSON object: {type(row.effect).__name__}")
+    out = event_record(row)
+    out["effect"] = dict(row.effect)
+    out["business_unit"] = row.business_unit
     return out

@@ -42,6 +42,8 @@ OPERATION_IDS = {
     ("GET", "/v1/audit/verify"): "verifyAudit",
     ("GET", "/v1/policy"): "getPolicy",
     ("GET", "/v1/orders/{order_id}"): "getOrder",
+    ("GET", "/v1/ledger-events"): "listLedgerEvents",
+    ("GET", "/v1/ledger-events/export"): "exportLedgerEvents",
     ("GET", "/healthz"): "getHealth",
     ("GET", "/readyz"): "getReadiness",
     ("GET", "/metrics"): "getMetrics",
@@ -143,10 +145,14 @@ def test_responses_are_declared(api: Api) -> None:
     assert {"404", "409", "422", "500", "503"} <= set(decide)
     assert decide["200"]["links"]["getDecision"]["operationId"] == "getDecision"
     assert paths["/v1/decisions/{decision_id}"]["get"]["responses"]["404"]
-    assert set(paths["/v1/decisions/export"]["get"]["responses"]["200"]["content"]) == {
-        "text/csv",
-        "application/x-ndjson",
-    }
+    for export in ("/v1/decisions/export", "/v1/ledger-events/export"):
+        assert set(paths[export]["get"]["responses"]["200"]["content"]) == {
+            "text/csv",
+            "application/x-ndjson",
+        }
+    for read in ("/v1/ledger-events", "/v1/ledger-events/export"):
+        # a stored event that cannot be read: 500 unreadable_record
+        assert {"422", "500"} <= set(paths[read]["get"]["responses"]), read
     metrics = paths["/metrics"]["get"]["responses"]["200"]["content"]
     assert set(metrics) == {"text/plain"}
     assert metrics["text/plain"]["schema"] == {"type": "string"}
@@ -338,6 +344,12 @@ def test_answers_fit_their_schemas(tmp_path: Path, masked: bool) -> None:
             r = a.client.post("/v1/customers/CUST-0004/events", headers=a.h(), json=event)
             assert r.status_code == 200, r.text
             conforms(spec, "POST", "/v1/customers/{customer_id}/events", r.json())
+        page = a.client.get("/v1/ledger-events?limit=2", headers=a.h("finance")).json()
+        assert page["next_cursor"] is not None  # E3 (no amount), E2; E1 on the next page
+        assert page["items"][0]["amount"] is None
+        conforms(spec, "GET", "/v1/ledger-events", page)
+        page = a.client.get(f"/v1/ledger-events?cursor={page['next_cursor']}", headers=reader)
+        conforms(spec, "GET", "/v1/ledger-events", page.json())
         for order_id in ("SO-1", "SO-2", "SO-3"):  # refer; approve cancelled; invoiced
             r = a.client.get(f"/v1/orders/{order_id}", headers=a.h("order_entry"))
             assert r.status_code == 200, r.text
@@ -370,7 +382,7 @@ def test_date_patterns_are_the_parsers() -> None:
     matches exactly the dates ``parse_date`` (``date.fromisoformat``) accepts; every date
     and time the ``from`` / ``to`` pattern matches is read by the list's parser."""
     from api.core.bodies import parse_date
-    from api.decisions.params import parse_when
+    from api.core.params import parse_when
 
     date_pattern = re.compile(schemas.DATE_SCHEMA["pattern"])
     years = [0, 1, 4, 100, 400, 1896, 1900, 1999, 2000, 2024, 2026, 2100, 2400, 9996, 9999]

@@ -339,7 +339,7 @@ def _check(result: dict[str, Any], live: Live) -> None:
     output = result["output"]
     print(output[-3000:])  # the summary: operations, phases, test cases, seed
     assert result["returncode"] == 0, output[-20000:]
-    assert "19 selected / 19 total" in output, output[-3000:]
+    assert "21 selected / 21 total" in output, output[-3000:]
     for phase in ("Examples", "Coverage", "Fuzzing", "Stateful"):
         assert f"✅ {phase}" in output, (phase, output[-3000:])
     # the service never failed inside: no 500, no traceback in its log
