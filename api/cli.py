@@ -11,7 +11,8 @@ Commands::
     creditgate keys create --role ROLE [--name N]       create an API key (printed once)
     creditgate keys list                                list the keys (id, role, name, ...)
     creditgate keys revoke KEY_ID                       revoke a key (exit 1 unknown/ambiguous)
-    creditgate audit verify                             check the hash chains (exit 1 broken)
+    creditgate audit verify [--anchors FILE]            check the hash chains (exit 1 broken)
+    creditgate audit anchor --to FILE                   append the chain heads to FILE
 
 The offline commands (validate, decide, test, backtest) are ``analysis.cli``; each database
 sub-app sits in its domain (``api.core.cli`` db, ``api.keys.cli``, ``api.audit.cli``).

@@ -27,9 +27,17 @@ from api.ledger.tables import LedgerEvent, Reservation
 from api.policies.persistence import policy_text_matches
 from api.policies.tables import PolicyVersion
 
-__all__ = ["MAX_PROBLEMS", "Audit"]
+__all__ = ["CHAINS", "MAX_PROBLEMS", "Audit"]
 
 MAX_PROBLEMS = 100  # consistency problems listed by verify_consistency (all are counted)
+
+
+# The three hash chains: chain_head.name → (label, chained table)
+CHAINS: dict[str, tuple[str, Any]] = {
+    CHAIN_LOG: ("decision log", DecisionLog),
+    CHAIN_LEDGER: ("ledger events", LedgerEvent),
+    CHAIN_HISTORY: ("customer history", CustomerHistory),
+}
 
 
 class Audit:
@@ -37,6 +45,32 @@ class Audit:
 
     def __init__(self, db: Database):
         self.db = db
+
+    def chain_heads(self, batch: int = 1000) -> dict[str, dict[str, Any]]:
+        """The three chains walked as ``verify_chain`` does (without the consistency
+        checks), keyed by ``chain_head.name``: what ``creditgate audit anchor`` anchors.
+        Raises ``StoreUnavailable``."""
+        return {
+            CHAIN_LOG: self._verify_one(CHAIN_LOG, DecisionLog, raw_dict, hash_matches, batch),
+            CHAIN_LEDGER: self._verify_one(CHAIN_LEDGER, LedgerEvent, event_record, None, batch),
+            CHAIN_HISTORY: self._verify_one(
+                CHAIN_HISTORY, CustomerHistory, history_record, None, batch
+            ),
+        }
+
+    def records_at(self, name: str, seqs: set[int], batch: int = 500) -> dict[int, str]:
+        """``seq → record_hash`` of chain ``name``'s records at ``seqs`` (a seq without a
+        record is left out): the anchored heads, checked by ``audit verify --anchors``.
+        Raises ``StoreUnavailable``."""
+        t = CHAINS[name][1].__table__.c
+        wanted, found = sorted(seqs), {}
+        with self.db.session(write=False) as s:
+            for i in range(0, len(wanted), batch):
+                q = sa.select(t.seq, t.record_hash).where(
+                    t.business_unit == self.db.unit, t.seq.in_(wanted[i : i + batch])
+                )
+                found.update({int(seq): h for seq, h in s.execute(q)})
+        return found
 
     def verify_chain(self, batch: int = 1000) -> dict[str, Any]:
         """Check both hash chains, the decision log and the ledger events: contiguous
