@@ -90,6 +90,9 @@ def audit_verify(
     else:
         broken = True
         for p in consistency["problems"]:
+            if p["check"] == "decisions_missing":  # the message names the customer
+                err(f"BROKEN: ledger consistency: {p['message']}")
+                continue
             if p["check"] == "open_orders":
                 what = f"customer {p['customer_id']}"
             elif p["check"] == "reservations":

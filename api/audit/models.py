@@ -31,10 +31,13 @@ class ChainReport(_Answer):
 class ConsistencyProblem(_Answer):
     """A state the chains do not cover that disagrees with itself."""
 
-    check: Literal["open_orders", "policy_source", "policy_missing", "reservations"]
+    check: Literal[
+        "open_orders", "policy_source", "policy_missing", "reservations", "decisions_missing"
+    ]
     message: str
     customer_id: str | None = Field(
-        default=None, description="open_orders, reservations: the customer"
+        default=None,
+        description="open_orders, reservations, decisions_missing: the customer",
     )
     sha256: str = Field(
         default=None,  # type: ignore[assignment]

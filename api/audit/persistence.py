@@ -114,7 +114,12 @@ class Audit:
           ``rules.loader`` computes ``Policy.sha256``) to its key;
         - ``policy_missing``: every policy the decision log names has a stored text;
         - ``reservations``: every reservation agrees with its order's chained ledger events
-          and every approved order has one (``_check_reservations``).
+          and every approved order has one (``_check_reservations``), and points to a
+          decision the log holds, of its order (``_check_decisions``);
+        - ``decisions_missing``: per customer, its reservations and the ledger events that
+          can only follow a logged approval (an ``order_cancelled``, an ``invoice_issued``
+          that moved open orders) naming decisions the log does not hold: the trace of a
+          decision log cut back or deleted, with its head rewritten (``_check_decisions``).
 
         Returns ``{ok, customers, policy_versions, problems, problems_total}``: the counts
         checked and the first ``MAX_PROBLEMS`` problems ``{check, customer_id | sha256 |
@@ -126,6 +131,7 @@ class Audit:
         problems: list[dict[str, Any]] = []
         customers, policies = self._check_open_orders(problems), self._check_policies(problems)
         self._check_reservations(problems)
+        self._check_decisions(problems)
         return {
             "ok": not problems,
             "customers": customers,
@@ -362,6 +368,83 @@ class Audit:
                         "message": "; ".join(found[oid]),
                     }
                 )
+
+    def _check_decisions(self, problems: list[dict[str, Any]]) -> None:
+        """Every reservation (any status: each was made by an approval) points to a
+        decision-log record with its ``decision_id``, of its order; every ``order_cancelled``
+        event and every ``invoice_issued`` event that moved open orders (both need a
+        reservation, so an approval) names an order the log holds a decision of. One
+        ``reservations`` problem per reservation, one ``decisions_missing`` problem per
+        customer with the counts. Each query is one statement: a reservation and its
+        decision are committed together, an event after the decision."""
+        r, e, d = Reservation.__table__.c, LedgerEvent.__table__.c, DecisionLog.__table__.c
+        unit = self.db.unit
+        res_q = (
+            sa.select(r.order_id, r.customer_id, r.decision_id, d.order_id)
+            .select_from(
+                Reservation.__table__.outerjoin(
+                    DecisionLog.__table__,
+                    sa.and_(d.business_unit == r.business_unit, d.decision_id == r.decision_id),
+                )
+            )
+            .where(
+                r.business_unit == unit,
+                sa.or_(d.decision_id.is_(None), d.order_id != r.order_id),
+            )
+            .order_by(r.order_id)
+        )
+        ev_q = (
+            sa.select(e.customer_id, e.type, sa.cast(e.effect, sa.String))
+            .where(
+                e.business_unit == unit,
+                e.order_id.is_not(None),
+                e.type.in_(("order_cancelled", "invoice_issued")),
+                ~sa.exists().where(d.business_unit == unit, d.order_id == e.order_id),
+            )
+            .order_by(e.seq)
+        )
+        reservations: dict[str, int] = {}
+        events: dict[str, int] = {}
+        with self.db.session(write=False) as s:
+            for oid, cid, did, logged_order in s.execute(res_q):
+                if logged_order is None:
+                    reservations[cid] = reservations.get(cid, 0) + 1
+                held = (
+                    "which the log does not hold"
+                    if logged_order is None
+                    else f"which the log holds for order {logged_order}"
+                )
+                problems.append(
+                    {
+                        "check": "reservations",
+                        "order_id": oid,
+                        "customer_id": cid,
+                        "message": f"reservation of order {oid} points to decision {did}, "
+                        f"{held}",
+                    }
+                )
+            for cid, kind, effect in s.execute(ev_q):
+                if kind == "invoice_issued":
+                    try:
+                        if Decimal(str(json.loads(effect)["open_orders"])) >= 0:
+                            continue  # moved no reservation: an order decided elsewhere
+                    except (*READ_ERRORS, json.JSONDecodeError):
+                        continue  # unreadable: reported by _check_reservations
+                events[cid] = events.get(cid, 0) + 1
+        for cid in sorted(set(reservations) | set(events)):
+            counts = (
+                (events.get(cid, 0), "ledger event"),
+                (reservations.get(cid, 0), "reservation"),
+            )
+            parts = [f"{n} {noun}{'s' if n != 1 else ''}" for n, noun in counts if n]
+            problems.append(
+                {
+                    "check": "decisions_missing",
+                    "customer_id": cid,
+                    "message": f"customer {cid} has {' and '.join(parts)} naming decisions "
+                    "the log does not hold",
+                }
+            )
 
     def _verify_one(
         self,
