@@ -38,6 +38,7 @@ def audit_verify(
     exit 0 if intact, 1 if a record was changed, removed (also the newest ones), reordered
     or cannot be read, a customer's open orders differ from its open reservations, a
     reservation disagrees with its order's ledger events (or an approved order has none), a
+    reservation or ledger event names a decision the log does not hold, a
     stored policy text does not hash to its sha256, or a policy the log names is not stored.
     One line per chain with the stored head (seq and record_hash): write them to an external
     log to anchor the chains (someone with write access to the database could rewrite the
