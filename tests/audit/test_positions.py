@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from api.cli import app
+from tests.helpers import ledger as ledger_helpers
 from tests.helpers import stores
 from tests.helpers.ledger import event
 from tests.helpers.stores import evaluator, order, prime_customer
@@ -18,6 +19,9 @@ compiled = stores.compiled
 pg_store = stores.pg_store
 pg_url = stores.pg_url
 store = stores.store
+# the HTTP fixtures of tests/helpers/ledger.py (SQLite and PostgreSQL)
+api = ledger_helpers.api
+db_url = ledger_helpers.db_url
 
 
 def decide(store, compiled, *order_ids):
@@ -145,4 +149,22 @@ def test_cli_reports_the_missing_decisions(store, ledger, monkeypatch):
     assert broken[-1] == (
         "BROKEN: ledger consistency: customer C1 has 2 ledger events and 3 reservations "
         "naming decisions the log does not hold"
+    )
+
+
+def test_http_audit_verify_answers_the_missing_decisions(api):
+    api.customer()
+    assert api.decide().json()["outcome"] == "approve"
+    with api.store.engine.begin() as conn:
+        conn.execute(sa.text("DELETE FROM decision_log"))
+        conn.execute(sa.text("DELETE FROM chain_head WHERE name = 'decision_log'"))
+    r = api.client.get("/v1/audit/verify", headers=api.h("compliance"))
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is False and body["checked"] == 0
+    assert [(p["check"], p.get("order_id"), p["customer_id"]) for p in body["consistency"][
+        "problems"
+    ]] == [("reservations", "SO-1", "CUST-1"), ("decisions_missing", None, "CUST-1")]
+    assert body["consistency"]["problems"][1]["message"] == (
+        "customer CUST-1 has 1 reservation naming decisions the log does not hold"
     )
