@@ -33,6 +33,16 @@ def junk(order_id: str) -> bytes:
                        "facts": {"customer.country_risk": "x" * 300_000}}).encode()
 
 
+async def _gate_taken() -> None:
+    """Until this loop's large-body gate is held (no fixed sleep: a busy machine is slow)."""
+    for _ in range(3000):
+        gate = bodies._gates.get(asyncio.get_running_loop())
+        if gate is not None and gate.locked():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the first large body never took the gate")
+
+
 @pytest.fixture
 def api(tmp_path):
     a = Api(f"sqlite:///{tmp_path / 'creditgate.db'}")
@@ -50,7 +60,7 @@ def test_a_large_body_waits_for_the_one_being_received_and_small_orders_go_by(ap
             length = {"content-length": str(len(first.body))}
             a = asyncio.ensure_future(client.post("/v1/decisions", headers={**h, **length},
                                                   content=first))
-            await asyncio.sleep(0.2)  # J-1 holds the gate, its body half received
+            await _gate_taken()  # J-1 holds the gate, its body half received
             b = asyncio.ensure_future(client.post("/v1/decisions", headers={**h, **length},
                                                   content=second))
             second.go.set()  # J-2's body is all there, but it waits for the gate
