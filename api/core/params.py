@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import Depends, Query, Request
 from pydantic_core import PydanticCustomError
@@ -180,3 +180,11 @@ def when_param(alias: str, description: str, example: str) -> Any:
         alias=alias, description=description, openapi_examples={"date": {"value": example}},
         json_schema_extra=_WHEN,
     )
+
+
+#: a list page's ``cursor`` query parameter (the ``next_cursor`` of the previous page) and
+#: its ``limit`` (1 to 500 records, default 50 where it is declared), shared by every list
+Cursor = Annotated[
+    int | None, Query(ge=0, le=2**62, description="next_cursor of the previous page")
+]
+PageLimit = Annotated[int, Query(ge=1, le=500)]

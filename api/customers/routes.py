@@ -9,7 +9,7 @@ import hashlib
 from functools import partial
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi import APIRouter, Depends, Header, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic_core import PydanticCustomError
@@ -29,7 +29,7 @@ from api.core.bodies import (
     validate_errors,
 )
 from api.core.database import UnreadableRecord
-from api.core.params import KNOWN_QUERY
+from api.core.params import KNOWN_QUERY, Cursor, PageLimit
 from api.core.problems import Problem, problem_response, unreadable_problem
 from api.core.routing import caller, not_reserved, problems
 from api.core.schemas import CUSTOMER_ID_SCHEMA
@@ -316,11 +316,8 @@ def get_customer_history(
     _reserved: Annotated[None, Depends(not_reserved)],
     _: Annotated[Caller, caller("GET", "/v1/customers/{customer_id}/history")],
     _known: Annotated[None, KNOWN_QUERY],
-    cursor: Annotated[
-        int | None,
-        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
 ) -> JSONResponse:
     try:
         items, next_cursor = svc.store.customer_history.page(

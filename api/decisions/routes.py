@@ -8,7 +8,7 @@ import time
 from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path, Query, Request
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -24,7 +24,7 @@ from api.core.bodies import (
 )
 from api.core.database import UnreadableRecord
 from api.core.export import export_responses, opened
-from api.core.params import KNOWN_QUERY
+from api.core.params import KNOWN_QUERY, Cursor, PageLimit
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import authorize, caller, problems
 from api.core.service import Service, service
@@ -230,11 +230,8 @@ def list_decisions(
     _: Annotated[Caller, caller("GET", "/v1/decisions")],
     _known: Annotated[None, KNOWN_QUERY],
     filters: Annotated[DecisionFilters, Depends()],
-    cursor: Annotated[
-        int | None,
-        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
 ) -> JSONResponse:
     mask = masker(svc)
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
@@ -14,7 +14,7 @@ from api.core.auth import ADMIN, Caller
 from api.core.bodies import decimals_check, json_body, json_body_doc, store_refusal, to_json
 from api.core.database import UnreadableRecord
 from api.core.export import export_responses, opened
-from api.core.params import KNOWN_QUERY
+from api.core.params import KNOWN_QUERY, Cursor, PageLimit
 from api.core.problems import Problem, unreadable_problem
 from api.core.routing import caller, problems
 from api.core.service import Service, service
@@ -127,11 +127,8 @@ def list_ledger_events(
     _: Annotated[Caller, caller("GET", "/v1/ledger-events")],
     _known: Annotated[None, KNOWN_QUERY],
     filters: Annotated[EventFilters, Depends()],
-    cursor: Annotated[
-        int | None,
-        Query(ge=0, le=2**62, description="next_cursor of the previous page"),
-    ] = None,
-    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Cursor = None,
+    limit: PageLimit = 50,
 ) -> JSONResponse:
     try:
         rows, next_cursor = svc.store.ledger.search(
