@@ -157,6 +157,54 @@ def read_records(
     raise UnreadableRecord(table, None, first_cause, readable)  # pragma: no cover
 
 
+def read_page(
+    db: Database,
+    q: Any,
+    model: Any,
+    as_record: Callable[[Any], dict[str, Any]],
+    *,
+    cursor: int | None,
+    limit: int,
+) -> tuple[list[dict[str, Any]], int | None]:
+    """One page of ``q`` (a filtered ``select(model)``), newest first (``seq`` descending),
+    in one read transaction: ``cursor`` is the ``next_cursor`` of the previous page (only
+    rows with a lower ``seq``, so rows appended meanwhile never shift a page), ``limit``
+    1 to 500 rows. Returns ``(records, next_cursor or None)``; raises
+    ``UnreadableRecord`` (``read_records``)."""
+    limit = max(1, min(int(limit), 500))
+    if cursor is not None:
+        q = q.where(col(model.seq) < int(cursor))
+    q = q.order_by(col(model.seq).desc()).limit(limit + 1)
+    with db.session(write=False) as s:
+        rows = read_records(s, q, model, as_record)
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (rows[-1]["seq"] if more else None)
+
+
+def read_batches(
+    db: Database,
+    q: Any,
+    model: Any,
+    as_record: Callable[[Any], dict[str, Any]],
+    *,
+    batch: int,
+) -> Iterator[dict[str, Any]]:
+    """Every row of ``q`` (a filtered ``select(model)``) in ``seq`` order, ``batch`` at a
+    time (one short read transaction each, keyset pagination on ``seq``). A row that
+    cannot be read raises ``UnreadableRecord`` before any row of its batch is yielded:
+    never a silent end."""
+    after = 0
+    while True:
+        page_q = q.where(col(model.seq) > after).order_by(col(model.seq)).limit(batch)
+        with db.session(write=False) as s:
+            page = read_records(s, page_q, model, as_record)
+        yield from page
+        if not page:
+            return
+        after = page[-1]["seq"]
+
+
 class Database:
     """One database: its engine, transactions and locks, the clock every write reads its
     time from (``clock``, ``api.core.clock``) and the business unit this service works in

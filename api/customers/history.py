@@ -12,7 +12,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from api.core import chain, chainhead
-from api.core.database import Database, read_records
+from api.core.database import Database, read_page
 from api.customers.tables import CustomerHistory
 
 __all__ = [
@@ -139,16 +139,11 @@ class History:
         """The customer's history records, newest first (``entry_dict``); ``cursor`` is
         the ``next_cursor`` of the previous page. Returns ``(items, next_cursor or
         None)``; raises ``UnreadableRecord`` for a record that cannot be read."""
-        limit = max(1, min(int(limit), 500))
         q = select(CustomerHistory).where(
             CustomerHistory.business_unit == self.db.unit,
             CustomerHistory.customer_id == customer_id,
         )
-        if cursor is not None:
-            q = q.where(col(CustomerHistory.seq) < int(cursor))
-        q = q.order_by(col(CustomerHistory.seq).desc()).limit(limit + 1)
-        with self.db.session(write=False) as s:
-            rows = read_records(s, q, CustomerHistory, history_record)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return [entry_dict(r) for r in rows], (rows[-1]["seq"] if more else None)
+        rows, next_cursor = read_page(
+            self.db, q, CustomerHistory, history_record, cursor=cursor, limit=limit
+        )
+        return [entry_dict(r) for r in rows], next_cursor

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlmodel import col, select
 
-from api.core.database import Database, read_records
+from api.core.database import Database, read_batches, read_page, read_records
 from api.core.params import query_bound
 from api.decisions.deciding import Decided, DecideJob, decide_batch
 from api.decisions.records import log_dict
@@ -101,16 +101,8 @@ class Decisions:
     ) -> tuple[list[dict[str, Any]], int | None]:
         """Log records, newest first, that pass ``filters`` (``_filtered``). ``cursor`` is
         the ``next_cursor`` of the previous page; returns ``(rows, next_cursor or None)``."""
-        limit = max(1, min(int(limit), 500))
         q = self._filtered(select(DecisionLog), **filters)
-        if cursor is not None:
-            q = q.where(col(DecisionLog.seq) < int(cursor))
-        q = q.order_by(col(DecisionLog.seq).desc()).limit(limit + 1)
-        with self.db.session(write=False) as s:
-            rows = read_records(s, q, DecisionLog, log_dict)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, (rows[-1]["seq"] if more else None)
+        return read_page(self.db, q, DecisionLog, log_dict, cursor=cursor, limit=limit)
 
     def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every log record that passes ``filters`` (``_filtered``), in ``seq`` order, read
@@ -118,17 +110,8 @@ class Decisions:
         ``seq``). A record that cannot be read raises ``UnreadableRecord`` before any record
         of its batch is yielded (so an unreadable record in the first batch fails before
         anything is sent): never a silent end."""
-        after = 0
-        base = self._filtered(select(DecisionLog), **filters)
-        while True:
-            q = base.where(col(DecisionLog.seq) > after)
-            with self.db.session(write=False) as s:
-                q = q.order_by(col(DecisionLog.seq)).limit(batch)
-                page = read_records(s, q, DecisionLog, log_dict)
-            yield from page
-            if not page:
-                return
-            after = page[-1]["seq"]
+        q = self._filtered(select(DecisionLog), **filters)
+        return read_batches(self.db, q, DecisionLog, log_dict, batch=batch)
 
     def _filtered(
         self,

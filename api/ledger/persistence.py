@@ -13,7 +13,7 @@ from sqlalchemy import exc
 from sqlmodel import Session, col, select
 
 from api.core import chain, chainhead
-from api.core.database import Database, read_records
+from api.core.database import Database, read_batches, read_page
 from api.core.params import query_bound
 from api.core.types import DEFAULT_UNIT
 from api.core.values import currency_code, identifier, money, plain
@@ -216,32 +216,16 @@ class Ledger:
         previous page (only events with a lower ``seq``: events appended meanwhile never
         shift a page); returns ``(rows, next_cursor or None)``. Raises ``UnreadableRecord``
         for an event that cannot be read."""
-        limit = max(1, min(int(limit), 500))
         q = self._filtered(select(LedgerEvent), **filters)
-        if cursor is not None:
-            q = q.where(col(LedgerEvent.seq) < int(cursor))
-        q = q.order_by(col(LedgerEvent.seq).desc()).limit(limit + 1)
-        with self.db.session(write=False) as s:
-            rows = read_records(s, q, LedgerEvent, read_event)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, (rows[-1]["seq"] if more else None)
+        return read_page(self.db, q, LedgerEvent, read_event, cursor=cursor, limit=limit)
 
     def iterate(self, *, batch: int = 500, **filters: Any) -> Iterator[dict[str, Any]]:
         """Every ledger event of this unit that passes ``filters``, oldest first (``seq``
         order), read in batches of ``batch`` (one short read transaction each, keyset
         pagination on ``seq``). An event that cannot be read raises ``UnreadableRecord``
         before any event of its batch is yielded: never a silent end."""
-        after = 0
-        base = self._filtered(select(LedgerEvent), **filters)
-        while True:
-            q = base.where(col(LedgerEvent.seq) > after).order_by(col(LedgerEvent.seq))
-            with self.db.session(write=False) as s:
-                page = read_records(s, q.limit(batch), LedgerEvent, read_event)
-            yield from page
-            if not page:
-                return
-            after = page[-1]["seq"]
+        q = self._filtered(select(LedgerEvent), **filters)
+        return read_batches(self.db, q, LedgerEvent, read_event, batch=batch)
 
     def _filtered(
         self,
